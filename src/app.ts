@@ -1,0 +1,224 @@
+/**
+ * Composition root: builds every part from a {@link Config} and nothing else
+ * (DESIGN "Layers and folders"). `createApp` resolves a started-but-not-listening app;
+ * `listen` binds the port; `shutdown` drains.
+ */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { jwtKey } from './auth/keys.ts';
+import { TokenVerifier } from './auth/verifier.ts';
+import { createChatServices, type ChatServices } from './chat/index.ts';
+import type { Config } from './config.ts';
+import { BodyCipher } from './crypto/cipher.ts';
+import { loadOrCreateDevSecrets } from './crypto/devSecrets.ts';
+import { LocalBus, type Bus } from './fanout/bus.ts';
+import { LocalIpCounter, type IpConnectionCounter } from './gateway/admission.ts';
+import { coreHandlers, type Handler } from './gateway/dispatch.ts';
+import { Gateway, type GatewayHooks } from './gateway/gateway.ts';
+import { httpHandler } from './http/routes.ts';
+import { createLogger, type Logger } from './observability/logger.ts';
+import { Metrics } from './observability/metrics.ts';
+import { limitSpec, memoryRateLimits, type RateLimits } from './policy/rateLimits.ts';
+import { RelationPolicy } from './policy/relations.ts';
+import { LocalPresence, type Presence } from './presence/presence.ts';
+import { coreCommands, FrameDecoder, type CommandSpec } from './protocol/inbound.ts';
+import type { Db } from './store/db.ts';
+import { seedDemo } from './store/devData.ts';
+import { createStores, type Stores } from './store/index.ts';
+import { applyDevSchema, migrate } from './store/migrate.ts';
+import { createPgDb } from './store/pgDb.ts';
+import { createPgliteDb } from './store/pgliteDb.ts';
+
+/** Version reported by /health. */
+export const VERSION = '0.1.0';
+
+/** Extension points used by later modules (groups, scale-out) and tests. */
+export interface AppOptions {
+  logger?: Logger;
+  /** Replace the bus (cluster / Redis). */
+  bus?: Bus;
+  presence?: Presence;
+  limits?: RateLimits;
+  ipCounter?: IpConnectionCounter;
+  /** Extra Redis health for /ready and /health (undefined: no Redis). */
+  redisHealthy?: () => boolean | undefined;
+}
+
+/** A built service. */
+export interface App {
+  cfg: Config;
+  logger: Logger;
+  db: Db;
+  stores: Stores;
+  chat: ChatServices;
+  gateway: Gateway;
+  server: Server;
+  metrics: Metrics;
+  /** Bind HOST:PORT; resolves the bound port. */
+  listen(): Promise<number>;
+  /** Drain (PROTOCOL §2.3 1001) within `timeoutMs`, then close everything. */
+  shutdown(timeoutMs?: number): Promise<void>;
+}
+
+/** Thrown for a configuration the service refuses to start with (message names the variable). */
+export class StartupError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'StartupError';
+  }
+}
+
+async function openDb(cfg: Config, logger: Logger): Promise<Db> {
+  if (cfg.embedded) {
+    const dir = cfg.dataDir.startsWith('memory://') ? undefined : join(cfg.dataDir, 'pgdata');
+    const db = await createPgliteDb(dir);
+    await applyDevSchema(db);
+    const { rows } = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM users_auth');
+    if (Number(rows[0]?.n) === 0) {
+      await seedDemo(db);
+      logger.info('embedded database seeded with demo users alice (1), bob (2), carol (3)');
+    }
+    return db;
+  }
+  return createPgDb(
+    {
+      connectionString: cfg.databaseUrl,
+      host: cfg.dbHost,
+      port: cfg.dbPort,
+      database: cfg.dbName,
+      user: cfg.dbUser,
+      password: cfg.dbPass,
+      ssl: cfg.dbSsl,
+      poolSize: cfg.dbPoolSize,
+      statementTimeoutMs: cfg.dbStatementTimeoutMs,
+      connectTimeoutMs: cfg.dbConnectTimeoutMs,
+      idleTimeoutMs: cfg.dbIdleTimeoutMs,
+    },
+    logger,
+  );
+}
+
+/** Secrets: required (≥ 32 bytes) on a configured database; generated once in DATA_DIR on the embedded one. */
+function resolveSecrets(cfg: Config, logger: Logger): { jwtSecret: string; jwtEncoding: 'base64' | 'utf8'; cipher: BodyCipher } {
+  let jwtSecret = cfg.jwtSecret;
+  let jwtEncoding = cfg.jwtSecretEncoding;
+  let encKey = cfg.encryptionKey;
+  if (cfg.embedded && (!jwtSecret || (!encKey && !cfg.encryptionKeys?.length))) {
+    const { secrets, created } = loadOrCreateDevSecrets(cfg.dataDir);
+    if (!jwtSecret) {
+      jwtSecret = secrets.jwtSecret;
+      jwtEncoding = 'base64';
+    }
+    encKey ??= secrets.encryptionKey;
+    logger.warn(`using development secrets ${created ? 'generated now' : 'from'} in ${cfg.dataDir} (embedded database only)`);
+  }
+  try {
+    jwtKey(jwtSecret, jwtEncoding);
+    return { jwtSecret: jwtSecret!, jwtEncoding, cipher: BodyCipher.fromConfig(encKey, cfg.encryptionKeys) };
+  } catch (err) {
+    throw new StartupError((err as Error).message);
+  }
+}
+
+/**
+ * Build the service: secrets, database (+ migrations), stores, policy, fan-out, chat
+ * services, gateway, HTTP. Throws {@link StartupError} for missing or weak secrets, and
+ * the database error when migrations cannot run.
+ */
+export async function createApp(cfg: Config, opts: AppOptions = {}): Promise<App> {
+  const logger = opts.logger ?? createLogger(cfg.logLevel);
+  const secrets = resolveSecrets(cfg, logger);
+  const db = await openDb(cfg, logger);
+  const applied = await migrate(db);
+  if (applied.length) logger.info('migrations applied', { applied });
+  const stores = createStores(db);
+  const limits = opts.limits ?? memoryRateLimits(limitSpec(cfg));
+  const presence = opts.presence ?? new LocalPresence();
+  const bus = opts.bus ?? new LocalBus();
+  const relations = new RelationPolicy(stores.relations, cfg.followPolicy, cfg.relationCacheMs);
+  const chat = createChatServices({
+    stores,
+    cipher: secrets.cipher,
+    relations,
+    limits,
+    bus,
+    presence,
+    settings: cfg,
+    logger,
+  });
+  const verifier = new TokenVerifier(
+    { key: jwtKey(secrets.jwtSecret, secrets.jwtEncoding), clockToleranceS: cfg.jwtClockToleranceS, issuer: cfg.jwtIssuer, audience: cfg.jwtAudience },
+    stores.users,
+  );
+  const specs: Record<string, CommandSpec> = { ...coreCommands(cfg) };
+  const handlers: Record<string, Handler> = { ...coreHandlers(chat) };
+  const hooks: GatewayHooks = { connectionClosed: (connId) => chat.typing.connectionClosed(connId) };
+  let gateway: Gateway | undefined;
+  const metrics = new Metrics({ connections: () => gateway?.connectionCount() ?? 0, users: () => gateway?.userCount() ?? 0 });
+  gateway = new Gateway({
+    settings: cfg,
+    logger,
+    decoder: new FrameDecoder(specs),
+    verifier,
+    handlers,
+    presence,
+    bus,
+    limits,
+    ipCounter: opts.ipCounter ?? new LocalIpCounter(),
+    metrics,
+    hooks,
+  });
+  const gw = gateway;
+  await bus.start((d) => gw.registry.deliver(d));
+  const startedAt = Date.now();
+  const server = createServer(
+    httpHandler({
+      startedAt,
+      version: VERSION,
+      draining: () => gw.isDraining(),
+      dbHealthy: () => db.ping(Math.min(2000, cfg.dbConnectTimeoutMs)),
+      redisHealthy: opts.redisHealthy ?? (() => (cfg.redisUrl ? bus.healthy() : undefined)),
+      readyRequiresRedis: cfg.readyRequiresRedis,
+      connections: () => gw.connectionCount(),
+      users: () => gw.userCount(),
+      metrics: () => metrics.text(),
+      metricsToken: cfg.metricsToken,
+    }),
+  );
+  server.keepAliveTimeout = 5000;
+  gw.attach(server);
+
+  let stopped = false;
+  return {
+    cfg,
+    logger,
+    db,
+    stores,
+    chat,
+    gateway: gw,
+    server,
+    metrics,
+    listen: () =>
+      new Promise<number>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(cfg.port, cfg.host, () => {
+          server.off('error', reject);
+          const port = (server.address() as AddressInfo).port;
+          logger.info('listening', { port, host: cfg.host, database: cfg.embedded ? 'embedded' : 'postgresql', bus: bus.kind });
+          resolve(port);
+        });
+      }),
+    async shutdown(timeoutMs = cfg.drainTimeoutMs) {
+      if (stopped) return;
+      stopped = true;
+      await gw.drain(timeoutMs);
+      gw.close();
+      chat.typing.close();
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+      await bus.stop().catch(() => {});
+      await db.close().catch(() => {});
+    },
+  };
+}

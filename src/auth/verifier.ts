@@ -1,0 +1,84 @@
+/**
+ * Token verification (PROTOCOL §3 item 3): HS256 only, with a KeyObject made once;
+ * `exp` required; `nbf`/`iat` in the future beyond the leeway refused; `iss`/`aud` when
+ * configured; `jti` not in `jwt_revocation`; `sub` a user in `users_auth`. Any lookup
+ * error refuses with AUTH_UNAVAILABLE (fail closed).
+ */
+import type { KeyObject } from 'node:crypto';
+import jwt from 'jsonwebtoken';
+import type { AuthErrorCode } from '../protocol/errors.ts';
+import type { UserStore } from '../store/users.ts';
+import type { Identity } from './identity.ts';
+
+/** Verification settings. `clockToleranceS` seconds. */
+export interface VerifierOptions {
+  key: KeyObject;
+  clockToleranceS: number;
+  issuer?: string;
+  audience?: string;
+}
+
+/** Outcome: an identity, or an `auth_error` code and text (no token content in it). */
+export type AuthResult = { ok: true; identity: Identity } | { ok: false; code: AuthErrorCode; message: string };
+
+/** Verifies tokens against the shared key and the backend's tables. */
+export class TokenVerifier {
+  constructor(
+    private readonly opts: VerifierOptions,
+    private readonly users: UserStore,
+  ) {}
+
+  /**
+   * Check the signature and claims only (no database). Resolves the `sub`, `jti` and `exp`
+   * (epoch ms), or a failure code.
+   */
+  checkClaims(token: string | undefined): { ok: true; sub: string; jti: string | null; expMs: number } | { ok: false; code: AuthErrorCode; message: string } {
+    if (!token) return { ok: false, code: 'TOKEN_MISSING', message: 'No token provided' };
+    let payload: jwt.JwtPayload;
+    try {
+      const p = jwt.verify(token, this.opts.key, {
+        algorithms: ['HS256'],
+        clockTolerance: this.opts.clockToleranceS,
+        ...(this.opts.issuer ? { issuer: this.opts.issuer } : {}),
+        ...(this.opts.audience ? { audience: this.opts.audience } : {}),
+      });
+      if (typeof p === 'string') return { ok: false, code: 'TOKEN_INVALID', message: 'Invalid token' };
+      payload = p;
+    } catch (err) {
+      if (err instanceof jwt.TokenExpiredError) return { ok: false, code: 'TOKEN_EXPIRED', message: 'Token expired' };
+      return { ok: false, code: 'TOKEN_INVALID', message: 'Invalid token' };
+    }
+    const nowS = Date.now() / 1000;
+    if (typeof payload.exp !== 'number') return { ok: false, code: 'TOKEN_INVALID', message: 'Token has no expiry' };
+    if (typeof payload.iat === 'number' && payload.iat > nowS + this.opts.clockToleranceS) {
+      return { ok: false, code: 'TOKEN_INVALID', message: 'Token issued in the future' };
+    }
+    const sub = typeof payload.sub === 'number' ? String(payload.sub) : payload.sub;
+    if (typeof sub !== 'string' || !/^\d{1,18}$/.test(sub)) return { ok: false, code: 'TOKEN_INVALID', message: 'Token subject is not a user id' };
+    const jti = typeof payload.jti === 'string' && payload.jti.length > 0 ? payload.jti : null;
+    return { ok: true, sub: String(BigInt(sub)), jti, expMs: payload.exp * 1000 };
+  }
+
+  /** Full verification: claims, then revocation and user lookup in one query. Never throws. */
+  async verify(token: string | undefined): Promise<AuthResult> {
+    const claims = this.checkClaims(token);
+    if (!claims.ok) return claims;
+    let found;
+    try {
+      found = await this.users.forAuth(claims.sub, claims.jti);
+    } catch {
+      return { ok: false, code: 'AUTH_UNAVAILABLE', message: 'Authentication is temporarily unavailable' };
+    }
+    if (found.revoked) return { ok: false, code: 'TOKEN_REVOKED', message: 'Token has been revoked' };
+    if (!found.user) return { ok: false, code: 'USER_NOT_FOUND', message: 'User not found' };
+    return { ok: true, identity: { user: found.user, jti: claims.jti, expiresAtMs: claims.expMs, xmin: found.xmin } };
+  }
+
+  /**
+   * Of the given sessions, the indexes of those whose jti is revoked or whose user was
+   * deleted: one query for all (PROTOCOL §3 item 7). Throws on database errors.
+   */
+  invalidSessions(sessions: readonly { userId: string; jti: string | null }[]): Promise<number[]> {
+    return this.users.invalidSessions(sessions);
+  }
+}

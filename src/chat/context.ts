@@ -1,0 +1,97 @@
+/**
+ * What every chat service shares: the acting user, dependencies, and small helpers
+ * (rate limit, publish, open a sealed body). No socket code here: events leave through
+ * the {@link Bus}, replies are returned to the gateway.
+ */
+import type { BodyCipher } from '../crypto/cipher.ts';
+import { TamperedError } from '../crypto/cipher.ts';
+import type { Bus } from '../fanout/bus.ts';
+import type { Logger } from '../observability/logger.ts';
+import type { RelationPolicy } from '../policy/relations.ts';
+import type { LimitKind, RateLimits } from '../policy/rateLimits.ts';
+import type { Presence } from '../presence/presence.ts';
+import { ChatError } from '../protocol/errors.ts';
+import type { DirectView } from '../protocol/outbound.ts';
+import type { Stores } from '../store/index.ts';
+import type { MessageRecord } from '../store/types.ts';
+
+/** The authenticated user behind a command, and the connection it came on. */
+export interface Actor {
+  userId: string;
+  username: string;
+  displayName: string;
+  /** The sending connection's id (excluded from broadcasts: it gets the direct reply). */
+  connId: string;
+}
+
+/** Settings the chat layer reads (a slice of Config). */
+export interface ChatSettings {
+  editWindowMs: number;
+  typingTimeoutMs: number;
+  maxGroupSize: number;
+  defaultGroupMaxMembers: number;
+  syncRetentionDays: number;
+}
+
+/** Dependencies of the chat services, built by the composition root. */
+export interface ChatDeps {
+  stores: Stores;
+  cipher: BodyCipher;
+  relations: RelationPolicy;
+  limits: RateLimits;
+  bus: Bus;
+  presence: Presence;
+  settings: ChatSettings;
+  logger: Logger;
+}
+
+/** A reply frame (without requestId) for the actor's connection. */
+export type Reply = Record<string, unknown> & { type: string };
+
+/** Take one point of `kind` for the actor; throws RATE_LIMITED with `retryAfter` (s) when over (PROTOCOL §4). */
+export async function rateLimit(deps: ChatDeps, kind: LimitKind, userId: string): Promise<void> {
+  const wait = await deps.limits.consume(kind, userId);
+  if (wait !== null) throw new ChatError('RATE_LIMITED', 'Too many requests; slow down', { retryAfter: wait });
+}
+
+/** Publish one event (serialised once) to `userIds`, skipping the actor's connection. */
+export function publish(deps: ChatDeps, userIds: readonly string[], frame: object, exceptConnId?: string): void {
+  if (userIds.length === 0) return;
+  deps.bus.publish({ userIds, frame: JSON.stringify(frame), exceptConnId });
+}
+
+/**
+ * Decrypt a record into a view. A body that fails authentication is reported in the log
+ * (message id and key id only) and resolved as null: it is never shown.
+ */
+export function openRecord(deps: ChatDeps, r: MessageRecord): DirectView | null {
+  let content = '';
+  if (r.sealed) {
+    try {
+      content = deps.cipher.open(r.sealed, r.id);
+    } catch (err) {
+      if (err instanceof TamperedError) {
+        deps.logger.error('stored message failed authentication (tampered or wrong key)', { messageId: r.id, keyId: err.keyId });
+        return null;
+      }
+      throw err;
+    }
+  }
+  return { ...r, content };
+}
+
+/** Decrypt many, dropping (and reporting) tampered ones. */
+export function openAll(deps: ChatDeps, rs: readonly MessageRecord[]): DirectView[] {
+  const out: DirectView[] = [];
+  for (const r of rs) {
+    const v = openRecord(deps, r);
+    if (v) out.push(v);
+  }
+  return out;
+}
+
+/** `conv_<a>_<b>` with the two ids ordered as strings (PROTOCOL §6). */
+export function directConversationId(a: string, b: string): { id: string; userA: string; userB: string } {
+  const [userA, userB] = a < b ? [a, b] : [b, a];
+  return { id: `conv_${userA}_${userB}`, userA, userB };
+}

@@ -1,0 +1,274 @@
+/**
+ * Direct messages (PROTOCOL §6) with the relationship rules of §5: send (idempotent by
+ * clientMessageId), start a conversation, list conversations, history, edit, delete,
+ * delete a conversation. Reactions and read receipts are in `messageActions.ts`.
+ * Nothing is acknowledged or delivered before the row is committed (§9).
+ */
+import { v7 as uuidv7 } from 'uuid';
+import { ChatError, badRequest, notFound } from '../protocol/errors.ts';
+import { messageM, nowIso, type DirectView } from '../protocol/outbound.ts';
+import type { MessageRecord } from '../store/types.ts';
+import { directConversationId, openAll, openRecord, publish, rateLimit, type Actor, type ChatDeps, type Reply } from './context.ts';
+
+/** `send_private_message` fields after validation. */
+export interface SendDirect {
+  recipientId: string;
+  content: string;
+  replyTo?: string | null;
+  clientMessageId?: string;
+}
+
+/** Operations on group messages that arrive through DM-named commands (set by the groups service). */
+export interface GroupMessageOps {
+  edit(actor: Actor, msg: MessageRecord, newContent: string): Promise<Reply>;
+  delete(actor: Actor, msg: MessageRecord, deleteForEveryone: boolean | undefined): Promise<Reply>;
+}
+
+const HISTORY_DEFAULT = 50;
+
+/** Direct-message service. */
+export class DirectMessages {
+  /** Set by the groups service so `edit_message`/`delete_message` on a group message act as §7's. */
+  groupOps: GroupMessageOps | undefined;
+
+  constructor(private readonly deps: ChatDeps) {}
+
+  /** `send_private_message` → `private_message_sent` (PROTOCOL §6). */
+  async send(actor: Actor, cmd: SendDirect): Promise<Reply> {
+    const { deps } = this;
+    await rateLimit(deps, 'message', actor.userId);
+    if (cmd.recipientId === actor.userId) throw badRequest('Cannot send a direct message to yourself', 'recipientId');
+    await deps.relations.assertCanMessage(actor.userId, cmd.recipientId);
+    const conv = directConversationId(actor.userId, cmd.recipientId);
+    let quoted: DirectView | null = null;
+    if (cmd.replyTo) {
+      const target = await deps.stores.messages.getForViewer(cmd.replyTo, actor.userId);
+      quoted = target && target.conversationId === conv.id ? openRecord(deps, target) : null;
+      if (!quoted) throw notFound('Replied-to message', 'replyTo');
+    }
+    const id = uuidv7();
+    const sealed = deps.cipher.seal(cmd.content, id);
+    const res = await deps.stores.messages.insert({
+      id,
+      conversationId: conv.id,
+      kind: 'direct',
+      userA: conv.userA,
+      userB: conv.userB,
+      senderId: actor.userId,
+      recipientId: cmd.recipientId,
+      groupId: null,
+      sealed,
+      replyTo: cmd.replyTo ?? null,
+      clientMessageId: cmd.clientMessageId ?? null,
+      mentions: null,
+      isAnnouncement: false,
+    });
+    if (res.duplicate) {
+      const view = openRecord(deps, res.existing);
+      if (!view || res.existing.senderId !== actor.userId) throw new ChatError('INTERNAL_ERROR', 'Stored message could not be read');
+      return { ...sentAck(view), duplicate: true };
+    }
+    const view: DirectView = {
+      id,
+      conversationId: conv.id,
+      seq: res.seq,
+      senderId: actor.userId,
+      senderUsername: actor.username,
+      recipientId: cmd.recipientId,
+      content: cmd.content,
+      createdAt: res.createdAt,
+      isRead: false,
+      readAt: null,
+      replyTo: cmd.replyTo ?? null,
+      isEdited: false,
+      editedAt: null,
+      isDeleted: false,
+      clientMessageId: cmd.clientMessageId ?? null,
+      reactions: [],
+    };
+    const m = messageM(view);
+    const event: Record<string, unknown> = { type: 'new_private_message', message: m, timestamp: m.timestamp };
+    if (quoted) event.replyTo = { messageId: quoted.id, content: quoted.content, username: quoted.senderUsername, timestamp: quoted.createdAt.toISOString() };
+    publish(deps, [cmd.recipientId], event);
+    const ack = sentAck(view, m);
+    publish(deps, [actor.userId], ack, actor.connId);
+    return ack;
+  }
+
+  /** `start_conversation` → `conversation_started` with the newest 50 messages (PROTOCOL §6). */
+  async start(actor: Actor, recipientId: string): Promise<Reply> {
+    const { deps } = this;
+    if (recipientId === actor.userId) throw badRequest('Cannot start a conversation with yourself', 'recipientId');
+    await deps.relations.assertCanMessage(actor.userId, recipientId);
+    const conv = directConversationId(actor.userId, recipientId);
+    const [users, online, page] = await Promise.all([
+      deps.stores.users.byIds([recipientId]),
+      deps.presence.onlineAmong([recipientId]),
+      deps.stores.history.page(conv.id, actor.userId, { limit: HISTORY_DEFAULT }),
+    ]);
+    const u = users.get(recipientId);
+    if (!u) throw notFound('User', 'recipientId');
+    return {
+      type: 'conversation_started',
+      conversationId: conv.id,
+      recipient: { id: u.id, username: u.username, displayName: u.displayName, online: online.has(u.id) },
+      messages: openAll(deps, page.messages).map(messageM),
+      hasMore: page.hasMore,
+      timestamp: nowIso(),
+    };
+  }
+
+  /** `get_conversations` → `conversations`, newest activity first, cursor-paged (PROTOCOL §6). */
+  async list(actor: Actor, limit = 50, before?: string): Promise<Reply> {
+    const { deps } = this;
+    const pos = before ? decodeListCursor(before) : undefined;
+    const { rows, hasMore } = await deps.stores.history.conversations(actor.userId, limit, pos);
+    const others = rows.map((r) => r.otherUserId);
+    const [users, online] = await Promise.all([deps.stores.users.byIds(others), deps.presence.onlineAmong(others)]);
+    const conversations = rows.map((r) => {
+      const u = users.get(r.otherUserId);
+      const last = r.lastMessage ? openRecord(deps, r.lastMessage) : null;
+      return {
+        conversationId: r.conversationId,
+        otherUser: { id: r.otherUserId, username: u?.username ?? null, displayName: u?.displayName ?? null, online: online.has(r.otherUserId) },
+        lastMessage: last ? messageM(last) : null,
+        unreadCount: r.unreadCount,
+        updatedAt: r.updatedAt.toISOString(),
+      };
+    });
+    const lastRow = rows[rows.length - 1];
+    return {
+      type: 'conversations',
+      conversations,
+      hasMore,
+      nextBefore: hasMore && lastRow ? encodeListCursor(lastRow.updatedAt, lastRow.conversationId) : null,
+      timestamp: nowIso(),
+    };
+  }
+
+  /** `get_private_messages` → `private_message_history` (PROTOCOL §6): offset 0 = newest page, oldest first. */
+  async history(actor: Actor, cmd: { recipientId?: string; conversationId?: string; limit?: number; offset?: number; before?: number }): Promise<Reply> {
+    const { deps } = this;
+    const conversationId = await this.resolveConversation(actor, cmd.conversationId, cmd.recipientId);
+    const limit = cmd.limit ?? HISTORY_DEFAULT;
+    const offset = cmd.before !== undefined ? 0 : (cmd.offset ?? 0);
+    const page = await deps.stores.history.page(conversationId, actor.userId, { limit, offset, before: cmd.before });
+    return {
+      type: 'private_message_history',
+      conversationId,
+      messages: openAll(deps, page.messages).map(messageM),
+      hasMore: page.hasMore,
+      total: page.total,
+      offset,
+      limit,
+      timestamp: nowIso(),
+    };
+  }
+
+  /** `edit_message` (alias `edit_private_message`) → `message_edited` to both participants (PROTOCOL §6). */
+  async edit(actor: Actor, messageId: string, newContent: string): Promise<Reply> {
+    const { deps } = this;
+    await rateLimit(deps, 'action', actor.userId);
+    const msg = await this.visible(actor, messageId);
+    if (msg.groupId) return this.requireGroupOps().edit(actor, msg, newContent);
+    if (msg.senderId !== actor.userId) throw new ChatError('INSUFFICIENT_PERMISSIONS', 'Only the sender can edit a message');
+    const window = deps.settings.editWindowMs;
+    if (window > 0 && Date.now() - msg.createdAt.getTime() > window) throw new ChatError('EDIT_WINDOW_EXPIRED', 'The edit window has passed');
+    const editedAt = await deps.stores.messages.edit(msg.id, deps.cipher.seal(newContent, msg.id));
+    if (!editedAt) throw notFound('Message', 'messageId');
+    const event = { type: 'message_edited', messageId: msg.id, conversationId: msg.conversationId, newContent, editedAt: editedAt.toISOString(), timestamp: nowIso() };
+    publish(deps, participants(msg), event, actor.connId);
+    return event;
+  }
+
+  /**
+   * `delete_message` / `delete_private_message` → `message_deleted` (PROTOCOL §6). Default
+   * `deleteForEveryone`: false for delete_message; for delete_private_message true when the
+   * caller is the sender.
+   */
+  async delete(actor: Actor, messageId: string, deleteForEveryone: boolean | undefined, privateAlias: boolean): Promise<Reply> {
+    const { deps } = this;
+    await rateLimit(deps, 'action', actor.userId);
+    const msg = await this.visible(actor, messageId);
+    if (msg.groupId) return this.requireGroupOps().delete(actor, msg, deleteForEveryone);
+    const everyone = deleteForEveryone ?? (privateAlias && msg.senderId === actor.userId);
+    if (everyone) {
+      if (msg.senderId !== actor.userId) throw new ChatError('INSUFFICIENT_PERMISSIONS', 'Only the sender can delete a message for everyone');
+      if (!(await deps.stores.messages.deleteForEveryone(msg.id, actor.userId))) throw notFound('Message', 'messageId');
+    } else {
+      await deps.stores.messages.deleteForUser(msg.id, actor.userId);
+    }
+    const event = { type: 'message_deleted', messageId: msg.id, conversationId: msg.conversationId, deleteForEveryone: everyone, timestamp: nowIso() };
+    publish(deps, everyone ? participants(msg) : [actor.userId], event, actor.connId);
+    return event;
+  }
+
+  /** `delete_conversation` → `conversation_deleted` (for me: the actor's devices; for everyone: both participants). */
+  async deleteConversation(actor: Actor, conversationId: string, deleteForEveryone = false): Promise<Reply> {
+    const { deps } = this;
+    await rateLimit(deps, 'action', actor.userId);
+    const conv = await deps.stores.history.conversation(conversationId);
+    if (!conv || conv.kind !== 'direct' || (conv.userA !== actor.userId && conv.userB !== actor.userId)) throw notFound('Conversation', 'conversationId');
+    if (deleteForEveryone) await deps.stores.history.deleteConversationForEveryone(conversationId, actor.userId);
+    else await deps.stores.history.deleteConversationForUser(conversationId, actor.userId);
+    const event = { type: 'conversation_deleted', conversationId, deleteForEveryone, timestamp: nowIso() };
+    publish(deps, deleteForEveryone ? [conv.userA!, conv.userB!] : [actor.userId], event, actor.connId);
+    return event;
+  }
+
+  /**
+   * A message the actor may act on: exists, visible to them and (for DMs) they are a
+   * participant. Group messages are returned for the groups service to check membership.
+   * Throws NOT_FOUND otherwise (existence never leaked).
+   */
+  async visible(actor: Actor, messageId: string): Promise<MessageRecord> {
+    const msg = await this.deps.stores.messages.getForViewer(messageId, actor.userId);
+    if (!msg || (!msg.groupId && msg.senderId !== actor.userId && msg.recipientId !== actor.userId)) throw notFound('Message', 'messageId');
+    return msg;
+  }
+
+  private requireGroupOps(): GroupMessageOps {
+    if (!this.groupOps) throw notFound('Message', 'messageId');
+    return this.groupOps;
+  }
+
+  /** The DM conversation named by id (must include the actor) or by the other user. Throws NOT_FOUND. */
+  private async resolveConversation(actor: Actor, conversationId?: string, recipientId?: string): Promise<string> {
+    if (conversationId !== undefined) {
+      const m = /^conv_(\d+)_(\d+)$/.exec(conversationId);
+      if (!m || (m[1] !== actor.userId && m[2] !== actor.userId)) throw notFound('Conversation', 'conversationId');
+      const ids = directConversationId(m[1]!, m[2]!);
+      if (ids.id !== conversationId) throw notFound('Conversation', 'conversationId');
+      return conversationId;
+    }
+    return directConversationId(actor.userId, recipientId!).id;
+  }
+}
+
+/** The two participants of a DM. */
+export function participants(msg: { senderId: string; recipientId: string | null }): string[] {
+  return msg.recipientId && msg.recipientId !== msg.senderId ? [msg.senderId, msg.recipientId] : [msg.senderId];
+}
+
+function sentAck(view: DirectView, m = messageM(view)): Reply {
+  return {
+    type: 'private_message_sent',
+    message: m,
+    messageId: view.id,
+    conversationId: view.conversationId,
+    replyTo: view.replyTo,
+    clientMessageId: view.clientMessageId,
+    timestamp: m.timestamp as string,
+  };
+}
+
+function encodeListCursor(updatedAt: Date, conversationId: string): string {
+  return Buffer.from(`${updatedAt.toISOString()}|${conversationId}`).toString('base64url');
+}
+
+function decodeListCursor(s: string): { updatedAt: Date; conversationId: string } {
+  const [when, cid] = Buffer.from(s, 'base64url').toString('utf8').split('|');
+  const updatedAt = new Date(when ?? '');
+  if (!cid || Number.isNaN(updatedAt.getTime())) throw badRequest('before: not a cursor from this server', 'before');
+  return { updatedAt, conversationId: cid };
+}

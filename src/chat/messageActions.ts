@@ -1,0 +1,104 @@
+/**
+ * Reactions and receipts on messages (PROTOCOL §6 reactions and `mark_message_read`,
+ * §9 `message_delivered` / `message_status`). DMs here; group messages are handed to the
+ * groups service through {@link GroupMessageActions}.
+ */
+import { ChatError, notFound } from '../protocol/errors.ts';
+import { nowIso } from '../protocol/outbound.ts';
+import type { MessageRecord } from '../store/types.ts';
+import { publish, rateLimit, type Actor, type ChatDeps, type Reply } from './context.ts';
+import { participants, type DirectMessages } from './direct.ts';
+
+/** Group-message variants, implemented by the groups service. */
+export interface GroupMessageActions {
+  react(actor: Actor, msg: MessageRecord, reaction: string, add: boolean, dmNames: boolean): Promise<Reply>;
+  markRead(actor: Actor, msg: MessageRecord): Promise<Reply>;
+}
+
+/** Reactions, read and delivery receipts. */
+export class MessageActions {
+  /** Set by the groups service. */
+  groupActions: GroupMessageActions | undefined;
+
+  constructor(
+    private readonly deps: ChatDeps,
+    private readonly direct: DirectMessages,
+  ) {}
+
+  /**
+   * `add_reaction` / `remove_reaction` → `reaction_added` / `reaction_removed` to both
+   * participants (PROTOCOL §6). REACTION_EXISTS / REACTION_NOT_FOUND; NOT_FOUND when
+   * the actor cannot see the message. On a group message: §7's group reactions.
+   */
+  async react(actor: Actor, messageId: string, reaction: string, add: boolean): Promise<Reply> {
+    const { deps } = this;
+    await rateLimit(deps, 'action', actor.userId);
+    const msg = await this.direct.visible(actor, messageId);
+    if (msg.groupId) {
+      if (!this.groupActions) throw notFound('Message', 'messageId');
+      return this.groupActions.react(actor, msg, reaction, add, true);
+    }
+    let at: Date;
+    if (add) {
+      const created = await deps.stores.reactions.add(msg.id, actor.userId, reaction);
+      if (!created) throw new ChatError('REACTION_EXISTS', 'You already reacted with this', { field: 'reaction' });
+      at = created;
+    } else {
+      if (!(await deps.stores.reactions.remove(msg.id, actor.userId, reaction))) throw new ChatError('REACTION_NOT_FOUND', 'No such reaction of yours', { field: 'reaction' });
+      at = new Date();
+    }
+    const event = {
+      type: add ? 'reaction_added' : 'reaction_removed',
+      messageId: msg.id,
+      conversationId: msg.conversationId,
+      reaction: { userId: actor.userId, username: actor.username, reaction, timestamp: at.toISOString() },
+      emoji: reaction,
+      timestamp: nowIso(),
+    };
+    publish(deps, participants(msg), event, actor.connId);
+    return event;
+  }
+
+  /**
+   * `mark_message_read` → `message_marked_read`; the sender's devices get `message_read`
+   * and `message_status {status:"read"}`, the reader's other devices `message_marked_read`
+   * (PROTOCOL §6, §9). Reading one's own message changes nothing.
+   */
+  async markRead(actor: Actor, messageId: string): Promise<Reply> {
+    const { deps } = this;
+    const msg = await this.direct.visible(actor, messageId);
+    if (msg.groupId) {
+      if (!this.groupActions) throw notFound('Message', 'messageId');
+      return this.groupActions.markRead(actor, msg);
+    }
+    const reply = { type: 'message_marked_read', messageId: msg.id, conversationId: msg.conversationId, timestamp: nowIso() };
+    if (msg.recipientId !== actor.userId) return reply;
+    const { changed, readAt } = await deps.stores.messages.markRead(msg.id, actor.userId);
+    if (changed) {
+      const ts = (readAt ?? new Date()).toISOString();
+      publish(deps, [msg.senderId], { type: 'message_read', messageId: msg.id, conversationId: msg.conversationId, readBy: actor.userId, timestamp: ts });
+      publish(deps, [msg.senderId], { type: 'message_status', messageId: msg.id, conversationId: msg.conversationId, status: 'read', userId: actor.userId, timestamp: ts });
+      publish(deps, [actor.userId], reply, actor.connId);
+    }
+    return reply;
+  }
+
+  /**
+   * `message_delivered {messageIds}` from a recipient device: records first delivery and
+   * sends `message_status {status:"delivered"}` to each sender's devices (PROTOCOL §9).
+   * Ids the actor did not receive are ignored. Reply: `message_delivered_ack {messageIds}` (the ids recorded now).
+   */
+  async delivered(actor: Actor, messageIds: readonly string[]): Promise<Reply> {
+    const { deps } = this;
+    const unique = [...new Set(messageIds)];
+    const changed = await deps.stores.messages.markDelivered(unique, actor.userId);
+    if (changed.length > 0) {
+      const senders = await Promise.all(changed.map((id) => deps.stores.messages.get(id)));
+      const ts = nowIso();
+      for (const m of senders) {
+        if (m) publish(deps, [m.senderId], { type: 'message_status', messageId: m.id, conversationId: m.conversationId, status: 'delivered', userId: actor.userId, timestamp: ts });
+      }
+    }
+    return { type: 'message_delivered_ack', messageIds: changed, timestamp: nowIso() };
+  }
+}

@@ -1,0 +1,181 @@
+/**
+ * Configuration: environment (+ `.env`) → typed, validated {@link Config}.
+ *
+ * Every setting lives in {@link SETTINGS}, one row each: its environment name, default,
+ * parser and meaning. `.env.example` is generated from that table
+ * (`tsx scripts/gen-env-example.ts`), and a unit test keeps the two in step.
+ * A bad value throws {@link ConfigError} naming the variable and the expected form.
+ */
+import { cpus } from 'node:os';
+
+/** Thrown when a variable has a value outside its expected form; the message names both. */
+export class ConfigError extends Error {
+  /** @param variable environment variable name; @param expected human description of the form */
+  constructor(
+    readonly variable: string,
+    readonly expected: string,
+    value: string,
+  ) {
+    super(`${variable}: expected ${expected}, got ${JSON.stringify(value.length > 40 ? value.slice(0, 40) + '…' : value)}`);
+    this.name = 'ConfigError';
+  }
+}
+
+type Parser<T> = { parse(raw: string, name: string): T; form: string };
+
+const int = (min: number, max = Number.MAX_SAFE_INTEGER): Parser<number> => ({
+  form: `an integer in ${min}..${max}`,
+  parse(raw, name) {
+    const n = Number(raw);
+    if (!/^-?\d+$/.test(raw.trim()) || !Number.isSafeInteger(n) || n < min || n > max) {
+      throw new ConfigError(name, `an integer in ${min}..${max}`, raw);
+    }
+    return n;
+  },
+});
+const bool: Parser<boolean> = {
+  form: 'true or false',
+  parse(raw, name) {
+    const v = raw.trim().toLowerCase();
+    if (['true', '1', 'yes', 'on'].includes(v)) return true;
+    if (['false', '0', 'no', 'off', ''].includes(v)) return false;
+    throw new ConfigError(name, 'true or false', raw);
+  },
+};
+const str: Parser<string> = { form: 'a string', parse: (raw) => raw };
+const oneOf = <T extends string>(...values: T[]): Parser<T> => ({
+  form: `one of ${values.join(', ')}`,
+  parse(raw, name) {
+    const v = raw.trim() as T;
+    if (!values.includes(v)) throw new ConfigError(name, `one of ${values.join(', ')}`, raw);
+    return v;
+  },
+});
+const list: Parser<string[]> = {
+  form: 'a comma-separated list',
+  parse: (raw) => raw.split(',').map((s) => s.trim()).filter(Boolean),
+};
+
+interface Setting<T> {
+  env: string;
+  default: T | undefined;
+  parser: Parser<T>;
+  doc: string;
+  secret?: boolean;
+}
+const s = <T>(env: string, def: T | undefined, parser: Parser<T>, doc: string, secret = false): Setting<T> => ({
+  env,
+  default: def,
+  parser,
+  doc,
+  secret,
+});
+
+/**
+ * Every setting the service reads. Keys are the {@link Config} field names; `env` is the
+ * environment variable. Source of each default: PROTOCOL.md (section named in `doc`) or
+ * the old server's variable names (DB_*).
+ */
+export const SETTINGS = {
+  port: s('PORT', 3001, int(0, 65535), 'HTTP and WebSocket port (PROTOCOL §1); 0 picks a free port'),
+  host: s('HOST', '0.0.0.0', str, 'Listen address'),
+  databaseUrl: s<string>('DATABASE_URL', undefined, str, 'PostgreSQL URL; unset (and no DB_HOST) = embedded PGlite in DATA_DIR'),
+  dbHost: s<string>('DB_HOST', undefined, str, 'PostgreSQL host (old server name; used when DATABASE_URL is unset)'),
+  dbPort: s('DB_PORT', 5432, int(1, 65535), 'PostgreSQL port'),
+  dbName: s('DB_NAME', 'postgres', str, 'PostgreSQL database'),
+  dbUser: s('DB_USER', 'postgres', str, 'PostgreSQL user'),
+  dbPass: s<string>('DB_PASS', undefined, str, 'PostgreSQL password', true),
+  dbSsl: s('DB_SSL', false, bool, 'Use TLS to PostgreSQL (rejectUnauthorized stays on)'),
+  dbPoolSize: s('DB_POOL_SIZE', 10, int(1, 1000), 'Connections in the pg pool, per process'),
+  dbStatementTimeoutMs: s('DB_STATEMENT_TIMEOUT_MS', 5000, int(0), 'statement_timeout for every query, ms (0 = none)'),
+  dbConnectTimeoutMs: s('DB_CONNECT_TIMEOUT_MS', 2000, int(1), 'Bound on connecting and on waiting for a free pool connection, ms'),
+  dbIdleTimeoutMs: s('DB_IDLE_TIMEOUT_MS', 30000, int(0), 'Idle pool connection lifetime, ms'),
+  dataDir: s('DATA_DIR', './data', str, 'Embedded database and development secrets directory'),
+  jwtSecret: s<string>('JWT_SECRET', undefined, str, 'HS256 key shared with the auth backend (≥ 32 bytes once decoded; PROTOCOL §3)', true),
+  jwtSecretEncoding: s('JWT_SECRET_ENCODING', 'base64' as 'base64' | 'utf8', oneOf('base64', 'utf8'), 'How JWT_SECRET is decoded: base64 (as the Java backend) or utf8'),
+  jwtIssuer: s<string>('JWT_ISSUER', undefined, str, 'Required `iss` claim when set'),
+  jwtAudience: s<string>('JWT_AUDIENCE', undefined, str, 'Required `aud` claim when set'),
+  jwtClockToleranceS: s('JWT_CLOCK_TOLERANCE_S', 30, int(0, 3600), 'Leeway for exp/nbf/iat, seconds'),
+  encryptionKey: s<string>('CHAT_ENCRYPTION_KEY', undefined, str, 'AES-256 key, 32 bytes as base64 or hex (key id "k1")', true),
+  encryptionKeys: s<string[]>('CHAT_ENCRYPTION_KEYS', undefined, list, 'Several keys "id1:key1,id2:key2": the first encrypts, all decrypt', true),
+  logLevel: s('LOG_LEVEL', 'info' as 'error' | 'warn' | 'info' | 'debug', oneOf('error', 'warn', 'info', 'debug'), 'Log level'),
+  maxPayloadBytes: s('MAX_PAYLOAD_BYTES', 65536, int(1024, 16 * 1024 * 1024), 'Largest inbound frame, bytes; larger → close 1009 (§1)'),
+  wsCompression: s('WS_COMPRESSION', false, bool, 'permessage-deflate (§1)'),
+  allowedOrigins: s<string[]>('ALLOWED_ORIGINS', [], list, 'Exact Origin allow-list; empty = any; no Origin header is always allowed (§1)'),
+  maxConnectionsPerIp: s('MAX_CONNECTIONS_PER_IP', 200, int(1), 'Concurrent connections per client IP (§1)'),
+  connectionRatePerIp: s('CONNECTION_RATE_PER_IP', 120, int(1), 'New connections per client IP per minute (§1)'),
+  trustProxy: s('TRUST_PROXY', 0, int(0, 10), 'Proxy hops of X-Forwarded-For to trust (0 = ignore the header) (§1)'),
+  maxMessageLength: s('MAX_MESSAGE_LENGTH', 5000, int(1, 100000), 'Longest message content, Unicode code points (§2)'),
+  protocolErrorLimit: s('PROTOCOL_ERROR_LIMIT', 20, int(1), 'BAD_REQUEST/UNKNOWN_TYPE errors per 60 s before close 4400 (§2.2)'),
+  editWindowMs: s('EDIT_WINDOW_MS', 300000, int(0), 'How long a message may be edited, ms; 0 = unlimited (§2.2)'),
+  authTimeoutMs: s('AUTH_TIMEOUT_MS', 30000, int(1), 'Unauthenticated connections close 4408 after this, ms (§3)'),
+  singleSession: s('SINGLE_SESSION', false, bool, 'A new login closes the older connections with 4409 (§3)'),
+  sessionRecheckMs: s('SESSION_RECHECK_MS', 60000, int(100), 'Revoked jti / deleted user re-check interval, ms (§3)'),
+  heartbeatIntervalMs: s('HEARTBEAT_INTERVAL_MS', 25000, int(100), 'WebSocket ping interval, ms (§3)'),
+  heartbeatTimeoutMs: s('HEARTBEAT_TIMEOUT_MS', 10000, int(50), 'Pong deadline after a ping, ms (§3)'),
+  maxConnectionsPerUser: s('MAX_CONNECTIONS_PER_USER', 10, int(1), 'Devices per user; more → close 4429 (§3)'),
+  sendQueueLimitBytes: s('SEND_QUEUE_LIMIT_BYTES', 1048576, int(1024), 'Per-connection queued outbound bytes before close 4503 (§2.3)'),
+  messageRateLimit: s('MESSAGE_RATE_LIMIT', 30, int(1), 'Sends per user per window (§4)'),
+  messageRateWindowMs: s('MESSAGE_RATE_WINDOW_MS', 60000, int(1000), 'Rate-limit window for sends and actions, ms (§4)'),
+  actionRateLimit: s('ACTION_RATE_LIMIT', 60, int(1), 'Edits, deletes and reactions per user per window (§4)'),
+  typingRateLimit: s('TYPING_RATE_LIMIT', 20, int(1), 'Typing frames per user per TYPING_RATE_WINDOW_MS; excess dropped (§4)'),
+  typingRateWindowMs: s('TYPING_RATE_WINDOW_MS', 10000, int(1000), 'Typing rate-limit window, ms (§4)'),
+  typingTimeoutMs: s('TYPING_TIMEOUT_MS', 6000, int(100), 'A typist silent this long produces isTyping:false, ms (§6)'),
+  relationCacheMs: s('RELATION_CACHE_MS', 5000, int(0), 'Follow/block/user cache lifetime, ms; 0 = no cache (§5)'),
+  followPolicy: s('FOLLOW_POLICY', 'sender_follows' as 'sender_follows' | 'either' | 'none', oneOf('sender_follows', 'either', 'none'), 'Who may DM whom (§5)'),
+  maxGroupSize: s('MAX_GROUP_SIZE', 1000, int(2, 100000), 'Upper bound of a group\'s maxMembers (§7)'),
+  defaultGroupMaxMembers: s('GROUP_DEFAULT_MAX_MEMBERS', 50, int(2, 100000), 'maxMembers when create_group omits it (§7)'),
+  groupPurgeDays: s('GROUP_PURGE_DAYS', 30, int(0), 'Soft-deleted groups are purged after this many days (§7)'),
+  offlineGraceMs: s('OFFLINE_GRACE_MS', 10000, int(0), 'Delay before user_offline after the last connection closes, ms (§8)'),
+  syncRetentionDays: s('SYNC_RETENTION_DAYS', 30, int(1), 'Oldest sync cursor accepted, days (§9)'),
+  readyRequiresRedis: s('READY_REQUIRES_REDIS', false, bool, '/ready is 503 while Redis is down (§10)'),
+  metricsToken: s<string>('METRICS_TOKEN', undefined, str, 'Bearer token required by /metrics when set (§10)', true),
+  redisUrl: s<string>('REDIS_URL', undefined, str, 'Redis for cross-host fan-out, presence and limits; unset = none'),
+  redisKeyPrefix: s('REDIS_KEY_PREFIX', 'chat:', str, 'Prefix of every Redis key and channel'),
+  bus: s('BUS', 'auto' as 'auto' | 'local' | 'cluster' | 'redis', oneOf('auto', 'local', 'cluster', 'redis'), 'Fan-out: auto = redis with REDIS_URL, cluster under the cluster server, else local'),
+  clusterWorkers: s('CLUSTER_WORKERS', Math.max(1, cpus().length), int(1, 256), 'Workers forked by cluster-server.ts (default: CPU count)'),
+  drainTimeoutMs: s('DRAIN_TIMEOUT_MS', 10000, int(0), 'SIGTERM: exit within this bound, ms'),
+};
+
+type Settings = typeof SETTINGS;
+/** The validated configuration: one field per row of {@link SETTINGS}, plus derived values. */
+export type Config = {
+  [K in keyof Settings]: Settings[K] extends Setting<infer T> ? (Settings[K]['default'] extends undefined ? T | undefined : T) : never;
+} & {
+  /** true when no database is configured: PGlite in `dataDir`. */
+  embedded: boolean;
+};
+
+/**
+ * Build a Config from an environment map (default: `process.env`, after `.env` is loaded
+ * by the caller). Throws {@link ConfigError} on the first bad value. Secrets are not
+ * checked for presence here: {@link ../app.ts} requires them on a configured database and
+ * generates development ones on the embedded database.
+ */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const out: Record<string, unknown> = {};
+  for (const [key, setting] of Object.entries(SETTINGS) as [string, Setting<unknown>][]) {
+    const raw = env[setting.env];
+    out[key] = raw === undefined || raw === '' ? setting.default : setting.parser.parse(raw, setting.env);
+  }
+  const cfg = out as Config;
+  cfg.embedded = !cfg.databaseUrl && !cfg.dbHost;
+  if (cfg.defaultGroupMaxMembers > cfg.maxGroupSize) {
+    throw new ConfigError('GROUP_DEFAULT_MAX_MEMBERS', `at most MAX_GROUP_SIZE (${cfg.maxGroupSize})`, String(cfg.defaultGroupMaxMembers));
+  }
+  if (cfg.bus === 'redis' && !cfg.redisUrl) throw new ConfigError('BUS', 'REDIS_URL to be set when BUS=redis', 'redis');
+  return cfg;
+}
+
+/** Render `.env.example`: every setting with its default and meaning (secrets blank). */
+export function renderEnvExample(): string {
+  const lines = ['# Chat Server configuration. Generated from src/config.ts (tsx scripts/gen-env-example.ts).', '# Every variable is optional unless noted; the value shown is the default.', ''];
+  for (const setting of Object.values(SETTINGS) as Setting<unknown>[]) {
+    lines.push(`# ${setting.doc}. Form: ${setting.parser.form}.`);
+    const def = setting.env === 'CLUSTER_WORKERS' ? undefined : setting.default;
+    const shown = def === undefined ? '' : Array.isArray(def) ? def.join(',') : String(def);
+    lines.push(`${def === undefined ? '# ' : ''}${setting.env}=${shown}`);
+    lines.push('');
+  }
+  return lines.join('\n');
+}

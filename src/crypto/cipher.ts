@@ -1,0 +1,118 @@
+/**
+ * Message-body encryption at rest: AES-256-GCM, a random 96-bit nonce per seal, a
+ * 128-bit tag, and a key id stored beside each row (NIST SP 800-38D). Several keys may
+ * be configured: the first (primary) seals, every key opens, so keys rotate without
+ * rewriting history. The message id is bound in as additional authenticated data, so
+ * a body copied onto another row is detected as tampering.
+ */
+import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+
+/** A sealed body as stored: `ciphertext` is the encrypted bytes followed by the 16-byte tag. */
+export interface Sealed {
+  keyId: string;
+  nonce: Buffer;
+  ciphertext: Buffer;
+}
+
+/** A stored body failed authentication (wrong key, altered bytes, or moved to another row). */
+export class TamperedError extends Error {
+  constructor(readonly keyId: string) {
+    super('message body failed authentication');
+    this.name = 'TamperedError';
+  }
+}
+
+/** The configured keys are unusable; the message names the problem (never the key). */
+export class KeyConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'KeyConfigError';
+  }
+}
+
+const TAG_BYTES = 16;
+const NONCE_BYTES = 12;
+
+/**
+ * Decode a 32-byte key written as 64 hex digits or as base64 (standard or URL-safe).
+ * Throws {@link KeyConfigError} when it is neither or not exactly 32 bytes.
+ */
+export function decodeKey(text: string, label: string): Buffer {
+  const t = text.trim();
+  let key: Buffer | undefined;
+  if (/^[0-9a-fA-F]{64}$/.test(t)) key = Buffer.from(t, 'hex');
+  else if (/^[A-Za-z0-9+/_-]+={0,2}$/.test(t)) key = Buffer.from(t.replace(/-/g, '+').replace(/_/g, '/'), 'base64');
+  if (!key || key.length !== 32) throw new KeyConfigError(`${label}: expected 32 bytes as base64 or 64 hex digits`);
+  return key;
+}
+
+/** AES-256-GCM sealing and opening with a keyring. */
+export class BodyCipher {
+  private readonly keys = new Map<string, Buffer>();
+  /** Key id used for new seals. */
+  readonly primaryKeyId: string;
+
+  /**
+   * @param keys `[keyId, 32-byte key]` pairs; the first is primary. Throws
+   *   {@link KeyConfigError} when empty, a key is not 32 bytes, or an id repeats.
+   */
+  constructor(keys: readonly (readonly [string, Buffer])[]) {
+    if (keys.length === 0) throw new KeyConfigError('no encryption key configured');
+    for (const [id, key] of keys) {
+      if (!/^[A-Za-z0-9_.-]{1,32}$/.test(id)) throw new KeyConfigError(`key id ${JSON.stringify(id)}: 1..32 of A-Z a-z 0-9 _ . -`);
+      if (key.length !== 32) throw new KeyConfigError(`key ${id}: expected 32 bytes`);
+      if (this.keys.has(id)) throw new KeyConfigError(`key id ${id} appears twice`);
+      this.keys.set(id, key);
+    }
+    this.primaryKeyId = keys[0]![0];
+  }
+
+  /**
+   * Build from configuration: `CHAT_ENCRYPTION_KEYS` ("id1:key1,id2:key2", first
+   * primary) or else `CHAT_ENCRYPTION_KEY` (key id "k1"). Throws {@link KeyConfigError}.
+   */
+  static fromConfig(single: string | undefined, many: readonly string[] | undefined): BodyCipher {
+    if (many && many.length > 0) {
+      return new BodyCipher(
+        many.map((entry) => {
+          const i = entry.indexOf(':');
+          if (i <= 0) throw new KeyConfigError('CHAT_ENCRYPTION_KEYS: expected id1:key1,id2:key2');
+          const id = entry.slice(0, i);
+          return [id, decodeKey(entry.slice(i + 1), `CHAT_ENCRYPTION_KEYS (${id})`)] as const;
+        }),
+      );
+    }
+    if (!single) throw new KeyConfigError('CHAT_ENCRYPTION_KEY or CHAT_ENCRYPTION_KEYS is required');
+    return new BodyCipher([['k1', decodeKey(single, 'CHAT_ENCRYPTION_KEY')]]);
+  }
+
+  /**
+   * Encrypt `plaintext` (UTF-8) for the row whose id is `aad` with the primary key and a
+   * fresh random nonce. Throws only if the platform's crypto fails.
+   */
+  seal(plaintext: string, aad: string): Sealed {
+    const nonce = randomBytes(NONCE_BYTES);
+    const cipher = createCipheriv('aes-256-gcm', this.keys.get(this.primaryKeyId)!, nonce, { authTagLength: TAG_BYTES });
+    cipher.setAAD(Buffer.from(aad, 'utf8'));
+    const body = cipher.update(plaintext, 'utf8');
+    const final = cipher.final();
+    return { keyId: this.primaryKeyId, nonce, ciphertext: Buffer.concat([body, final, cipher.getAuthTag()]) };
+  }
+
+  /**
+   * Decrypt a stored body of the row `aad`. Throws {@link TamperedError} when the key id
+   * is unknown or authentication fails (altered bytes, wrong row, wrong key).
+   */
+  open(sealed: Sealed, aad: string): string {
+    const key = this.keys.get(sealed.keyId);
+    if (!key || sealed.nonce.length !== NONCE_BYTES || sealed.ciphertext.length < TAG_BYTES) throw new TamperedError(sealed.keyId);
+    try {
+      const decipher = createDecipheriv('aes-256-gcm', key, sealed.nonce, { authTagLength: TAG_BYTES });
+      decipher.setAAD(Buffer.from(aad, 'utf8'));
+      decipher.setAuthTag(sealed.ciphertext.subarray(sealed.ciphertext.length - TAG_BYTES));
+      return decipher.update(sealed.ciphertext.subarray(0, sealed.ciphertext.length - TAG_BYTES), undefined, 'utf8') + decipher.final('utf8');
+    } catch {
+      throw new TamperedError(sealed.keyId);
+    }
+  }
+}

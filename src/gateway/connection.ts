@@ -1,0 +1,263 @@
+/**
+ * One client connection (PROTOCOL §3): welcome, authentication (frame or Bearer header),
+ * frames held before authentication, serial processing of commands in arrival order,
+ * token refresh and expiry, protocol-error budget, outbound backpressure.
+ */
+import { randomUUID } from 'node:crypto';
+import type { WebSocket, RawData } from 'ws';
+import type { Identity } from '../auth/identity.ts';
+import { encodeCursor } from '../chat/cursor.ts';
+import type { Actor } from '../chat/context.ts';
+import { ChatError, CloseCode } from '../protocol/errors.ts';
+import type { DecodedFrame } from '../protocol/inbound.ts';
+import { authErrorFrame, authSuccessFrame, connectedFrame, errorFrame, nowIso, serialize } from '../protocol/outbound.ts';
+import type { GatewayHost } from './host.ts';
+
+const MAX_HELD_FRAMES = 20;
+const MAX_HELD_BYTES = 64 * 1024;
+const MAX_AUTH_FAILURES = 5;
+const PROTOCOL_ERROR_WINDOW_MS = 60_000;
+const PAUSE_AT = 32;
+const RESUME_AT = 8;
+const MAX_TIMEOUT = 2 ** 31 - 1;
+
+/** A WebSocket connection and its session state. */
+export class Connection {
+  /** Connection id (also the `clientId` of the welcome frame). */
+  readonly id = randomUUID();
+  /** Set once authenticated. */
+  identity: Identity | undefined;
+  /** Heartbeat: set on pong, cleared when a ping is sent. */
+  alive = true;
+  /** Closed or closing: nothing more is sent or processed. */
+  closed = false;
+
+  private held: { frame: DecodedFrame; bytes: number }[] = [];
+  private heldBytes = 0;
+  private holdRefused = false;
+  private authFailures = 0;
+  private chain: Promise<void> = Promise.resolve();
+  private pending = 0;
+  private paused = false;
+  private draining = false;
+  private errorTimes: number[] = [];
+  private authTimer: NodeJS.Timeout | undefined;
+  private warnTimer: NodeJS.Timeout | undefined;
+  private expiryTimer: NodeJS.Timeout | undefined;
+  private actorCache: Actor | undefined;
+
+  /**
+   * @param ws the accepted socket
+   * @param ip client IP (PROTOCOL §1)
+   * @param host shared services of the gateway
+   * @param bearer token from an `Authorization: Bearer` upgrade header, if any
+   */
+  constructor(
+    readonly ws: WebSocket,
+    readonly ip: string,
+    private readonly host: GatewayHost,
+    bearer: string | undefined,
+  ) {
+    ws.on('message', (data, isBinary) => this.onMessage(data, isBinary));
+    ws.on('pong', () => (this.alive = true));
+    ws.on('close', () => this.cleanup());
+    ws.on('error', (err) => host.logger.debug('socket error', { connId: this.id, err: err.message }));
+    this.sendFrame(connectedFrame(this.id));
+    this.authTimer = setTimeout(() => this.close(CloseCode.AUTH_TIMEOUT, 'Authentication timeout'), host.settings.authTimeoutMs);
+    if (bearer !== undefined) this.enqueue(() => this.authenticate(bearer, undefined));
+  }
+
+  /** The actor of commands (requires authentication). */
+  actor(): Actor {
+    const u = this.identity!.user;
+    if (!this.actorCache || this.actorCache.userId !== u.id) this.actorCache = { userId: u.id, username: u.username, displayName: u.displayName, connId: this.id };
+    return this.actorCache;
+  }
+
+  /**
+   * Write a pre-serialised frame. When the bytes already queued for this socket pass
+   * SEND_QUEUE_LIMIT_BYTES the connection is closed with 4503 and terminated (its
+   * buffers freed) instead (PROTOCOL §2.3 slow consumer).
+   */
+  sendRaw(frame: string): void {
+    if (this.closed) return;
+    if (this.ws.bufferedAmount + frame.length > this.host.settings.sendQueueLimitBytes) {
+      this.host.logger.warn('slow consumer disconnected', { connId: this.id, userId: this.identity?.user.id, buffered: this.ws.bufferedAmount });
+      this.close(CloseCode.SLOW_CONSUMER, 'Slow consumer', 1000);
+      return;
+    }
+    this.host.metrics?.frameOut(frame);
+    this.ws.send(frame);
+  }
+
+  /** Serialise and send one frame, adding `requestId` when given. */
+  sendFrame(frame: object, requestId?: string): void {
+    this.sendRaw(serialize(frame, requestId));
+  }
+
+  /**
+   * Close with an RFC 6455 / PROTOCOL §2.3 code. The socket is terminated after
+   * `terminateAfterMs` if the peer does not complete the closing handshake.
+   */
+  close(code: number, reason: string, terminateAfterMs = 5000): void {
+    if (this.closed) return;
+    this.closed = true;
+    try {
+      this.ws.close(code, reason);
+    } catch {
+      this.ws.terminate();
+    }
+    setTimeout(() => this.ws.terminate(), terminateAfterMs).unref();
+  }
+
+  /**
+   * Stop taking new frames; resolves once every command already received has been
+   * answered (drain, PROTOCOL §2.3 1001).
+   */
+  drain(): Promise<void> {
+    this.draining = true;
+    return this.chain;
+  }
+
+  private onMessage(data: RawData, isBinary: boolean): void {
+    if (this.closed || this.draining) return;
+    if (isBinary) {
+      this.enqueue(async () => this.sendError(new ChatError('BAD_REQUEST', 'binary frames are not supported; send JSON text'), undefined));
+      return;
+    }
+    const raw = Array.isArray(data) ? Buffer.concat(data).toString('utf8') : Buffer.isBuffer(data) ? data.toString('utf8') : Buffer.from(data).toString('utf8');
+    this.host.metrics?.frameIn();
+    this.enqueue(() => this.process(raw));
+  }
+
+  /** Run `task` after every earlier one (commands are processed in arrival order); pause reading when many wait. */
+  private enqueue(task: () => Promise<void>): void {
+    this.pending++;
+    if (this.pending >= PAUSE_AT && !this.paused) {
+      this.paused = true;
+      this.ws.pause();
+    }
+    this.chain = this.chain
+      .then(task)
+      .catch((err) => {
+        this.host.logger.error('connection task failed', { connId: this.id, err: (err as Error).message });
+      })
+      .finally(() => {
+        this.pending--;
+        if (this.paused && this.pending <= RESUME_AT) {
+          this.paused = false;
+          this.ws.resume();
+        }
+      });
+  }
+
+  private async process(raw: string): Promise<void> {
+    if (this.closed) return;
+    const res = this.host.decoder.decode(raw);
+    if (!res.ok) return this.sendError(res.error, res.requestId);
+    const f = res.frame;
+    if (f.type === 'ping') return this.sendFrame({ type: 'pong', timestamp: Date.now() }, f.requestId);
+    if (f.type === 'test') return this.sendFrame({ type: 'test_response', message: 'Server is working', timestamp: Date.now() }, f.requestId);
+    if (f.type === 'authenticate') return this.authenticate(f.cmd.token as string | undefined, f.requestId);
+    if (!this.identity) {
+      const bytes = raw.length;
+      if (!this.holdRefused && this.held.length < MAX_HELD_FRAMES && this.heldBytes + bytes <= MAX_HELD_BYTES) {
+        this.held.push({ frame: f, bytes });
+        this.heldBytes += bytes;
+        return;
+      }
+      this.refuseHeld();
+      return this.sendError(new ChatError('AUTH_REQUIRED', 'Authenticate first'), f.requestId);
+    }
+    return this.execute(f);
+  }
+
+  private async execute(f: DecodedFrame): Promise<void> {
+    const started = performance.now();
+    try {
+      const reply = await this.host.dispatch(this.actor(), f);
+      if (!this.closed) this.sendFrame(reply, f.requestId);
+      this.host.metrics?.commandDone(f.type, performance.now() - started, null);
+    } catch (err) {
+      const ce = this.host.toChatError(err, { connId: this.id, userId: this.identity?.user.id, type: f.type });
+      this.host.metrics?.commandDone(f.type, performance.now() - started, ce.code);
+      this.sendError(ce, f.requestId);
+    }
+  }
+
+  /** Refuse every held frame with AUTH_REQUIRED and hold no more (PROTOCOL §3 item 5). */
+  private refuseHeld(): void {
+    this.holdRefused = true;
+    const held = this.held;
+    this.held = [];
+    this.heldBytes = 0;
+    for (const h of held) this.sendError(new ChatError('AUTH_REQUIRED', 'Authenticate first'), h.frame.requestId);
+  }
+
+  private sendError(err: ChatError, requestId: string | undefined, errorId?: string): void {
+    this.sendFrame(errorFrame(err, errorId ?? (err as ChatError & { errorId?: string }).errorId), requestId);
+    if (err.code !== 'BAD_REQUEST' && err.code !== 'UNKNOWN_TYPE') return;
+    const now = Date.now();
+    this.errorTimes.push(now);
+    while (this.errorTimes.length > 0 && now - this.errorTimes[0]! > PROTOCOL_ERROR_WINDOW_MS) this.errorTimes.shift();
+    if (this.errorTimes.length >= this.host.settings.protocolErrorLimit) this.close(CloseCode.TOO_MANY_INVALID, 'Too many invalid frames');
+  }
+
+  /** `authenticate` (PROTOCOL §3 items 2–6, 9). */
+  private async authenticate(token: string | undefined, requestId: string | undefined): Promise<void> {
+    const r = await this.host.verifier.verify(token);
+    if (this.closed) return;
+    if (!r.ok) {
+      this.sendFrame(authErrorFrame(r.code, r.message), requestId);
+      if (this.identity) return;
+      this.refuseHeld();
+      if (++this.authFailures >= MAX_AUTH_FAILURES) this.close(CloseCode.AUTH_FAILED, 'Authentication failed');
+      return;
+    }
+    const id = r.identity;
+    if (this.identity) {
+      if (id.user.id !== this.identity.user.id) {
+        this.sendFrame(authErrorFrame('USER_MISMATCH', 'Token is for another user'), requestId);
+        return;
+      }
+      this.identity = id;
+      this.scheduleExpiry();
+      this.sendFrame(authSuccessFrame(id.user, id.expiresAtMs, encodeCursor({ x: id.xmin, i: '', t: Date.now() })), requestId);
+      return;
+    }
+    const admitted = await this.host.admitUser(this, id);
+    if (!admitted || this.closed) return;
+    this.identity = id;
+    clearTimeout(this.authTimer);
+    this.sendFrame(authSuccessFrame(id.user, id.expiresAtMs, encodeCursor({ x: id.xmin, i: '', t: Date.now() })), requestId);
+    this.scheduleExpiry();
+    const held = this.held;
+    this.held = [];
+    this.heldBytes = 0;
+    this.holdRefused = false;
+    for (const h of held) await this.execute(h.frame);
+  }
+
+  /** `token_expiring` 60 s before `exp`; close 4401 at `exp` + leeway unless refreshed (PROTOCOL §3 item 6). */
+  private scheduleExpiry(): void {
+    clearTimeout(this.warnTimer);
+    clearTimeout(this.expiryTimer);
+    const exp = this.identity!.expiresAtMs;
+    const now = Date.now();
+    const warnIn = Math.max(0, exp - 60_000 - now);
+    const closeIn = exp + this.host.settings.jwtClockToleranceS * 1000 - now;
+    if (warnIn <= MAX_TIMEOUT) {
+      this.warnTimer = setTimeout(() => this.sendFrame({ type: 'token_expiring', expiresAt: new Date(exp).toISOString(), timestamp: nowIso() }), warnIn);
+    }
+    if (closeIn <= MAX_TIMEOUT) this.expiryTimer = setTimeout(() => this.close(CloseCode.AUTH_FAILED, 'Token expired'), Math.max(0, closeIn));
+  }
+
+  private cleanup(): void {
+    this.closed = true;
+    clearTimeout(this.authTimer);
+    clearTimeout(this.warnTimer);
+    clearTimeout(this.expiryTimer);
+    this.held = [];
+    this.host.connectionClosed(this);
+  }
+}

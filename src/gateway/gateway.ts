@@ -1,0 +1,269 @@
+/**
+ * The WebSocket edge (DESIGN "gateway/"): admission of upgrades (PROTOCOL §1), one
+ * {@link Connection} per socket, heartbeat (§3 item 8), session re-checks (§3 item 7),
+ * device cap and single session (§3 item 9), drain on shutdown (§2.3 1001).
+ */
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, Server } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer } from 'ws';
+import type { Identity } from '../auth/identity.ts';
+import type { TokenVerifier } from '../auth/verifier.ts';
+import type { Actor, Reply } from '../chat/context.ts';
+import type { Bus } from '../fanout/bus.ts';
+import type { Logger } from '../observability/logger.ts';
+import type { RateLimits } from '../policy/rateLimits.ts';
+import type { Presence } from '../presence/presence.ts';
+import { ChatError, CloseCode } from '../protocol/errors.ts';
+import type { DecodedFrame, FrameDecoder } from '../protocol/inbound.ts';
+import { nowIso } from '../protocol/outbound.ts';
+import { DbUnavailableError } from '../store/db.ts';
+import { isConnectionError } from '../store/pgDb.ts';
+import { clientIp, originAllowed, type IpConnectionCounter } from './admission.ts';
+import { Connection } from './connection.ts';
+import type { Handler } from './dispatch.ts';
+import type { GatewayHost, GatewayMetrics, GatewaySettings } from './host.ts';
+import { ConnectionRegistry } from './registry.ts';
+
+/** Hooks other parts attach to connection events (presence notifications, typing). */
+export interface GatewayHooks {
+  /** A user's connection authenticated; `firstInDeployment` per presence. */
+  userConnected?(userId: string, username: string, firstInDeployment: boolean): void;
+  /** A user's authenticated connection closed; `lastInDeployment` per presence. */
+  userDisconnected?(userId: string, username: string, lastInDeployment: boolean): void;
+  /** Any connection closed (typing cleanup). */
+  connectionClosed?(connId: string): void;
+}
+
+/** Everything the gateway is built from. */
+export interface GatewayDeps {
+  settings: GatewaySettings;
+  logger: Logger;
+  decoder: FrameDecoder;
+  verifier: TokenVerifier;
+  handlers: Record<string, Handler>;
+  presence: Presence;
+  bus: Bus;
+  limits: RateLimits;
+  ipCounter: IpConnectionCounter;
+  metrics?: GatewayMetrics;
+  hooks?: GatewayHooks;
+}
+
+/** The WebSocket gateway. */
+export class Gateway implements GatewayHost {
+  readonly settings: GatewaySettings;
+  readonly logger: Logger;
+  readonly decoder: FrameDecoder;
+  readonly verifier: TokenVerifier;
+  readonly metrics?: GatewayMetrics;
+  /** Authenticated connections by user (delivery target of the bus). */
+  readonly registry = new ConnectionRegistry<Connection>();
+  private readonly all = new Set<Connection>();
+  private readonly wss: WebSocketServer;
+  private heartbeatTimer: NodeJS.Timeout | undefined;
+  private recheckTimer: NodeJS.Timeout | undefined;
+  private draining = false;
+
+  constructor(private readonly deps: GatewayDeps) {
+    this.settings = deps.settings;
+    this.logger = deps.logger;
+    this.decoder = deps.decoder;
+    this.verifier = deps.verifier;
+    this.metrics = deps.metrics;
+    this.wss = new WebSocketServer({
+      noServer: true,
+      clientTracking: false,
+      maxPayload: deps.settings.maxPayloadBytes,
+      perMessageDeflate: deps.settings.wsCompression,
+    });
+  }
+
+  /** Accept upgrades on `server` and start the heartbeat and re-check timers. */
+  attach(server: Server): void {
+    server.on('upgrade', (req, socket, head) => void this.onUpgrade(req, socket, head));
+    this.heartbeatTimer = setInterval(() => this.heartbeat(), this.settings.heartbeatIntervalMs);
+    this.heartbeatTimer.unref();
+    this.recheckTimer = setInterval(() => void this.recheckSessions(), this.settings.sessionRecheckMs);
+    this.recheckTimer.unref();
+  }
+
+  /** Open connections (authenticated or not). */
+  connectionCount(): number {
+    return this.all.size;
+  }
+
+  /** Distinct authenticated users on this process. */
+  userCount(): number {
+    return this.registry.users();
+  }
+
+  /** True once {@link drain} started. */
+  isDraining(): boolean {
+    return this.draining;
+  }
+
+  private async onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    socket.on('error', () => socket.destroy());
+    if (this.draining) return reject(socket, 503, 'Service Unavailable');
+    if (!originAllowed(req.headers.origin, this.settings.allowedOrigins)) return reject(socket, 403, 'Forbidden');
+    const ip = clientIp(req, this.settings.trustProxy);
+    if ((await this.deps.limits.consume('connect', ip)) !== null) return reject(socket, 429, 'Too Many Requests');
+    if (!(await this.deps.ipCounter.acquire(ip, this.settings.maxConnectionsPerIp))) return reject(socket, 429, 'Too Many Requests');
+    if (socket.destroyed || this.draining) {
+      this.deps.ipCounter.release(ip);
+      socket.destroy();
+      return;
+    }
+    const auth = req.headers.authorization;
+    const bearer = auth && /^Bearer\s+/i.test(auth) ? auth.replace(/^Bearer\s+/i, '').trim() : undefined;
+    this.wss.handleUpgrade(req, socket, head, (ws) => {
+      const conn = new Connection(ws, ip, this, bearer);
+      this.all.add(conn);
+    });
+  }
+
+  /** Run an authenticated command through its handler. */
+  async dispatch(actor: Actor, f: DecodedFrame): Promise<Reply> {
+    const h = this.deps.handlers[f.type];
+    if (!h) throw new ChatError('UNKNOWN_TYPE', `unknown message type ${JSON.stringify(f.rawType)}`);
+    return h(actor, f.cmd, f);
+  }
+
+  /** Any error → protocol error. Dependencies down → SERVICE_UNAVAILABLE; bugs → INTERNAL_ERROR with an errorId in the log. */
+  toChatError(err: unknown, ctx: Record<string, unknown>): ChatError {
+    if (err instanceof ChatError) return err;
+    const code = (err as { code?: string } | null)?.code;
+    if (err instanceof DbUnavailableError || isConnectionError(err) || code === '57014') {
+      this.logger.warn('database unavailable for a command', { ...ctx, err: (err as Error).message });
+      return new ChatError('SERVICE_UNAVAILABLE', 'Service temporarily unavailable; nothing was changed, retry later', { retryAfter: 1 });
+    }
+    const errorId = randomUUID();
+    this.logger.error('internal error', { ...ctx, errorId, err: (err as Error)?.message, stack: (err as Error)?.stack });
+    return Object.assign(new ChatError('INTERNAL_ERROR', 'Internal error'), { errorId });
+  }
+
+  async admitUser(conn: Connection, identity: Identity): Promise<boolean> {
+    const userId = identity.user.id;
+    const s = this.settings;
+    if (s.singleSession) {
+      this.deps.bus.publish({
+        userIds: [userId],
+        frame: JSON.stringify({ type: 'session_conflict', message: 'Signed in from another device', timestamp: nowIso() }),
+        exceptConnId: conn.id,
+        close: { code: CloseCode.SESSION_REPLACED, reason: 'Replaced by a newer session' },
+      });
+    } else {
+      let count: number;
+      try {
+        count = await this.deps.presence.connectionCount(userId);
+      } catch {
+        count = this.registry.of(userId).size;
+      }
+      if (count >= s.maxConnectionsPerUser) {
+        conn.close(CloseCode.TOO_MANY_DEVICES, 'Too many devices');
+        return false;
+      }
+    }
+    if (conn.closed) return false;
+    if (this.registry.add(userId, conn)) this.deps.bus.track(userId, true);
+    let first = false;
+    try {
+      first = await this.deps.presence.connected(userId, conn.id);
+    } catch (err) {
+      this.logger.warn('presence update failed', { userId, err: (err as Error).message });
+    }
+    this.deps.hooks?.userConnected?.(userId, identity.user.username, first);
+    return true;
+  }
+
+  connectionClosed(conn: Connection): void {
+    this.all.delete(conn);
+    this.deps.ipCounter.release(conn.ip);
+    this.deps.hooks?.connectionClosed?.(conn.id);
+    const id = conn.identity;
+    if (!id) return;
+    const userId = id.user.id;
+    if (this.registry.remove(userId, conn)) this.deps.bus.track(userId, false);
+    this.deps.presence.disconnected(userId, conn.id).then(
+      (last) => this.deps.hooks?.userDisconnected?.(userId, id.user.username, last),
+      (err) => this.logger.warn('presence update failed', { userId, err: (err as Error).message }),
+    );
+  }
+
+  /** Ping every connection; terminate those that did not answer within HEARTBEAT_TIMEOUT_MS (PROTOCOL §3 item 8). */
+  private heartbeat(): void {
+    const sent: Connection[] = [];
+    for (const c of this.all) {
+      if (c.closed) continue;
+      c.alive = false;
+      try {
+        c.ws.ping();
+        sent.push(c);
+      } catch {
+        c.ws.terminate();
+      }
+    }
+    setTimeout(() => {
+      for (const c of sent) {
+        if (!c.alive && this.all.has(c)) {
+          this.logger.info('dead peer terminated', { connId: c.id, userId: c.identity?.user.id });
+          c.closed = true;
+          c.ws.terminate();
+        }
+      }
+    }, this.settings.heartbeatTimeoutMs).unref();
+  }
+
+  /**
+   * Close with 4403 every connection whose jti was revoked or whose user was deleted, in
+   * one batched query per interval; and with 4401 any whose token expired (PROTOCOL §3 items 6–7).
+   * A failing query changes nothing now and is retried next interval.
+   */
+  async recheckSessions(): Promise<number> {
+    const conns = [...this.registry.all()].filter((c) => c.identity && !c.closed);
+    const now = Date.now();
+    for (const c of conns) if (c.identity!.expiresAtMs + this.settings.jwtClockToleranceS * 1000 < now) c.close(CloseCode.AUTH_FAILED, 'Token expired');
+    if (conns.length === 0) return 0;
+    let bad: number[];
+    try {
+      bad = await this.verifier.invalidSessions(conns.map((c) => ({ userId: c.identity!.user.id, jti: c.identity!.jti })));
+    } catch (err) {
+      this.logger.warn('session re-check failed; will retry', { err: (err as Error).message });
+      return 0;
+    }
+    for (const i of bad) conns[i]?.close(CloseCode.ACCESS_REVOKED, 'Access revoked');
+    return bad.length;
+  }
+
+  /**
+   * Drain (SIGTERM): refuse new upgrades, let each connection finish its in-flight
+   * commands, then close it with 1001. Resolves when every socket closed or `timeoutMs` passed.
+   */
+  async drain(timeoutMs: number): Promise<void> {
+    this.draining = true;
+    clearInterval(this.heartbeatTimer);
+    clearInterval(this.recheckTimer);
+    const deadline = Date.now() + timeoutMs;
+    await Promise.all(
+      [...this.all].map((c) =>
+        c.drain().then(() => c.close(CloseCode.GOING_AWAY, 'Server restarting; reconnect', Math.max(0, deadline - Date.now()))),
+      ),
+    ).catch(() => {});
+    while (this.all.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    for (const c of this.all) c.ws.terminate();
+  }
+
+  /** Stop timers and terminate every socket now. */
+  close(): void {
+    clearInterval(this.heartbeatTimer);
+    clearInterval(this.recheckTimer);
+    for (const c of this.all) c.ws.terminate();
+    this.wss.close();
+  }
+}
+
+function reject(socket: Duplex, status: number, text: string): void {
+  if (socket.destroyed) return;
+  socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${text.length}\r\n\r\n${text}`);
+}

@@ -1,0 +1,54 @@
+/** What a {@link Connection} needs from the gateway around it. */
+import type { Identity } from '../auth/identity.ts';
+import type { TokenVerifier } from '../auth/verifier.ts';
+import type { Actor, Reply } from '../chat/context.ts';
+import type { Logger } from '../observability/logger.ts';
+import type { ChatError } from '../protocol/errors.ts';
+import type { DecodedFrame, FrameDecoder } from '../protocol/inbound.ts';
+import type { Connection } from './connection.ts';
+
+/** Settings the gateway reads (a slice of Config; ms, bytes, counts). */
+export interface GatewaySettings {
+  authTimeoutMs: number;
+  sendQueueLimitBytes: number;
+  protocolErrorLimit: number;
+  jwtClockToleranceS: number;
+  maxConnectionsPerUser: number;
+  singleSession: boolean;
+  maxPayloadBytes: number;
+  wsCompression: boolean;
+  allowedOrigins: string[];
+  maxConnectionsPerIp: number;
+  trustProxy: number;
+  heartbeatIntervalMs: number;
+  heartbeatTimeoutMs: number;
+  sessionRecheckMs: number;
+}
+
+/** Counters the gateway reports (implemented by observability/metrics). */
+export interface GatewayMetrics {
+  frameIn(): void;
+  frameOut(frame: string): void;
+  commandDone(type: string, ms: number, errorCode: string | null): void;
+}
+
+/** Shared services for connections. */
+export interface GatewayHost {
+  settings: GatewaySettings;
+  logger: Logger;
+  decoder: FrameDecoder;
+  verifier: TokenVerifier;
+  metrics?: GatewayMetrics;
+  /** Run an authenticated command; resolves its reply or throws. */
+  dispatch(actor: Actor, frame: DecodedFrame): Promise<Reply>;
+  /** Map any thrown value to a protocol error (logging internal ones with an errorId). */
+  toChatError(err: unknown, ctx: Record<string, unknown>): ChatError;
+  /**
+   * First authentication of `conn` as `identity`: device cap (close 4429), single
+   * session (older connections get 4409), registration for delivery and presence.
+   * Resolves false when the connection was refused (and closed).
+   */
+  admitUser(conn: Connection, identity: Identity): Promise<boolean>;
+  /** The socket closed: unregister everywhere. */
+  connectionClosed(conn: Connection): void;
+}

@@ -1,0 +1,61 @@
+/**
+ * Rate limits (PROTOCOL §1, §4) behind one interface, so the scale-out work can put them
+ * on Redis or the cluster primary: `consume(kind, key)` resolves null (allowed) or the
+ * seconds to wait. Implemented with rate-limiter-flexible.
+ */
+import { RateLimiterMemory, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
+
+/** Budgets: sends, edit/delete/react actions, typing frames, new connections per IP. */
+export type LimitKind = 'message' | 'action' | 'typing' | 'connect';
+
+/** Points per window (ms) of each budget. */
+export type LimitSpec = Record<LimitKind, { points: number; windowMs: number }>;
+
+/** A rate-limit store. */
+export interface RateLimits {
+  /**
+   * Take one point of `kind` for `key` (a user id or an IP). Resolves null when allowed,
+   * else `retryAfter` in whole seconds (≥ 1). Never rejects: a failing backing store
+   * falls back to a per-process limit.
+   */
+  consume(kind: LimitKind, key: string): Promise<number | null>;
+}
+
+/** Build the limiters of `spec` with `make` (memory, cluster or Redis store). */
+export function limitersFrom(spec: LimitSpec, make: (kind: LimitKind, points: number, durationS: number) => RateLimiterAbstract): RateLimits {
+  const limiters = {} as Record<LimitKind, RateLimiterAbstract>;
+  for (const kind of Object.keys(spec) as LimitKind[]) limiters[kind] = make(kind, spec[kind].points, spec[kind].windowMs / 1000);
+  return {
+    async consume(kind, key) {
+      try {
+        await limiters[kind].consume(key);
+        return null;
+      } catch (res) {
+        if (res instanceof RateLimiterRes) return Math.max(1, Math.ceil(res.msBeforeNext / 1000));
+        throw res;
+      }
+    },
+  };
+}
+
+/** Per-process limits (one process, or the fallback while Redis is down). */
+export function memoryRateLimits(spec: LimitSpec): RateLimits {
+  return limitersFrom(spec, (kind, points, duration) => new RateLimiterMemory({ keyPrefix: kind, points, duration }));
+}
+
+/** The {@link LimitSpec} of a Config. */
+export function limitSpec(cfg: {
+  messageRateLimit: number;
+  messageRateWindowMs: number;
+  actionRateLimit: number;
+  typingRateLimit: number;
+  typingRateWindowMs: number;
+  connectionRatePerIp: number;
+}): LimitSpec {
+  return {
+    message: { points: cfg.messageRateLimit, windowMs: cfg.messageRateWindowMs },
+    action: { points: cfg.actionRateLimit, windowMs: cfg.messageRateWindowMs },
+    typing: { points: cfg.typingRateLimit, windowMs: cfg.typingRateWindowMs },
+    connect: { points: cfg.connectionRatePerIp, windowMs: 60_000 },
+  };
+}

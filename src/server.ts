@@ -1,0 +1,58 @@
+/**
+ * Process entry: `.env` + environment → Config → app → listen. SIGTERM/SIGINT drain
+ * (`/ready` 503 at once, new upgrades refused, open connections closed 1001 after their
+ * in-flight commands) and exit within DRAIN_TIMEOUT_MS.
+ */
+import dotenv from 'dotenv';
+import { createApp, StartupError } from './app.ts';
+import { ConfigError, loadConfig, type Config } from './config.ts';
+import { createLogger } from './observability/logger.ts';
+
+dotenv.config({ quiet: true });
+
+let cfg: Config;
+try {
+  cfg = loadConfig();
+} catch (err) {
+  if (err instanceof ConfigError) {
+    process.stderr.write(`configuration error: ${err.message}\n`);
+    process.exit(1);
+  }
+  throw err;
+}
+const logger = createLogger(cfg.logLevel);
+
+try {
+  const app = await createApp(cfg, { logger });
+  await app.listen();
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info('draining', { signal, timeoutMs: cfg.drainTimeoutMs });
+    const force = setTimeout(() => {
+      logger.error('drain timed out; exiting');
+      process.exit(1);
+    }, cfg.drainTimeoutMs + 2000);
+    force.unref();
+    app.shutdown(cfg.drainTimeoutMs).then(
+      () => {
+        logger.info('stopped');
+        process.exit(0);
+      },
+      (err) => {
+        logger.error('shutdown failed', { err: (err as Error).message });
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+} catch (err) {
+  if (err instanceof StartupError) {
+    logger.error(`cannot start: ${err.message}`);
+    process.exit(1);
+  }
+  logger.error('cannot start', { err: (err as Error).message, stack: (err as Error).stack });
+  process.exit(1);
+}

@@ -1,0 +1,35 @@
+/** All repositories over one {@link Db}: the chat layer's only door to the database. */
+import type { Db } from './db.ts';
+import { HistoryStore } from './history.ts';
+import { MessageStore } from './messages.ts';
+import { ReactionStore } from './reactions.ts';
+import { RelationStore } from './relations.ts';
+import { StatusStore } from './status.ts';
+import { SyncStore } from './sync.ts';
+import { UserStore } from './users.ts';
+
+/** The repositories, built once by the composition root. */
+export interface Stores {
+  db: Db;
+  users: UserStore;
+  relations: RelationStore;
+  messages: MessageStore;
+  history: HistoryStore;
+  reactions: ReactionStore;
+  status: StatusStore;
+  sync: SyncStore;
+}
+
+/** Build every repository over `db`. */
+export function createStores(db: Db): Stores {
+  return {
+    db,
+    users: new UserStore(db),
+    relations: new RelationStore(db),
+    messages: new MessageStore(db),
+    history: new HistoryStore(db),
+    reactions: new ReactionStore(db),
+    status: new StatusStore(db),
+    sync: new SyncStore(db),
+  };
+}
