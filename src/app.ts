@@ -12,17 +12,19 @@ import { createChatServices, type ChatServices } from './chat/index.ts';
 import type { Config } from './config.ts';
 import { BodyCipher } from './crypto/cipher.ts';
 import { loadOrCreateDevSecrets } from './crypto/devSecrets.ts';
-import { LocalBus, type Bus } from './fanout/bus.ts';
-import { LocalIpCounter, type IpConnectionCounter } from './gateway/admission.ts';
-import { coreHandlers, type Handler } from './gateway/dispatch.ts';
+import type { Bus } from './fanout/bus.ts';
+import { createDistribution } from './fanout/index.ts';
+import type { IpConnectionCounter } from './gateway/admission.ts';
+import { coreHandlers, groupHandlers, type Handler } from './gateway/dispatch.ts';
 import { Gateway, type GatewayHooks } from './gateway/gateway.ts';
 import { httpHandler } from './http/routes.ts';
 import { createLogger, type Logger } from './observability/logger.ts';
 import { Metrics } from './observability/metrics.ts';
-import { limitSpec, memoryRateLimits, type RateLimits } from './policy/rateLimits.ts';
+import type { RateLimits } from './policy/rateLimits.ts';
 import { RelationPolicy } from './policy/relations.ts';
-import { LocalPresence, type Presence } from './presence/presence.ts';
+import type { Presence } from './presence/presence.ts';
 import { coreCommands, FrameDecoder, type CommandSpec } from './protocol/inbound.ts';
+import { groupCommands } from './protocol/inboundGroups.ts';
 import type { Db } from './store/db.ts';
 import { seedDemo } from './store/devData.ts';
 import { createStores, type Stores } from './store/index.ts';
@@ -133,9 +135,10 @@ export async function createApp(cfg: Config, opts: AppOptions = {}): Promise<App
   const applied = await migrate(db);
   if (applied.length) logger.info('migrations applied', { applied });
   const stores = createStores(db);
-  const limits = opts.limits ?? memoryRateLimits(limitSpec(cfg));
-  const presence = opts.presence ?? new LocalPresence();
-  const bus = opts.bus ?? new LocalBus();
+  const dist = await createDistribution(cfg, logger);
+  const limits = opts.limits ?? dist.limits;
+  const presence = opts.presence ?? dist.presence;
+  const bus = opts.bus ?? dist.bus;
   const relations = new RelationPolicy(stores.relations, cfg.followPolicy, cfg.relationCacheMs);
   const chat = createChatServices({
     stores,
@@ -151,8 +154,8 @@ export async function createApp(cfg: Config, opts: AppOptions = {}): Promise<App
     { key: jwtKey(secrets.jwtSecret, secrets.jwtEncoding), clockToleranceS: cfg.jwtClockToleranceS, issuer: cfg.jwtIssuer, audience: cfg.jwtAudience },
     stores.users,
   );
-  const specs: Record<string, CommandSpec> = { ...coreCommands(cfg) };
-  const handlers: Record<string, Handler> = { ...coreHandlers(chat) };
+  const specs: Record<string, CommandSpec> = { ...coreCommands(cfg), ...groupCommands(cfg) };
+  const handlers: Record<string, Handler> = { ...coreHandlers(chat), ...groupHandlers(chat) };
   const hooks: GatewayHooks = { connectionClosed: (connId) => chat.typing.connectionClosed(connId) };
   let gateway: Gateway | undefined;
   const metrics = new Metrics({ connections: () => gateway?.connectionCount() ?? 0, users: () => gateway?.userCount() ?? 0 });
@@ -165,7 +168,7 @@ export async function createApp(cfg: Config, opts: AppOptions = {}): Promise<App
     presence,
     bus,
     limits,
-    ipCounter: opts.ipCounter ?? new LocalIpCounter(),
+    ipCounter: opts.ipCounter ?? dist.ipCounter,
     metrics,
     hooks,
   });
@@ -178,7 +181,7 @@ export async function createApp(cfg: Config, opts: AppOptions = {}): Promise<App
       version: VERSION,
       draining: () => gw.isDraining(),
       dbHealthy: () => db.ping(Math.min(2000, cfg.dbConnectTimeoutMs)),
-      redisHealthy: opts.redisHealthy ?? (() => (cfg.redisUrl ? bus.healthy() : undefined)),
+      redisHealthy: opts.redisHealthy ?? (() => dist.redisHealthy()),
       readyRequiresRedis: cfg.readyRequiresRedis,
       connections: () => gw.connectionCount(),
       users: () => gw.userCount(),
@@ -188,6 +191,15 @@ export async function createApp(cfg: Config, opts: AppOptions = {}): Promise<App
   );
   server.keepAliveTimeout = 5000;
   gw.attach(server);
+
+  // Soft-deleted groups are purged after GROUP_PURGE_DAYS (PROTOCOL §7); hourly sweep.
+  const purgeTimer = setInterval(() => {
+    chat.groups.purge().then(
+      (ids) => ids.length && logger.info('purged deleted groups', { count: ids.length }),
+      (err) => logger.warn('group purge failed', { err: (err as Error).message }),
+    );
+  }, 3_600_000);
+  purgeTimer.unref();
 
   let stopped = false;
   return {
@@ -212,12 +224,14 @@ export async function createApp(cfg: Config, opts: AppOptions = {}): Promise<App
     async shutdown(timeoutMs = cfg.drainTimeoutMs) {
       if (stopped) return;
       stopped = true;
+      clearInterval(purgeTimer);
       await gw.drain(timeoutMs);
       gw.close();
       chat.typing.close();
       server.closeAllConnections();
       await new Promise<void>((r) => server.close(() => r()));
       await bus.stop().catch(() => {});
+      await dist.stop().catch(() => {});
       await db.close().catch(() => {});
     },
   };

@@ -31,6 +31,7 @@ export interface ChatSettings {
   maxGroupSize: number;
   defaultGroupMaxMembers: number;
   syncRetentionDays: number;
+  groupPurgeDays: number;
 }
 
 /** Dependencies of the chat services, built by the composition root. */
@@ -46,7 +47,19 @@ export interface ChatDeps {
 }
 
 /** A reply frame (without requestId) for the actor's connection. */
-export type Reply = Record<string, unknown> & { type: string };
+export type Reply = Record<string, unknown> & { type: string; [AFTER_REPLY]?: AfterReply[] };
+
+/** Work run after the reply was written; `sendOwn` writes a frame to the actor's originating connection only. */
+export type AfterReply = (sendOwn: (frame: object) => void) => void;
+
+/** Key of work to run right after the reply is written (symbol keys are not serialised). */
+export const AFTER_REPLY: unique symbol = Symbol('afterReply');
+
+/** Run `fn` after `reply` has been sent on the actor's connection (e.g. PROTOCOL §7 `member_left` after `left_group`). */
+export function afterReply(reply: Reply, fn: AfterReply): Reply {
+  (reply[AFTER_REPLY] ??= []).push(fn);
+  return reply;
+}
 
 /** Take one point of `kind` for the actor; throws RATE_LIMITED with `retryAfter` (s) when over (PROTOCOL §4). */
 export async function rateLimit(deps: ChatDeps, kind: LimitKind, userId: string): Promise<void> {

@@ -1,6 +1,9 @@
-/** The chat services, built together over one set of dependencies. */
+/** The chat services, built together over one set of dependencies and wired to each other. */
+import { groupG } from '../protocol/outbound.ts';
 import type { ChatDeps } from './context.ts';
 import { DirectMessages } from './direct.ts';
+import { GroupMessages } from './groupMessages.ts';
+import { Groups } from './groups.ts';
 import { MessageActions } from './messageActions.ts';
 import { PresenceQueries } from './presence.ts';
 import { SyncService } from './sync.ts';
@@ -14,17 +17,35 @@ export interface ChatServices {
   typing: Typing;
   presence: PresenceQueries;
   sync: SyncService;
+  groups: Groups;
+  groupMessages: GroupMessages;
 }
 
-/** Build the chat services. */
+/** Build the chat services and connect the group variants of DM-named commands. */
 export function createChatServices(deps: ChatDeps): ChatServices {
   const direct = new DirectMessages(deps);
-  return {
-    deps,
-    direct,
-    actions: new MessageActions(deps, direct),
-    typing: new Typing(deps),
-    presence: new PresenceQueries(deps),
-    sync: new SyncService(deps),
+  const actions = new MessageActions(deps, direct);
+  const typing = new Typing(deps);
+  const presence = new PresenceQueries(deps);
+  const sync = new SyncService(deps);
+  const groups = new Groups(deps);
+  const groupMessages = new GroupMessages(deps, groups);
+  direct.groupOps = { edit: (a, m, c) => groupMessages.edit(a, m, c), delete: (a, m, e) => groupMessages.delete(a, m, e) };
+  actions.groupActions = { react: (a, m, r, add) => groupMessages.react(a, m, r, add), markRead: (a, m) => groupMessages.markRead(a, m) };
+  typing.groupAudience = (a, g) => groupMessages.typingAudience(a, g);
+  presence.groupPeers = (u) => deps.stores.groups.peers(u);
+  sync.groups = {
+    groupIdsOf: (u) => deps.stores.groups.groupIdsOf(u),
+    render: (rec, content) => groupG({ ...rec, content, isPinned: rec.isAnnouncement }),
+    changes: async (u, ids, from, to) =>
+      (await deps.stores.groups.changes(u, ids, from, to)).map((r) => ({
+        type: r.kind,
+        groupId: r.group_id,
+        userId: r.user_id ?? undefined,
+        actorId: r.actor_id ?? undefined,
+        role: r.role ?? undefined,
+        timestamp: (r.created_at as Date).toISOString(),
+      })),
   };
+  return { deps, direct, actions, typing, presence, sync, groups, groupMessages };
 }

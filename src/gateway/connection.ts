@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import type { WebSocket, RawData } from 'ws';
 import type { Identity } from '../auth/identity.ts';
 import { encodeCursor } from '../chat/cursor.ts';
-import type { Actor } from '../chat/context.ts';
+import { AFTER_REPLY, type Actor } from '../chat/context.ts';
 import { ChatError, CloseCode } from '../protocol/errors.ts';
 import type { DecodedFrame } from '../protocol/inbound.ts';
 import { authErrorFrame, authSuccessFrame, connectedFrame, errorFrame, nowIso, serialize } from '../protocol/outbound.ts';
@@ -177,6 +177,7 @@ export class Connection {
     try {
       const reply = await this.host.dispatch(this.actor(), f);
       if (!this.closed) this.sendFrame(reply, f.requestId);
+      for (const fn of reply[AFTER_REPLY] ?? []) fn((frame) => this.sendFrame(frame));
       this.host.metrics?.commandDone(f.type, performance.now() - started, null);
     } catch (err) {
       const ce = this.host.toChatError(err, { connId: this.id, userId: this.identity?.user.id, type: f.type });

@@ -35,3 +35,33 @@ export function coreHandlers(chat: ChatServices): Record<string, Handler> {
     get_community_progress: async (_a, c) => ({ type: 'community_progress', communityId: c.communityId ?? null, progress: null, timestamp: nowIso() }),
   };
 }
+
+/** The handlers of the group commands (PROTOCOL §7). */
+export function groupHandlers(chat: ChatServices): Record<string, Handler> {
+  const { groups: g, groupMessages: gm } = chat;
+  return {
+    create_group: (a, c) => g.create(a, c),
+    send_group_message: (a, c) => gm.send(a, c),
+    get_group_messages: (a, c) => gm.history(a, c),
+    get_user_groups: (a) => g.userGroups(a),
+    get_group_members: (a, c) => g.members(a, c.groupId),
+    get_group_info: (a, c) => g.info(a, c.groupId),
+    add_group_member: (a, c) => g.addMember(a, c.groupId, c.userId),
+    remove_group_member: (a, c) => g.removeMember(a, c.groupId, c.userId),
+    leave_group: (a, c) => g.leave(a, c.groupId),
+    update_group_info: (a, c) => g.updateInfo(a, c),
+    edit_group_message: (a, c) => gm.editById(a, c.messageId, c.newContent),
+    delete_group_message: (a, c) => gm.deleteById(a, c.messageId, c.deleteForEveryone),
+    add_group_reaction: (a, c) => gm.reactById(a, c.messageId, c.reaction, true),
+    remove_group_reaction: (a, c) => gm.reactById(a, c.messageId, c.reaction, false),
+    promote_member: (a, c) => g.setRole(a, c.groupId, c.userId, true),
+    demote_member: (a, c) => g.setRole(a, c.groupId, c.userId, false),
+    transfer_ownership: (a, c) => g.transferOwnership(a, c.groupId, c.userId),
+    delete_group: (a, c) => g.deleteGroup(a, c.groupId, c.permanent),
+    restore_group: (a, c) => g.restore(a, c.groupId),
+    pin_message: (a, c) => gm.pin(a, c.groupId, c.messageId, true),
+    unpin_message: (a, c) => gm.pin(a, c.groupId, c.messageId, false),
+    get_pinned_messages: (a, c) => gm.pinned(a, c.groupId),
+    send_announcement: (a, c) => gm.send(a, c, true),
+  };
+}

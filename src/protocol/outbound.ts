@@ -94,3 +94,28 @@ export function errorFrame(err: ChatError, errorId?: string): Record<string, unk
 export function serialize(frame: object, requestId?: string): string {
   return JSON.stringify(requestId === undefined ? frame : { ...frame, requestId });
 }
+
+/** A mention (PROTOCOL §7): a member, or everyone. */
+export type Mention = { type: 'user'; userId: string; username: string } | { type: 'everyone' };
+
+/** Group message object `G` (PROTOCOL §7). */
+export function groupG(v: DirectView & { groupId: string | null; mentions: unknown[] | null; isAnnouncement: boolean; isPinned?: boolean }): Record<string, unknown> {
+  return {
+    id: v.id,
+    messageId: v.id,
+    groupId: v.groupId,
+    senderId: v.senderId,
+    username: v.senderUsername,
+    content: v.content,
+    timestamp: v.createdAt.toISOString(),
+    replyTo: v.replyTo,
+    mentions: v.mentions ?? [],
+    isEdited: v.isEdited,
+    editedAt: iso(v.editedAt),
+    isAnnouncement: v.isAnnouncement,
+    isPinned: v.isPinned ?? false,
+    seq: v.seq,
+    clientMessageId: v.clientMessageId,
+    reactions: v.reactions,
+  };
+}

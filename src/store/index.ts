@@ -1,7 +1,9 @@
 /** All repositories over one {@link Db}: the chat layer's only door to the database. */
 import type { Db } from './db.ts';
+import { GroupStore } from './groups.ts';
 import { HistoryStore } from './history.ts';
 import { MessageStore } from './messages.ts';
+import { PinStore } from './pins.ts';
 import { ReactionStore } from './reactions.ts';
 import { RelationStore } from './relations.ts';
 import { StatusStore } from './status.ts';
@@ -18,6 +20,8 @@ export interface Stores {
   reactions: ReactionStore;
   status: StatusStore;
   sync: SyncStore;
+  groups: GroupStore;
+  pins: PinStore;
 }
 
 /** Build every repository over `db`. */
@@ -31,5 +35,7 @@ export function createStores(db: Db): Stores {
     reactions: new ReactionStore(db),
     status: new StatusStore(db),
     sync: new SyncStore(db),
+    groups: new GroupStore(db),
+    pins: new PinStore(db),
   };
 }

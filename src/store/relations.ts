@@ -32,6 +32,26 @@ export class RelationStore {
     return { blocked: r.blocked, aFollowsB: r.ab, bFollowsA: r.ba, bExists: r.b_exists };
   }
 
+  /**
+   * {@link pair} for many b at once (group creation): one query. Resolves a map b → relation
+   * (every b present; `bExists` false for unknown users).
+   */
+  async pairsMany(a: string, others: readonly string[]): Promise<Map<string, PairRelation>> {
+    const out = new Map<string, PairRelation>();
+    if (others.length === 0) return out;
+    const { rows } = await this.db.query<{ b: string; blocked: boolean; ab: boolean; ba: boolean; b_exists: boolean }>(
+      `SELECT o.b::text AS b,
+         EXISTS (SELECT 1 FROM blocked_relationships WHERE (blocker_id = $1::bigint AND blocked_id = o.b) OR (blocker_id = o.b AND blocked_id = $1::bigint)) AS blocked,
+         EXISTS (SELECT 1 FROM user_follows WHERE follower_id = $1::bigint AND followee_id = o.b) AS ab,
+         EXISTS (SELECT 1 FROM user_follows WHERE follower_id = o.b AND followee_id = $1::bigint) AS ba,
+         EXISTS (SELECT 1 FROM users_auth WHERE user_id = o.b) AS b_exists
+       FROM unnest($2::bigint[]) AS o(b)`,
+      [a, others],
+    );
+    for (const r of rows) out.set(r.b, { blocked: r.blocked, aFollowsB: r.ab, bFollowsA: r.ba, bExists: r.b_exists });
+    return out;
+  }
+
   /** Of `others`, those with a block in either direction with `userId`. */
   async blockedAmong(userId: string, others: readonly string[]): Promise<Set<string>> {
     if (others.length === 0) return new Set();

@@ -1,0 +1,277 @@
+/**
+ * Group messages (PROTOCOL §7): send (mentions, announcements), history, edit, delete,
+ * reactions, read positions, pins; on the same store, crypto, policy and fan-out paths as
+ * direct messages. A member never receives nor sees messages of a user with whom they
+ * have a block, in either direction (§5).
+ */
+import { v7 as uuidv7 } from 'uuid';
+import { ChatError, notFound } from '../protocol/errors.ts';
+import { groupG, nowIso, type DirectView } from '../protocol/outbound.ts';
+import type { MessageRecord } from '../store/types.ts';
+import { openAll, openRecord, publish, rateLimit, type Actor, type ChatDeps, type Reply } from './context.ts';
+import type { Groups } from './groups.ts';
+import { parseMentions } from './mentions.ts';
+
+/** A stored group message with plaintext, ready for {@link groupG}. */
+type GroupView = DirectView & { groupId: string | null; mentions: unknown[] | null; isAnnouncement: boolean; isPinned?: boolean };
+
+/** Group message service. */
+export class GroupMessages {
+  constructor(
+    private readonly deps: ChatDeps,
+    private readonly groups: Groups,
+  ) {}
+
+  /**
+   * `send_group_message` → `group_message_sent`; members get `new_group_message`, each
+   * mentioned member also `mentioned_in_group`. With `announcement` (owner/admin):
+   * `send_announcement` → `announcement_sent`, members `new_announcement`, stored pinned.
+   * Idempotent by clientMessageId like DMs.
+   */
+  async send(actor: Actor, cmd: { groupId: string; content: string; replyTo?: string | null; clientMessageId?: string }, announcement = false): Promise<Reply> {
+    const { deps } = this;
+    await rateLimit(deps, 'message', actor.userId);
+    const aud = await deps.stores.groups.audience(cmd.groupId, actor.userId);
+    const me = aud?.members.find((m) => m.userId === actor.userId);
+    if (!aud || !aud.active || !me) throw notFound('Group', 'groupId');
+    if (announcement && me.role === 'member') throw new ChatError('INSUFFICIENT_PERMISSIONS', 'Only admins can send announcements');
+    if (cmd.replyTo) {
+      const target = await deps.stores.messages.getForViewer(cmd.replyTo, actor.userId);
+      if (!target || target.conversationId !== cmd.groupId) throw notFound('Replied-to message', 'replyTo');
+    }
+    const visible = aud.members.filter((m) => !m.blockedWithActor);
+    const { mentions, addressed } = parseMentions(cmd.content, visible, actor.userId);
+    const id = uuidv7();
+    const res = await deps.stores.messages.insert({
+      id,
+      conversationId: cmd.groupId,
+      kind: 'group',
+      senderId: actor.userId,
+      recipientId: null,
+      groupId: cmd.groupId,
+      sealed: deps.cipher.seal(cmd.content, id),
+      replyTo: cmd.replyTo ?? null,
+      clientMessageId: cmd.clientMessageId ?? null,
+      mentions: mentions.length ? mentions : null,
+      isAnnouncement: announcement,
+    });
+    if (res.duplicate) {
+      const view = openRecord(deps, res.existing);
+      if (!view || res.existing.groupId !== cmd.groupId) throw new ChatError('INTERNAL_ERROR', 'Stored message could not be read');
+      const g = groupG({ ...res.existing, ...view, isPinned: res.existing.isAnnouncement });
+      return { ...this.ack(g, announcement), duplicate: true };
+    }
+    if (announcement) await deps.stores.pins.pin(cmd.groupId, id, actor.userId);
+    const g = groupG({
+      id,
+      conversationId: cmd.groupId,
+      seq: res.seq,
+      senderId: actor.userId,
+      senderUsername: actor.username,
+      recipientId: null,
+      content: cmd.content,
+      createdAt: res.createdAt,
+      isRead: false,
+      readAt: null,
+      replyTo: cmd.replyTo ?? null,
+      isEdited: false,
+      editedAt: null,
+      isDeleted: false,
+      clientMessageId: cmd.clientMessageId ?? null,
+      reactions: [],
+      groupId: cmd.groupId,
+      mentions,
+      isAnnouncement: announcement,
+      isPinned: announcement,
+    });
+    const audience = visible.filter((m) => m.userId !== actor.userId).map((m) => m.userId);
+    const ts = g.timestamp as string;
+    publish(deps, audience, announcement ? { type: 'new_announcement', ...g, message: g, timestamp: ts } : { type: 'new_group_message', message: g, timestamp: ts });
+    if (addressed.size > 0) {
+      publish(deps, [...addressed], { type: 'mentioned_in_group', messageId: id, groupId: cmd.groupId, message: g, mentionedBy: actor.userId, mentionedByUsername: actor.username, timestamp: ts });
+    }
+    const ack = this.ack(g, announcement);
+    publish(deps, [actor.userId], ack, actor.connId);
+    return ack;
+  }
+
+  private ack(g: Record<string, unknown>, announcement: boolean): Reply {
+    return announcement ? { type: 'announcement_sent', ...g, message: g, timestamp: g.timestamp } : { type: 'group_message_sent', message: g, timestamp: g.timestamp };
+  }
+
+  /** `get_group_messages` → `group_messages` (offset 0 = newest page, oldest first), senders blocked with the viewer left out. */
+  async history(actor: Actor, cmd: { groupId: string; limit?: number; offset?: number; before?: number }): Promise<Reply> {
+    const { deps } = this;
+    await this.groups.access(actor, cmd.groupId);
+    const limit = cmd.limit ?? 50;
+    const offset = cmd.before !== undefined ? 0 : (cmd.offset ?? 0);
+    const blocked = await deps.stores.relations.blockedWith(actor.userId);
+    const page = await deps.stores.history.page(cmd.groupId, actor.userId, { limit, offset, before: cmd.before }, [...blocked]);
+    return { type: 'group_messages', groupId: cmd.groupId, messages: await this.render(cmd.groupId, page.messages), hasMore: page.hasMore, total: page.total, offset, limit, timestamp: nowIso() };
+  }
+
+  /** Decrypt and render records as G, with their pin state. */
+  private async render(groupId: string, records: MessageRecord[]): Promise<Record<string, unknown>[]> {
+    const pinned = await this.deps.stores.pins.pinnedAmong(groupId, records.map((r) => r.id));
+    return openAll(this.deps, records).map((v, i) => groupG({ ...records[i]!, ...v, isPinned: pinned.has(v.id) }));
+  }
+
+  /** Members of the message's group who may see the actor's activity (no block either way). */
+  private async audienceOf(actor: Actor, groupId: string): Promise<string[]> {
+    const aud = await this.deps.stores.groups.audience(groupId, actor.userId);
+    if (!aud || !aud.active || !aud.members.some((m) => m.userId === actor.userId)) throw notFound('Message', 'messageId');
+    return aud.members.filter((m) => !m.blockedWithActor).map((m) => m.userId);
+  }
+
+  /** `edit_group_message` (or `edit_message` on a group message): sender only, within EDIT_WINDOW_MS. */
+  async edit(actor: Actor, msg: MessageRecord, newContent: string): Promise<Reply> {
+    const { deps } = this;
+    const audience = await this.audienceOf(actor, msg.groupId!);
+    if (msg.senderId !== actor.userId) throw new ChatError('INSUFFICIENT_PERMISSIONS', 'Only the sender can edit a message');
+    const window = deps.settings.editWindowMs;
+    if (window > 0 && Date.now() - msg.createdAt.getTime() > window) throw new ChatError('EDIT_WINDOW_EXPIRED', 'The edit window has passed');
+    const editedAt = await deps.stores.messages.edit(msg.id, deps.cipher.seal(newContent, msg.id));
+    if (!editedAt) throw notFound('Message', 'messageId');
+    const reply = { type: 'group_message_edited', messageId: msg.id, groupId: msg.groupId, newContent, editedAt: editedAt.toISOString(), timestamp: nowIso() };
+    publish(deps, audience, { ...reply, editedBy: actor.userId }, actor.connId);
+    return reply;
+  }
+
+  /**
+   * `delete_group_message` (or `delete_message` on a group message). For everyone: the
+   * sender, or an owner/admin for anyone's message; default true when the caller may.
+   */
+  async delete(actor: Actor, msg: MessageRecord, deleteForEveryone: boolean | undefined): Promise<Reply> {
+    const { deps } = this;
+    const a = await this.groups.access(actor, msg.groupId!).catch(() => {
+      throw notFound('Message', 'messageId');
+    });
+    const may = msg.senderId === actor.userId || a.role !== 'member';
+    const everyone = deleteForEveryone ?? may;
+    if (everyone && !may) throw new ChatError('INSUFFICIENT_PERMISSIONS', "Only admins can delete others' messages for everyone");
+    const reply = { type: 'group_message_deleted', messageId: msg.id, groupId: msg.groupId, deleteForEveryone: everyone, timestamp: nowIso() };
+    if (everyone) {
+      if (!(await deps.stores.messages.deleteForEveryone(msg.id, actor.userId))) throw notFound('Message', 'messageId');
+      publish(deps, await this.groups.memberIds(msg.groupId!), { ...reply, deletedBy: actor.userId }, actor.connId);
+    } else {
+      await deps.stores.messages.deleteForUser(msg.id, actor.userId);
+      publish(deps, [actor.userId], reply, actor.connId);
+    }
+    return reply;
+  }
+
+  /**
+   * `add_group_reaction` / `remove_group_reaction` (and DM-named reactions on a group
+   * message) → `group_reaction_added` / `group_reaction_removed` to the members.
+   */
+  async react(actor: Actor, msg: MessageRecord, reaction: string, add: boolean): Promise<Reply> {
+    const { deps } = this;
+    const audience = await this.audienceOf(actor, msg.groupId!);
+    let at: Date;
+    if (add) {
+      const created = await deps.stores.reactions.add(msg.id, actor.userId, reaction);
+      if (!created) throw new ChatError('REACTION_EXISTS', 'You already reacted with this', { field: 'reaction' });
+      at = created;
+    } else {
+      if (!(await deps.stores.reactions.remove(msg.id, actor.userId, reaction))) throw new ChatError('REACTION_NOT_FOUND', 'No such reaction of yours', { field: 'reaction' });
+      at = new Date();
+    }
+    const event = {
+      type: add ? 'group_reaction_added' : 'group_reaction_removed',
+      messageId: msg.id,
+      groupId: msg.groupId,
+      reaction: { userId: actor.userId, username: actor.username, reaction, timestamp: at.toISOString() },
+      emoji: reaction,
+      timestamp: nowIso(),
+    };
+    publish(deps, audience, event, actor.connId);
+    return event;
+  }
+
+  /** `add_group_reaction` by id: the message must be a group message the actor can see. */
+  async reactById(actor: Actor, messageId: string, reaction: string, add: boolean): Promise<Reply> {
+    await rateLimit(this.deps, 'action', actor.userId);
+    return this.react(actor, await this.groupMessage(actor, messageId), reaction, add);
+  }
+
+  /** `edit_group_message`: rate-limited (action budget) {@link edit} by id. */
+  async editById(actor: Actor, messageId: string, newContent: string): Promise<Reply> {
+    await rateLimit(this.deps, 'action', actor.userId);
+    return this.edit(actor, await this.groupMessage(actor, messageId), newContent);
+  }
+
+  /** `delete_group_message`: rate-limited (action budget) {@link delete} by id. */
+  async deleteById(actor: Actor, messageId: string, deleteForEveryone: boolean | undefined): Promise<Reply> {
+    await rateLimit(this.deps, 'action', actor.userId);
+    return this.delete(actor, await this.groupMessage(actor, messageId), deleteForEveryone);
+  }
+
+  /** A visible group message by id, else NOT_FOUND. */
+  async groupMessage(actor: Actor, messageId: string): Promise<MessageRecord> {
+    const msg = await this.deps.stores.messages.getForViewer(messageId, actor.userId);
+    if (!msg || !msg.groupId) throw notFound('Message', 'messageId');
+    return msg;
+  }
+
+  /**
+   * `mark_message_read` on a group message: moves the member's read position (drives
+   * `unreadCount`); the sender's devices get `message_read` and `message_status` read.
+   */
+  async markRead(actor: Actor, msg: MessageRecord): Promise<Reply> {
+    const { deps } = this;
+    await this.groups.access(actor, msg.groupId!).catch(() => {
+      throw notFound('Message', 'messageId');
+    });
+    const ts = nowIso();
+    const reply = { type: 'message_marked_read', messageId: msg.id, groupId: msg.groupId, conversationId: msg.groupId, timestamp: ts };
+    const moved = await deps.stores.groups.markRead(msg.groupId!, actor.userId, msg.seq);
+    if (moved && msg.senderId !== actor.userId && !(await deps.relations.isBlocked(actor.userId, msg.senderId))) {
+      publish(deps, [msg.senderId], { type: 'message_read', messageId: msg.id, groupId: msg.groupId, conversationId: msg.groupId, readBy: actor.userId, timestamp: ts });
+      publish(deps, [msg.senderId], { type: 'message_status', messageId: msg.id, groupId: msg.groupId, status: 'read', userId: actor.userId, timestamp: ts });
+    }
+    if (moved) publish(deps, [actor.userId], reply, actor.connId);
+    return reply;
+  }
+
+  /** `pin_message` / `unpin_message` (owner/admin) → `message_pinned` / `message_unpinned` to the members. */
+  async pin(actor: Actor, groupId: string, messageId: string, pin: boolean): Promise<Reply> {
+    const { deps } = this;
+    await rateLimit(deps, 'action', actor.userId);
+    await this.groups.access(actor, groupId, 'admin');
+    const msg = await deps.stores.messages.getForViewer(messageId, actor.userId);
+    if (!msg || msg.groupId !== groupId) throw notFound('Message', 'messageId');
+    if (pin) await deps.stores.pins.pin(groupId, messageId, actor.userId);
+    else if (!(await deps.stores.pins.unpin(groupId, messageId))) throw notFound('Pin', 'messageId');
+    const event = pin
+      ? { type: 'message_pinned', messageId, groupId, pinnedBy: actor.userId, timestamp: nowIso() }
+      : { type: 'message_unpinned', messageId, groupId, unpinnedBy: actor.userId, timestamp: nowIso() };
+    publish(deps, await this.groups.memberIds(groupId), event, actor.connId);
+    return event;
+  }
+
+  /** `get_pinned_messages` → `pinned_message {groupId, message: latest or null, messages: newest first}`. */
+  async pinned(actor: Actor, groupId: string): Promise<Reply> {
+    const { deps } = this;
+    await this.groups.access(actor, groupId);
+    const [rows, blocked] = await Promise.all([deps.stores.pins.list(groupId), deps.stores.relations.blockedWith(actor.userId)]);
+    const messages = rows.flatMap((p) => {
+      const v = blocked.has(p.record.senderId) ? null : openRecord(deps, p.record);
+      return v
+        ? [{ messageId: v.id, id: v.id, senderId: v.senderId, username: v.senderUsername, content: v.content, createdAt: v.createdAt.toISOString(), pinnedAt: p.pinnedAt.toISOString(), pinnedBy: p.pinnedBy, isAnnouncement: p.record.isAnnouncement }]
+        : [];
+    });
+    return { type: 'pinned_message', groupId, message: messages[0] ?? null, messages, timestamp: nowIso() };
+  }
+
+  /** Typing audience in a group: members but the actor, minus blocks; null when the actor is not a member. */
+  async typingAudience(actor: Actor, groupId: string): Promise<string[] | null> {
+    const aud = await this.deps.stores.groups.audience(groupId, actor.userId);
+    if (!aud || !aud.active || !aud.members.some((m) => m.userId === actor.userId)) return null;
+    return aud.members.filter((m) => m.userId !== actor.userId && !m.blockedWithActor).map((m) => m.userId);
+  }
+
+  /** Render one group message for `sync` (pin state not looked up: false unless an announcement). */
+  renderForSync(view: GroupView): Record<string, unknown> {
+    return groupG({ ...view, isPinned: view.isPinned ?? view.isAnnouncement });
+  }
+}

@@ -1,0 +1,315 @@
+/**
+ * Groups: creation, membership, roles, info, deletion (PROTOCOL §7, §5 for groups).
+ * Messages, reactions, pins and receipts in groups are in `groupMessages.ts`.
+ * A non-member gets NOT_FOUND for anything about a group (existence never leaked); a
+ * soft-deleted group accepts nothing but `restore_group` by its owner.
+ */
+import { randomUUID } from 'node:crypto';
+import { ChatError, badRequest, notFound } from '../protocol/errors.ts';
+import { nowIso } from '../protocol/outbound.ts';
+import type { GroupRow, MemberRow, Role } from '../store/groups.ts';
+import { afterReply, publish, rateLimit, type Actor, type ChatDeps, type Reply } from './context.ts';
+
+const RANK: Record<Role, number> = { member: 0, admin: 1, owner: 2 };
+
+/** A group the actor belongs to, with their role. */
+export interface Access {
+  group: GroupRow;
+  role: Role;
+  memberCount: number;
+}
+
+/** Group object (PROTOCOL §7). */
+export function groupObject(g: GroupRow, members: readonly MemberRow[]): Record<string, unknown> {
+  return {
+    groupId: g.groupId,
+    groupName: g.groupName,
+    groupDescription: g.groupDescription,
+    createdBy: g.createdBy,
+    ownerId: g.ownerId,
+    maxMembers: g.maxMembers,
+    memberCount: members.length,
+    isActive: g.isActive,
+    createdAt: g.createdAt.toISOString(),
+    members: members.map(memberObject),
+  };
+}
+
+/** A member entry (PROTOCOL §7 `members`). */
+export function memberObject(m: MemberRow): Record<string, unknown> {
+  return { userId: m.userId, username: m.username, displayName: m.displayName, role: m.role, joinedAt: m.joinedAt.toISOString() };
+}
+
+/** Group membership and administration service. */
+export class Groups {
+  constructor(private readonly deps: ChatDeps) {}
+
+  /**
+   * The actor's access to a group. NOT_FOUND when there is no such group, the actor is
+   * not a member, or the group is soft-deleted (unless `allowInactive`). With `need`,
+   * INSUFFICIENT_PERMISSIONS when the actor's role ranks below it.
+   */
+  async access(actor: Actor, groupId: string, need: Role = 'member', allowInactive = false): Promise<Access> {
+    const r = await this.deps.stores.groups.withRole(groupId, actor.userId);
+    if (!r || !r.role || (!r.group.isActive && !allowInactive)) throw notFound('Group', 'groupId');
+    if (RANK[r.role] < RANK[need]) throw new ChatError('INSUFFICIENT_PERMISSIONS', `Only ${need === 'owner' ? 'the owner' : 'admins'} can do that`);
+    return { group: r.group, role: r.role, memberCount: r.memberCount };
+  }
+
+  /** User ids of the group's members. */
+  async memberIds(groupId: string): Promise<string[]> {
+    return (await this.deps.stores.groups.members(groupId)).map((m) => m.userId);
+  }
+
+  /**
+   * `create_group` → `group_created` with `rejectedMembers` (PROTOCOL §7, §5): each initial
+   * member must exist (NOT_FOUND), have no block with the creator (USER_BLOCKED) and be
+   * followed by the creator per FOLLOW_POLICY (NOT_FOLLOWING); refused ones are listed,
+   * not silently dropped. More accepted members than maxMembers allows → TOO_MANY_MEMBERS.
+   */
+  async create(actor: Actor, cmd: { groupName: string; groupDescription?: string; initialMembers?: string[]; maxMembers?: number }): Promise<Reply> {
+    const { deps } = this;
+    await rateLimit(deps, 'action', actor.userId);
+    const maxMembers = cmd.maxMembers ?? deps.settings.defaultGroupMaxMembers;
+    const wanted = [...new Set(cmd.initialMembers ?? [])].filter((id) => id !== actor.userId);
+    let rels;
+    try {
+      rels = await deps.stores.relations.pairsMany(actor.userId, wanted);
+    } catch {
+      throw new ChatError('SERVICE_UNAVAILABLE', 'Relationship check unavailable; nothing was changed');
+    }
+    const accepted: string[] = [];
+    const rejectedMembers: { userId: string; code: string }[] = [];
+    for (const id of wanted) {
+      const rel = rels.get(id);
+      if (!rel || !rel.bExists) rejectedMembers.push({ userId: id, code: 'NOT_FOUND' });
+      else if (rel.blocked) rejectedMembers.push({ userId: id, code: 'USER_BLOCKED' });
+      else if (!deps.relations.followOk(rel)) rejectedMembers.push({ userId: id, code: 'NOT_FOLLOWING' });
+      else accepted.push(id);
+    }
+    if (accepted.length + 1 > maxMembers) throw new ChatError('TOO_MANY_MEMBERS', `A group of at most ${maxMembers} members cannot start with ${accepted.length + 1}`, { field: 'initialMembers' });
+    const groupId = `group_${randomUUID()}`;
+    await deps.stores.groups.create({ groupId, name: cmd.groupName, description: cmd.groupDescription ?? '', createdBy: actor.userId, maxMembers, memberIds: accepted });
+    const [group, members] = await Promise.all([deps.stores.groups.get(groupId), deps.stores.groups.members(groupId)]);
+    const event = this.createdEvent(group!, members);
+    publish(deps, accepted, event);
+    publish(deps, [actor.userId], event, actor.connId);
+    return { ...event, rejectedMembers };
+  }
+
+  private createdEvent(group: GroupRow, members: readonly MemberRow[]): Reply {
+    const obj = groupObject(group, members);
+    return {
+      type: 'group_created',
+      group: obj,
+      groupId: group.groupId,
+      groupName: group.groupName,
+      groupDescription: group.groupDescription,
+      createdBy: group.createdBy,
+      members: obj.members,
+      maxMembers: group.maxMembers,
+      timestamp: nowIso(),
+    };
+  }
+
+  /**
+   * `add_group_member` (owner/admin) → `member_added` to every member, the new one
+   * included, then `group_created` to the new member (PROTOCOL §7). USER_BLOCKED when the
+   * adder or any current member has a block with the target; the adder must follow the
+   * target; GROUP_FULL; ALREADY_MEMBER.
+   */
+  async addMember(actor: Actor, groupId: string, userId: string): Promise<Reply> {
+    const { deps } = this;
+    await rateLimit(deps, 'action', actor.userId);
+    await this.access(actor, groupId, 'admin');
+    const rel = await deps.relations.pair(actor.userId, userId);
+    if (!rel.bExists) throw notFound('User', 'userId');
+    const current = await deps.stores.groups.members(groupId);
+    if (current.some((m) => m.userId === userId)) throw new ChatError('ALREADY_MEMBER', 'Already a member', { field: 'userId' });
+    let blocked: Set<string>;
+    try {
+      blocked = await deps.stores.relations.blockedAmong(userId, current.map((m) => m.userId));
+    } catch {
+      throw new ChatError('SERVICE_UNAVAILABLE', 'Relationship check unavailable; nothing was changed');
+    }
+    if (rel.blocked || blocked.size > 0) throw new ChatError('USER_BLOCKED', 'This user cannot be added to this group');
+    if (!deps.relations.followOk(rel)) throw new ChatError('NOT_FOLLOWING', 'You must follow this user to add them');
+    const res = await deps.stores.groups.addMember(groupId, userId, actor.userId);
+    if (res === 'exists') throw new ChatError('ALREADY_MEMBER', 'Already a member', { field: 'userId' });
+    if (res === 'full') throw new ChatError('GROUP_FULL', 'The group is full');
+    if (res === 'gone') throw notFound('Group', 'groupId');
+    const [group, members] = await Promise.all([deps.stores.groups.get(groupId), deps.stores.groups.members(groupId)]);
+    const added = members.find((m) => m.userId === userId);
+    const event = { type: 'member_added', groupId, userId, username: added?.username ?? null, addedBy: actor.userId, role: 'member', timestamp: nowIso() };
+    publish(deps, members.map((m) => m.userId), event, actor.connId);
+    publish(deps, [userId], this.createdEvent(group!, members));
+    return event;
+  }
+
+  /**
+   * `remove_group_member` → `member_removed` to the remaining members and to the removed
+   * user (PROTOCOL §7). Admins remove members only; the owner removes anyone but
+   * themselves; the owner is never removed.
+   */
+  async removeMember(actor: Actor, groupId: string, userId: string): Promise<Reply> {
+    const { deps } = this;
+    await rateLimit(deps, 'action', actor.userId);
+    const a = await this.access(actor, groupId, 'admin');
+    if (userId === actor.userId) throw badRequest('Use leave_group to leave a group', 'userId');
+    const members = await deps.stores.groups.members(groupId);
+    const target = members.find((m) => m.userId === userId);
+    if (!target) throw notFound('Member', 'userId');
+    if (target.role === 'owner') throw new ChatError('OWNER_CANNOT_BE_REMOVED', 'The owner cannot be removed');
+    if (target.role === 'admin' && a.role !== 'owner') throw new ChatError('INSUFFICIENT_PERMISSIONS', 'Only the owner can remove an admin');
+    if (!(await deps.stores.groups.removeMember(groupId, userId, actor.userId, 'member_removed'))) throw notFound('Member', 'userId');
+    const event = { type: 'member_removed', groupId, userId, username: target.username, removedBy: actor.userId, timestamp: nowIso() };
+    publish(deps, members.map((m) => m.userId), event, actor.connId);
+    return event;
+  }
+
+  /**
+   * `leave_group` → `left_group`; `member_left` to the remaining members and all of the
+   * leaver's connections, the originating one right after `left_group` (PROTOCOL §7).
+   * The owner leaving passes ownership (`ownership_transferred`); the last member leaving
+   * deletes the group.
+   */
+  async leave(actor: Actor, groupId: string): Promise<Reply> {
+    const { deps } = this;
+    const a = await this.access(actor, groupId);
+    const before = await this.memberIds(groupId);
+    let newOwnerId: string | null = null;
+    if (a.role === 'owner') {
+      newOwnerId = (await deps.stores.groups.ownerLeaves(groupId, actor.userId)).newOwnerId;
+    } else {
+      await deps.stores.groups.removeMember(groupId, actor.userId, actor.userId, 'member_left');
+      await deps.stores.groups.deleteIfEmpty(groupId);
+    }
+    const remaining = before.filter((id) => id !== actor.userId);
+    const ts = nowIso();
+    const left = { type: 'member_left', groupId, userId: actor.userId, username: actor.username, timestamp: ts };
+    const reply: Reply = { type: 'left_group', groupId, timestamp: ts };
+    publish(deps, before, left, actor.connId);
+    if (newOwnerId) publish(deps, remaining, { type: 'ownership_transferred', groupId, newOwnerId, previousOwnerId: actor.userId, timestamp: ts });
+    return afterReply(reply, (sendOwn) => sendOwn(left));
+  }
+
+  /** `update_group_info` (owner/admin) → `group_updated`; members get `group_info_updated` (PROTOCOL §7). */
+  async updateInfo(actor: Actor, cmd: { groupId: string; groupName?: string; groupDescription?: string; maxMembers?: number }): Promise<Reply> {
+    const { deps } = this;
+    await rateLimit(deps, 'action', actor.userId);
+    await this.access(actor, cmd.groupId, 'admin');
+    const updates: Record<string, unknown> = {};
+    if (cmd.groupName !== undefined) updates.groupName = cmd.groupName;
+    if (cmd.groupDescription !== undefined) updates.groupDescription = cmd.groupDescription;
+    if (cmd.maxMembers !== undefined) updates.maxMembers = cmd.maxMembers;
+    const res = await deps.stores.groups.updateInfo(cmd.groupId, { name: cmd.groupName, description: cmd.groupDescription, maxMembers: cmd.maxMembers }, actor.userId);
+    if (res === 'too_small') throw new ChatError('TOO_MANY_MEMBERS', 'maxMembers cannot be below the current member count', { field: 'maxMembers' });
+    const ts = nowIso();
+    publish(deps, await this.memberIds(cmd.groupId), { type: 'group_info_updated', groupId: cmd.groupId, updates, updatedBy: actor.userId, updatedByUsername: actor.username, timestamp: ts }, actor.connId);
+    return { type: 'group_updated', groupId: cmd.groupId, updates, timestamp: ts };
+  }
+
+  /** `promote_member` / `demote_member` (owner only) → `member_promoted` / `member_demoted` to all members (PROTOCOL §7). */
+  async setRole(actor: Actor, groupId: string, userId: string, promote: boolean): Promise<Reply> {
+    const { deps } = this;
+    await rateLimit(deps, 'action', actor.userId);
+    await this.access(actor, groupId, 'owner');
+    if (!promote && userId === actor.userId) throw new ChatError('CANNOT_DEMOTE_SELF', 'The owner cannot demote themselves');
+    const members = await deps.stores.groups.members(groupId);
+    const target = members.find((m) => m.userId === userId);
+    if (!target) throw notFound('Member', 'userId');
+    if (promote && target.role !== 'member') throw new ChatError('ALREADY_ADMIN', 'Already an admin');
+    if (!promote && target.role !== 'admin') throw new ChatError('NOT_ADMIN', 'Not an admin');
+    await deps.stores.groups.setRole(groupId, userId, promote ? 'admin' : 'member', actor.userId);
+    const event = promote
+      ? { type: 'member_promoted', groupId, userId, newRole: 'admin', promotedBy: actor.userId, timestamp: nowIso() }
+      : { type: 'member_demoted', groupId, userId, newRole: 'member', demotedBy: actor.userId, timestamp: nowIso() };
+    publish(deps, members.map((m) => m.userId), event, actor.connId);
+    return event;
+  }
+
+  /** `transfer_ownership` (owner only) → `ownership_transferred` to all members; the previous owner becomes admin. */
+  async transferOwnership(actor: Actor, groupId: string, userId: string): Promise<Reply> {
+    const { deps } = this;
+    await rateLimit(deps, 'action', actor.userId);
+    await this.access(actor, groupId, 'owner');
+    if (userId === actor.userId) throw badRequest('You already own this group', 'userId');
+    if (!(await deps.stores.groups.transferOwnership(groupId, actor.userId, userId))) throw notFound('Member', 'userId');
+    const event = { type: 'ownership_transferred', groupId, newOwnerId: userId, previousOwnerId: actor.userId, timestamp: nowIso() };
+    publish(deps, await this.memberIds(groupId), event, actor.connId);
+    return event;
+  }
+
+  /**
+   * `delete_group` (owner only) → `group_deleted` to all members, sent BEFORE anything is
+   * removed (PROTOCOL §7). Soft by default (restorable for GROUP_PURGE_DAYS); `permanent`
+   * removes the group and its messages.
+   */
+  async deleteGroup(actor: Actor, groupId: string, permanent = false): Promise<Reply> {
+    const { deps } = this;
+    await this.access(actor, groupId, 'owner');
+    const event = {
+      type: 'group_deleted',
+      groupId,
+      deletedBy: actor.userId,
+      permanent,
+      message: permanent ? 'The group was deleted' : `The group was deleted; its owner can restore it within ${deps.settings.groupPurgeDays} days`,
+      timestamp: nowIso(),
+    };
+    publish(deps, await this.memberIds(groupId), event, actor.connId);
+    if (permanent) await deps.stores.groups.hardDelete(groupId, actor.userId);
+    else await deps.stores.groups.setActive(groupId, false, actor.userId);
+    return event;
+  }
+
+  /** `restore_group` (owner only, soft-deleted group) → `group_restored` to all members. */
+  async restore(actor: Actor, groupId: string): Promise<Reply> {
+    const { deps } = this;
+    const a = await this.access(actor, groupId, 'owner', true);
+    if (a.group.isActive) throw badRequest('The group is not deleted', 'groupId');
+    await deps.stores.groups.setActive(groupId, true, actor.userId);
+    const event = { type: 'group_restored', groupId, restoredBy: actor.userId, timestamp: nowIso() };
+    publish(deps, await this.memberIds(groupId), event, actor.connId);
+    return event;
+  }
+
+  /** `get_group_members` → `group_members {groupId, members}`. */
+  async members(actor: Actor, groupId: string): Promise<Reply> {
+    await this.access(actor, groupId);
+    const members = await this.deps.stores.groups.members(groupId);
+    return { type: 'group_members', groupId, members: members.map(memberObject), timestamp: nowIso() };
+  }
+
+  /** `get_group_info` → `group_info {group, …same fields flat}`. */
+  async info(actor: Actor, groupId: string): Promise<Reply> {
+    const a = await this.access(actor, groupId);
+    const group = groupObject(a.group, await this.deps.stores.groups.members(groupId));
+    return { type: 'group_info', group, ...group, timestamp: nowIso() };
+  }
+
+  /** `get_user_groups` → `user_groups {groups:[…]}` with myRole, memberCount, lastMessageAt, unreadCount. */
+  async userGroups(actor: Actor): Promise<Reply> {
+    const rows = await this.deps.stores.groups.userGroups(actor.userId);
+    return {
+      type: 'user_groups',
+      groups: rows.map((r) => ({
+        groupId: r.group_id,
+        groupName: r.group_name,
+        groupDescription: r.group_description,
+        createdBy: r.created_by_user_id,
+        myRole: r.role,
+        role: r.role,
+        joinedAt: (r.joined_at as Date).toISOString(),
+        memberCount: Number(r.member_count),
+        lastMessageAt: r.last_message_at ? (r.last_message_at as Date).toISOString() : null,
+        unreadCount: Number(r.unread),
+      })),
+      timestamp: nowIso(),
+    };
+  }
+
+  /** Purge groups soft-deleted longer than GROUP_PURGE_DAYS (periodic job). Resolves the purged ids. */
+  purge(): Promise<string[]> {
+    return this.deps.stores.groups.purgeDeleted(this.deps.settings.groupPurgeDays);
+  }
+}

@@ -1,0 +1,342 @@
+/**
+ * Groups and membership (PROTOCOL §7): `group_chats`, `group_members`, `group_changes`.
+ * Capacity and ownership changes run in transactions with the group row locked, so
+ * concurrent adds never pass `max_members` and there is always exactly one owner.
+ */
+import type { Db, Queryable } from './db.ts';
+
+/** Group roles. */
+export type Role = 'owner' | 'admin' | 'member';
+
+/** A group row. */
+export interface GroupRow {
+  groupId: string;
+  groupName: string;
+  groupDescription: string;
+  createdBy: string;
+  ownerId: string;
+  maxMembers: number;
+  isActive: boolean;
+  deletedAt: Date | null;
+  createdAt: Date;
+}
+
+/** A member with display fields. */
+export interface MemberRow {
+  userId: string;
+  username: string | null;
+  displayName: string | null;
+  role: Role;
+  joinedAt: Date;
+}
+
+/** A member as the send path needs it: role, username (mentions) and a block with the actor. */
+export interface AudienceMember {
+  userId: string;
+  username: string | null;
+  role: Role;
+  blockedWithActor: boolean;
+}
+
+/** Outcome of {@link GroupStore.addMember}. */
+export type AddResult = 'added' | 'exists' | 'full' | 'gone';
+
+function toGroup(r: Record<string, unknown>): GroupRow {
+  return {
+    groupId: r.group_id as string,
+    groupName: r.group_name as string,
+    groupDescription: (r.group_description as string) ?? '',
+    createdBy: r.created_by_user_id as string,
+    ownerId: r.owner_id as string,
+    maxMembers: Number(r.max_members),
+    isActive: r.is_active === true,
+    deletedAt: (r.deleted_at as Date | null) ?? null,
+    createdAt: r.created_at as Date,
+  };
+}
+
+const MEMBER_SQL = `SELECT gm.user_id, ua.username, gm.role, gm.joined_at,
+    COALESCE(NULLIF(trim(concat_ws(' ', p.first_name, p.last_name)), ''), ua.username) AS display_name
+  FROM group_members gm
+  LEFT JOIN users_auth ua ON ua.user_id = gm.user_id::bigint
+  LEFT JOIN user_profile_info p ON p.user_id = ua.user_id`;
+
+const toMember = (r: Record<string, unknown>): MemberRow => ({
+  userId: r.user_id as string,
+  username: (r.username as string | null) ?? null,
+  displayName: (r.display_name as string | null) ?? null,
+  role: r.role as Role,
+  joinedAt: r.joined_at as Date,
+});
+
+/** Group repository. */
+export class GroupStore {
+  constructor(private readonly db: Db) {}
+
+  /** Create a group, its conversation row (seq counter) and members (owner first), in one transaction. */
+  async create(g: { groupId: string; name: string; description: string; createdBy: string; maxMembers: number; memberIds: readonly string[] }): Promise<void> {
+    await this.db.transaction(async (tx) => {
+      await tx.query(
+        `INSERT INTO group_chats (group_id, group_name, group_description, created_by_user_id, owner_id, max_members) VALUES ($1, $2, $3, $4, $4, $5)`,
+        [g.groupId, g.name, g.description, g.createdBy, g.maxMembers],
+      );
+      await tx.query(`INSERT INTO conversations (conversation_id, kind) VALUES ($1, 'group')`, [g.groupId]);
+      await tx.query(`INSERT INTO group_members (group_id, user_id, role, added_by_user_id) VALUES ($1, $2, 'owner', $2)`, [g.groupId, g.createdBy]);
+      for (const id of g.memberIds) {
+        await tx.query(`INSERT INTO group_members (group_id, user_id, role, added_by_user_id) VALUES ($1, $2, 'member', $3)`, [g.groupId, id, g.createdBy]);
+      }
+      await change(tx, g.groupId, null, 'group_created', g.createdBy);
+    });
+  }
+
+  /** A group by id (active or soft-deleted), or null. */
+  async get(groupId: string): Promise<GroupRow | null> {
+    const { rows } = await this.db.query('SELECT * FROM group_chats WHERE group_id = $1', [groupId]);
+    return rows[0] ? toGroup(rows[0]) : null;
+  }
+
+  /** The group and the role of `userId` in it (null role: not a member), in one query; null when no such group. */
+  async withRole(groupId: string, userId: string): Promise<{ group: GroupRow; role: Role | null; memberCount: number } | null> {
+    const { rows } = await this.db.query(
+      `SELECT g.*, (SELECT role FROM group_members WHERE group_id = g.group_id AND user_id = $2) AS my_role,
+         (SELECT count(*)::int FROM group_members WHERE group_id = g.group_id) AS member_count
+       FROM group_chats g WHERE g.group_id = $1`,
+      [groupId, userId],
+    );
+    const r = rows[0];
+    return r ? { group: toGroup(r), role: (r.my_role as Role | null) ?? null, memberCount: Number(r.member_count) } : null;
+  }
+
+  /** Members, oldest first. */
+  async members(groupId: string): Promise<MemberRow[]> {
+    const { rows } = await this.db.query(`${MEMBER_SQL} WHERE gm.group_id = $1 ORDER BY gm.joined_at, gm.user_id`, [groupId]);
+    return rows.map(toMember);
+  }
+
+  /**
+   * The send path's one query: whether the group is active, every member with role,
+   * username and whether they have a block (either way) with `actorId`.
+   */
+  async audience(groupId: string, actorId: string): Promise<{ active: boolean; members: AudienceMember[] } | null> {
+    const { rows } = await this.db.query(
+      `SELECT g.is_active, gm.user_id, gm.role, ua.username,
+         EXISTS (SELECT 1 FROM blocked_relationships b WHERE (b.blocker_id = $2::bigint AND b.blocked_id = gm.user_id::bigint)
+                                                       OR (b.blocked_id = $2::bigint AND b.blocker_id = gm.user_id::bigint)) AS blocked
+       FROM group_chats g JOIN group_members gm ON gm.group_id = g.group_id
+       LEFT JOIN users_auth ua ON ua.user_id = gm.user_id::bigint
+       WHERE g.group_id = $1`,
+      [groupId, actorId],
+    );
+    if (rows.length === 0) return null;
+    return {
+      active: rows[0]!.is_active === true,
+      members: rows.map((r) => ({ userId: r.user_id as string, username: (r.username as string | null) ?? null, role: r.role as Role, blockedWithActor: r.blocked === true })),
+    };
+  }
+
+  /** Add a member under the group row lock: 'full' at capacity, 'exists' if already in, 'gone' if the group is not active. */
+  async addMember(groupId: string, userId: string, addedBy: string): Promise<AddResult> {
+    return this.db.transaction(async (tx) => {
+      const { rows } = await tx.query<{ max_members: number; is_active: boolean }>('SELECT max_members, is_active FROM group_chats WHERE group_id = $1 FOR UPDATE', [groupId]);
+      const g = rows[0];
+      if (!g || !g.is_active) return 'gone';
+      const cur = await tx.query<{ n: number; present: boolean }>(
+        'SELECT count(*)::int AS n, bool_or(user_id = $2) AS present FROM group_members WHERE group_id = $1',
+        [groupId, userId],
+      );
+      if (cur.rows[0]?.present) return 'exists';
+      if (Number(cur.rows[0]?.n ?? 0) >= Number(g.max_members)) return 'full';
+      await tx.query(`INSERT INTO group_members (group_id, user_id, role, added_by_user_id) VALUES ($1, $2, 'member', $3)`, [groupId, userId, addedBy]);
+      await change(tx, groupId, userId, 'member_added', addedBy, 'member');
+      return 'added';
+    });
+  }
+
+  /** Remove a member (not the owner). Resolves false when they were not a member. */
+  async removeMember(groupId: string, userId: string, actorId: string, kind: 'member_removed' | 'member_left'): Promise<boolean> {
+    return this.db.transaction(async (tx) => {
+      const { rowCount } = await tx.query(`DELETE FROM group_members WHERE group_id = $1 AND user_id = $2 AND role <> 'owner'`, [groupId, userId]);
+      if (rowCount > 0) await change(tx, groupId, userId, kind, actorId);
+      return rowCount > 0;
+    });
+  }
+
+  /**
+   * The owner leaves: ownership passes to the longest-standing admin, else the
+   * longest-standing member; the last member leaving deletes the group. Resolves the new
+   * owner id, or null when the group was deleted.
+   */
+  async ownerLeaves(groupId: string, ownerId: string): Promise<{ newOwnerId: string | null }> {
+    return this.db.transaction(async (tx) => {
+      await tx.query('SELECT 1 FROM group_chats WHERE group_id = $1 FOR UPDATE', [groupId]);
+      const { rows } = await tx.query<{ user_id: string }>(
+        `SELECT user_id FROM group_members WHERE group_id = $1 AND user_id <> $2
+         ORDER BY (role = 'admin') DESC, joined_at, user_id LIMIT 1`,
+        [groupId, ownerId],
+      );
+      await tx.query('DELETE FROM group_members WHERE group_id = $1 AND user_id = $2', [groupId, ownerId]);
+      await change(tx, groupId, ownerId, 'member_left', ownerId);
+      const next = rows[0]?.user_id;
+      if (!next) {
+        await tx.query('DELETE FROM group_chats WHERE group_id = $1', [groupId]);
+        await tx.query('DELETE FROM conversations WHERE conversation_id = $1', [groupId]);
+        await change(tx, groupId, null, 'group_deleted', ownerId);
+        return { newOwnerId: null };
+      }
+      await tx.query(`UPDATE group_members SET role = 'owner' WHERE group_id = $1 AND user_id = $2`, [groupId, next]);
+      await tx.query('UPDATE group_chats SET owner_id = $2, updated_at = now() WHERE group_id = $1', [groupId, next]);
+      await change(tx, groupId, next, 'role_changed', ownerId, 'owner');
+      return { newOwnerId: next };
+    });
+  }
+
+  /** Last member (not owner) leaving is handled by {@link removeMember}; this deletes a group with no members left. */
+  async deleteIfEmpty(groupId: string): Promise<boolean> {
+    const { rowCount } = await this.db.query('DELETE FROM group_chats g WHERE group_id = $1 AND NOT EXISTS (SELECT 1 FROM group_members WHERE group_id = g.group_id)', [groupId]);
+    if (rowCount > 0) await this.db.query('DELETE FROM conversations WHERE conversation_id = $1', [groupId]);
+    return rowCount > 0;
+  }
+
+  /** Set a member's role (promote/demote). Resolves false when not a member. */
+  async setRole(groupId: string, userId: string, role: 'admin' | 'member', actorId: string): Promise<boolean> {
+    return this.db.transaction(async (tx) => {
+      const { rowCount } = await tx.query(`UPDATE group_members SET role = $3 WHERE group_id = $1 AND user_id = $2 AND role <> 'owner'`, [groupId, userId, role]);
+      if (rowCount > 0) await change(tx, groupId, userId, 'role_changed', actorId, role);
+      return rowCount > 0;
+    });
+  }
+
+  /** Transfer ownership: the new owner becomes owner, the previous one admin. Resolves false when `to` is not a member. */
+  async transferOwnership(groupId: string, from: string, to: string): Promise<boolean> {
+    return this.db.transaction(async (tx) => {
+      await tx.query('SELECT 1 FROM group_chats WHERE group_id = $1 FOR UPDATE', [groupId]);
+      const { rowCount } = await tx.query(`UPDATE group_members SET role = 'owner' WHERE group_id = $1 AND user_id = $2 AND user_id <> $3`, [groupId, to, from]);
+      if (rowCount === 0) return false;
+      await tx.query(`UPDATE group_members SET role = 'admin' WHERE group_id = $1 AND user_id = $2`, [groupId, from]);
+      await tx.query('UPDATE group_chats SET owner_id = $2, updated_at = now() WHERE group_id = $1', [groupId, to]);
+      await change(tx, groupId, to, 'role_changed', from, 'owner');
+      await change(tx, groupId, from, 'role_changed', from, 'admin');
+      return true;
+    });
+  }
+
+  /**
+   * Update name / description / maxMembers. maxMembers below the current member count is
+   * refused: resolves 'too_small' (checked under the row lock).
+   */
+  async updateInfo(groupId: string, u: { name?: string; description?: string; maxMembers?: number }, actorId: string): Promise<'ok' | 'too_small'> {
+    return this.db.transaction(async (tx) => {
+      await tx.query('SELECT 1 FROM group_chats WHERE group_id = $1 FOR UPDATE', [groupId]);
+      if (u.maxMembers !== undefined) {
+        const { rows } = await tx.query<{ n: number }>('SELECT count(*)::int AS n FROM group_members WHERE group_id = $1', [groupId]);
+        if (u.maxMembers < Number(rows[0]?.n ?? 0)) return 'too_small';
+      }
+      await tx.query(
+        `UPDATE group_chats SET group_name = COALESCE($2, group_name), group_description = COALESCE($3, group_description),
+           max_members = COALESCE($4, max_members), updated_at = now() WHERE group_id = $1`,
+        [groupId, u.name ?? null, u.description ?? null, u.maxMembers ?? null],
+      );
+      await change(tx, groupId, null, 'group_updated', actorId);
+      return 'ok';
+    });
+  }
+
+  /** Soft delete (restorable) or restore. */
+  async setActive(groupId: string, active: boolean, actorId: string): Promise<void> {
+    await this.db.transaction(async (tx) => {
+      await tx.query(
+        `UPDATE group_chats SET is_active = $2, deleted_at = CASE WHEN $2 THEN NULL ELSE now() END, deleted_by = CASE WHEN $2 THEN NULL ELSE $3 END, updated_at = now() WHERE group_id = $1`,
+        [groupId, active, actorId],
+      );
+      await change(tx, groupId, null, active ? 'group_restored' : 'group_deleted', actorId);
+    });
+  }
+
+  /** Remove a group and everything in it (messages go with its conversation row). */
+  async hardDelete(groupId: string, actorId: string): Promise<void> {
+    await this.db.transaction(async (tx) => {
+      await tx.query('DELETE FROM group_chats WHERE group_id = $1', [groupId]);
+      await tx.query('DELETE FROM conversations WHERE conversation_id = $1', [groupId]);
+      await change(tx, groupId, null, 'group_deleted', actorId);
+    });
+  }
+
+  /** Purge groups soft-deleted more than `days` days ago. Resolves their ids. */
+  async purgeDeleted(days: number): Promise<string[]> {
+    const { rows } = await this.db.query<{ group_id: string }>(
+      `SELECT group_id FROM group_chats WHERE NOT is_active AND deleted_at < now() - make_interval(days => $1)`,
+      [days],
+    );
+    for (const r of rows) await this.hardDelete(r.group_id, 'system');
+    return rows.map((r) => r.group_id);
+  }
+
+  /** Ids of the active groups `userId` belongs to. */
+  async groupIdsOf(userId: string): Promise<string[]> {
+    const { rows } = await this.db.query<{ group_id: string }>(
+      `SELECT gm.group_id FROM group_members gm JOIN group_chats g ON g.group_id = gm.group_id WHERE gm.user_id = $1 AND g.is_active`,
+      [userId],
+    );
+    return rows.map((r) => r.group_id);
+  }
+
+  /** Distinct users sharing an active group with `userId` (presence contacts, PROTOCOL §8). */
+  async peers(userId: string): Promise<string[]> {
+    const { rows } = await this.db.query<{ user_id: string }>(
+      `SELECT DISTINCT o.user_id FROM group_members me JOIN group_members o ON o.group_id = me.group_id AND o.user_id <> me.user_id
+       JOIN group_chats g ON g.group_id = me.group_id AND g.is_active WHERE me.user_id = $1`,
+      [userId],
+    );
+    return rows.map((r) => r.user_id);
+  }
+
+  /**
+   * The user's groups with role, member count, last message time and unread count
+   * (messages after their read position, not their own, not deleted, not from a user
+   * with whom they have a block).
+   */
+  async userGroups(userId: string): Promise<Record<string, unknown>[]> {
+    const { rows } = await this.db.query(
+      `SELECT g.group_id, g.group_name, g.group_description, g.created_by_user_id, gm.role, gm.joined_at,
+         (SELECT count(*)::int FROM group_members x WHERE x.group_id = g.group_id) AS member_count,
+         c.last_message_at,
+         (SELECT count(*)::int FROM private_messages m WHERE m.conversation_id = g.group_id AND m.seq > gm.last_read_seq
+            AND m.sender_id <> $1 AND NOT m.is_deleted
+            AND NOT EXISTS (SELECT 1 FROM message_deletions d WHERE d.message_id = m.id AND d.user_id = $1)
+            AND NOT EXISTS (SELECT 1 FROM blocked_relationships b WHERE (b.blocker_id = $1::bigint AND b.blocked_id = m.sender_id::bigint)
+                                                                OR (b.blocked_id = $1::bigint AND b.blocker_id = m.sender_id::bigint))) AS unread
+       FROM group_members gm JOIN group_chats g ON g.group_id = gm.group_id AND g.is_active
+       LEFT JOIN conversations c ON c.conversation_id = g.group_id
+       WHERE gm.user_id = $1 ORDER BY COALESCE(c.last_message_at, g.created_at) DESC`,
+      [userId],
+    );
+    return rows;
+  }
+
+  /** Move a member's read position forward to `seq` (never back). */
+  async markRead(groupId: string, userId: string, seq: number): Promise<boolean> {
+    const { rowCount } = await this.db.query(
+      'UPDATE group_members SET last_read_seq = $3 WHERE group_id = $1 AND user_id = $2 AND last_read_seq < $3',
+      [groupId, userId, seq],
+    );
+    return rowCount > 0;
+  }
+
+  /**
+   * Membership and group-state changes visible to `userId` with change_xid in
+   * [fromXid, toXid): of their groups, or about themselves (e.g. their removal).
+   */
+  async changes(userId: string, groupIds: readonly string[], fromXid: string, toXid: string, limit = 500): Promise<Record<string, unknown>[]> {
+    const { rows } = await this.db.query(
+      `SELECT id, group_id, user_id, kind, actor_id, role, created_at FROM group_changes
+       WHERE (group_id = ANY($2::text[]) OR user_id = $1) AND change_xid >= $3::xid8 AND change_xid < $4::xid8
+       ORDER BY change_xid, id LIMIT $5`,
+      [userId, groupIds, fromXid, toXid, limit],
+    );
+    return rows;
+  }
+}
+
+async function change(tx: Queryable, groupId: string, userId: string | null, kind: string, actorId: string | null, role: string | null = null): Promise<void> {
+  await tx.query('INSERT INTO group_changes (group_id, user_id, kind, actor_id, role) VALUES ($1, $2, $3, $4, $5)', [groupId, userId, kind, actorId, role]);
+}
