@@ -91,12 +91,12 @@ export const SETTINGS = {
   dbConnectTimeoutMs: s('DB_CONNECT_TIMEOUT_MS', 2000, int(1), 'Bound on connecting and on waiting for a free pool connection, ms'),
   dbIdleTimeoutMs: s('DB_IDLE_TIMEOUT_MS', 30000, int(0), 'Idle pool connection lifetime, ms'),
   dataDir: s('DATA_DIR', './data', str, 'Embedded database and development secrets directory'),
-  jwtSecret: s<string>('JWT_SECRET', undefined, str, 'HS256 key shared with the auth backend (≥ 32 bytes once decoded; PROTOCOL §3)', true),
+  jwtSecret: s<string>('JWT_SECRET', undefined, str, 'REQUIRED with a configured database: HS256 key shared with the auth backend (≥ 32 bytes once decoded; PROTOCOL §3); embedded: generated in DATA_DIR', true),
   jwtSecretEncoding: s('JWT_SECRET_ENCODING', 'base64' as 'base64' | 'utf8', oneOf('base64', 'utf8'), 'How JWT_SECRET is decoded: base64 (as the Java backend) or utf8'),
   jwtIssuer: s<string>('JWT_ISSUER', undefined, str, 'Required `iss` claim when set'),
   jwtAudience: s<string>('JWT_AUDIENCE', undefined, str, 'Required `aud` claim when set'),
   jwtClockToleranceS: s('JWT_CLOCK_TOLERANCE_S', 30, int(0, 3600), 'Leeway for exp/nbf/iat, seconds'),
-  encryptionKey: s<string>('CHAT_ENCRYPTION_KEY', undefined, str, 'AES-256 key, 32 bytes as base64 or hex (key id "k1")', true),
+  encryptionKey: s<string>('CHAT_ENCRYPTION_KEY', undefined, str, 'REQUIRED with a configured database (or CHAT_ENCRYPTION_KEYS): AES-256 key, 32 bytes as base64 or hex (key id "k1"); embedded: generated in DATA_DIR', true),
   encryptionKeys: s<string[]>('CHAT_ENCRYPTION_KEYS', undefined, list, 'Several keys "id1:key1,id2:key2": the first encrypts, all decrypt', true),
   logLevel: s('LOG_LEVEL', 'info' as 'error' | 'warn' | 'info' | 'debug', oneOf('error', 'warn', 'info', 'debug'), 'Log level'),
   maxPayloadBytes: s('MAX_PAYLOAD_BYTES', 65536, int(1024, 16 * 1024 * 1024), 'Largest inbound frame, bytes; larger → close 1009 (§1)'),
@@ -134,6 +134,8 @@ export const SETTINGS = {
   redisKeyPrefix: s('REDIS_KEY_PREFIX', 'chat:', str, 'Prefix of every Redis key and channel'),
   bus: s('BUS', 'auto' as 'auto' | 'local' | 'cluster' | 'redis', oneOf('auto', 'local', 'cluster', 'redis'), 'Fan-out: auto = redis with REDIS_URL, cluster under the cluster server, else local'),
   clusterWorkers: s('CLUSTER_WORKERS', Math.max(1, cpus().length), int(1, 256), 'Workers forked by cluster-server.ts (default: CPU count)'),
+  presenceHeartbeatMs: s('PRESENCE_HEARTBEAT_MS', 5000, int(100, 600000), 'Redis presence: each instance refreshes its liveness this often, ms (§8)'),
+  presenceTtlMs: s('PRESENCE_TTL_MS', 15000, int(300, 3600000), 'Redis presence: an instance silent this long is reaped and its users go offline, ms (§8)'),
   drainTimeoutMs: s('DRAIN_TIMEOUT_MS', 10000, int(0), 'SIGTERM: exit within this bound, ms'),
 };
 
@@ -178,4 +180,15 @@ export function renderEnvExample(): string {
     lines.push('');
   }
   return lines.join('\n');
+}
+
+/** Render the README configuration table (markdown): variable, default, meaning. */
+export function renderConfigTable(): string {
+  const rows = ['| variable | default | meaning |', '|---|---|---|'];
+  for (const setting of Object.values(SETTINGS) as Setting<unknown>[]) {
+    const def = setting.env === 'CLUSTER_WORKERS' ? 'CPU count' : setting.default;
+    const shown = def === undefined ? '—' : Array.isArray(def) ? (def.length ? def.join(',') : '(empty)') : String(def);
+    rows.push(`| \`${setting.env}\` | ${shown === '—' || shown === '(empty)' || shown === 'CPU count' ? shown : '`' + shown + '`'} | ${setting.doc.replace(/\|/g, '\\|')} |`);
+  }
+  return rows.join('\n');
 }
