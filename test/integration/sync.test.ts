@@ -1,0 +1,95 @@
+/**
+ * PROTOCOL §9 sync: a client that syncs from the last cursor it saw misses nothing, even
+ * while other connections commit concurrently; edits, deletions (tombstones) and
+ * reactions after the cursor are returned; old cursors get SYNC_EXPIRED.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { encodeCursor } from '../../src/chat/cursor.ts';
+import type { TestClient } from '../helpers/client.ts';
+import { startServer, type TestServer } from '../helpers/server.ts';
+
+let s: TestServer;
+const SENDERS = ['11', '12', '13', '14'];
+beforeAll(async () => {
+  s = await startServer({ FOLLOW_POLICY: 'none', SYNC_RETENTION_DAYS: '1', DB_POOL_SIZE: '8' });
+  await s.users('10', ...SENDERS);
+});
+afterAll(() => s?.close());
+
+async function syncAll(c: TestClient, cursor: string | undefined, seen: Map<string, any>): Promise<string> {
+  for (let i = 0; i < 200; i++) {
+    const r = await c.request({ type: 'sync', cursor, limit: 25 });
+    expect(r.type).toBe('sync_result');
+    for (const m of r.messages) seen.set(m.messageId, m);
+    cursor = r.cursor;
+    if (!r.hasMore) return cursor!;
+  }
+  throw new Error('sync did not finish');
+}
+
+describe('sync', () => {
+  it('misses nothing while four senders commit concurrently', async () => {
+    const reader = await s.login('10');
+    const auth = await s.connect();
+    const ok = await auth.request({ type: 'authenticate', token: s.token('10') });
+    let cursor: string = ok.cursor;
+    const senders = await Promise.all(SENDERS.map((id) => s.login(id)));
+    const acked = new Set<string>();
+    const seen = new Map<string, any>();
+    let sending = true;
+    const writers = senders.map(async (c, i) => {
+      for (let n = 0; n < 40; n++) {
+        const r = await c.request({ type: 'send_private_message', recipientId: '10', content: `m${i}-${n}`, clientMessageId: `s${i}-${n}` });
+        expect(r.type).toBe('private_message_sent');
+        acked.add(r.messageId);
+      }
+    });
+    const syncer = (async () => {
+      while (sending) cursor = await syncAll(auth, cursor, seen);
+    })();
+    await Promise.all(writers);
+    sending = false;
+    await syncer;
+    cursor = await syncAll(auth, cursor, seen);
+    const missing = [...acked].filter((id) => !seen.has(id));
+    expect(missing).toEqual([]);
+    expect(acked.size).toBe(160);
+    // seq is gap-free per conversation
+    const history = await reader.request({ type: 'get_private_messages', recipientId: '11', limit: 100 });
+    expect(history.messages.map((m: any) => m.seq)).toEqual(Array.from({ length: 40 }, (_, i) => i + 1));
+  });
+
+  it('returns edits, reactions and deletion tombstones after the cursor, and membership changes', async () => {
+    const a = await s.login('11');
+    const b = await s.login('10');
+    const sent = await a.request({ type: 'send_private_message', recipientId: '10', content: 'to edit' });
+    const gone = await a.request({ type: 'send_private_message', recipientId: '10', content: 'to delete' });
+    const first = await b.request({ type: 'sync', cursor: undefined, limit: 500 });
+    let cursor = first.cursor;
+    for (let i = 0; first.hasMore && i < 20; i++) cursor = (await b.request({ type: 'sync', cursor, limit: 500 })).cursor;
+    await a.request({ type: 'edit_message', messageId: sent.messageId, newContent: 'edited' });
+    await b.request({ type: 'add_reaction', messageId: sent.messageId, reaction: '🎉' });
+    await a.request({ type: 'delete_message', messageId: gone.messageId, deleteForEveryone: true });
+    const g = await a.request({ type: 'create_group', groupName: 'S', initialMembers: ['10'] });
+    const r = await b.request({ type: 'sync', cursor });
+    const edited = r.messages.find((m: any) => m.messageId === sent.messageId);
+    expect(edited.content).toBe('edited');
+    expect(edited.isEdited).toBe(true);
+    expect(edited.reactions).toEqual([{ reaction: '🎉', count: 1, userIds: ['10'] }]);
+    expect(r.messages.find((m: any) => m.messageId === gone.messageId)).toMatchObject({ isDeleted: true });
+    expect(r.messages.find((m: any) => m.messageId === gone.messageId).content).toBeUndefined();
+    expect(r.changes.some((c: any) => c.type === 'group_created' && c.groupId === g.groupId)).toBe(true);
+    // nothing new: the next sync is empty
+    const again = await b.request({ type: 'sync', cursor: r.cursor });
+    expect(again.messages).toEqual([]);
+    expect(again.changes).toEqual([]);
+  });
+
+  it('refuses a foreign cursor (BAD_REQUEST) and an expired one (SYNC_EXPIRED)', async () => {
+    const b = await s.login('10');
+    expect((await b.request({ type: 'sync', cursor: 'garbage' })).code).toBe('BAD_REQUEST');
+    const old = encodeCursor({ x: '1', i: '', t: Date.now() - 2 * 86_400_000 });
+    const r = await b.request({ type: 'sync', cursor: old });
+    expect(r.code).toBe('SYNC_EXPIRED');
+  });
+});
