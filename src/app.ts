@@ -29,7 +29,7 @@ import type { Db } from './store/db.ts';
 import { seedDemo } from './store/devData.ts';
 import { createStores, type Stores } from './store/index.ts';
 import { applyDevSchema, migrate } from './store/migrate.ts';
-import { createPgDb } from './store/pgDb.ts';
+import { createPgDb, type DbObserver, type PoolStats } from './store/pgDb.ts';
 import { createPgliteDb } from './store/pgliteDb.ts';
 
 /** Version reported by /health. */
@@ -71,7 +71,7 @@ export class StartupError extends Error {
   }
 }
 
-async function openDb(cfg: Config, logger: Logger): Promise<Db> {
+async function openDb(cfg: Config, logger: Logger, observer: DbObserver): Promise<Db & { poolStats?(): PoolStats }> {
   if (cfg.embedded) {
     const dir = cfg.dataDir.startsWith('memory://') ? undefined : join(cfg.dataDir, 'pgdata');
     const db = await createPgliteDb(dir);
@@ -96,6 +96,7 @@ async function openDb(cfg: Config, logger: Logger): Promise<Db> {
       statementTimeoutMs: cfg.dbStatementTimeoutMs,
       connectTimeoutMs: cfg.dbConnectTimeoutMs,
       idleTimeoutMs: cfg.dbIdleTimeoutMs,
+      observer,
     },
     logger,
   );
@@ -131,7 +132,14 @@ function resolveSecrets(cfg: Config, logger: Logger): { jwtSecret: string; jwtEn
 export async function createApp(cfg: Config, opts: AppOptions = {}): Promise<App> {
   const logger = opts.logger ?? createLogger(cfg.logLevel);
   const secrets = resolveSecrets(cfg, logger);
-  const db = await openDb(cfg, logger);
+  let gateway: Gateway | undefined;
+  let db: (Db & { poolStats?(): PoolStats }) | undefined;
+  const metrics = new Metrics({
+    connections: () => gateway?.connectionCount() ?? 0,
+    users: () => gateway?.userCount() ?? 0,
+    pool: () => db?.poolStats?.(),
+  });
+  db = await openDb(cfg, logger, metrics.db);
   const applied = await migrate(db);
   if (applied.length) logger.info('migrations applied', { applied });
   const stores = createStores(db);
@@ -157,8 +165,6 @@ export async function createApp(cfg: Config, opts: AppOptions = {}): Promise<App
   const specs: Record<string, CommandSpec> = { ...coreCommands(cfg), ...groupCommands(cfg) };
   const handlers: Record<string, Handler> = { ...coreHandlers(chat), ...groupHandlers(chat) };
   const hooks: GatewayHooks = { connectionClosed: (connId) => chat.typing.connectionClosed(connId) };
-  let gateway: Gateway | undefined;
-  const metrics = new Metrics({ connections: () => gateway?.connectionCount() ?? 0, users: () => gateway?.userCount() ?? 0 });
   gateway = new Gateway({
     settings: cfg,
     logger,
@@ -173,7 +179,10 @@ export async function createApp(cfg: Config, opts: AppOptions = {}): Promise<App
     hooks,
   });
   const gw = gateway;
-  await bus.start((d) => gw.registry.deliver(d));
+  await bus.start((d) => {
+    gw.registry.deliver(d);
+    if (d.publishedAt !== undefined) metrics.deliveryLag(Date.now() - d.publishedAt);
+  });
   const startedAt = Date.now();
   const server = createServer(
     httpHandler({

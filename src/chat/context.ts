@@ -70,7 +70,7 @@ export async function rateLimit(deps: ChatDeps, kind: LimitKind, userId: string)
 /** Publish one event (serialised once) to `userIds`, skipping the actor's connection. */
 export function publish(deps: ChatDeps, userIds: readonly string[], frame: object, exceptConnId?: string): void {
   if (userIds.length === 0) return;
-  deps.bus.publish({ userIds, frame: JSON.stringify(frame), exceptConnId });
+  deps.bus.publish({ userIds, frame: JSON.stringify(frame), exceptConnId, publishedAt: Date.now() });
 }
 
 /**

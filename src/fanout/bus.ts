@@ -16,6 +16,8 @@ export interface Delivery {
   exceptConnId?: string;
   /** After the frame, close those connections with this RFC 6455 / PROTOCOL §2.3 code. */
   close?: { code: number; reason: string };
+  /** When it was published (epoch ms, after the commit): delivery-lag metric. */
+  publishedAt?: number;
 }
 
 /** Receives deliveries addressed to this process (the gateway's connection registry). */
@@ -33,8 +35,12 @@ export interface Bus {
   publish(d: Delivery): void;
   /** Start receiving: `handler` is called for deliveries addressed to this process. */
   start(handler: DeliveryHandler): Promise<void>;
-  /** Note that this process now holds (or no longer holds) connections of `userId`. */
-  track(userId: string, present: boolean): void;
+  /**
+   * Note that this process now holds (or no longer holds) connections of `userId`. May
+   * resolve once the subscription is in place (bounded; never rejects), so the gateway can
+   * await it before acknowledging authentication.
+   */
+  track(userId: string, present: boolean): void | Promise<void>;
   /** True when the transport is connected (always true for LocalBus). */
   healthy(): boolean;
   /** Stop receiving and release connections. */

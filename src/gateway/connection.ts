@@ -20,6 +20,8 @@ const PROTOCOL_ERROR_WINDOW_MS = 60_000;
 const PAUSE_AT = 32;
 const RESUME_AT = 8;
 const MAX_TIMEOUT = 2 ** 31 - 1;
+/** Replies that mean a new message was committed. */
+const STORED_REPLIES = new Set(['private_message_sent', 'group_message_sent', 'announcement_sent']);
 
 /** A WebSocket connection and its session state. */
 export class Connection {
@@ -179,6 +181,7 @@ export class Connection {
       if (!this.closed) this.sendFrame(reply, f.requestId);
       for (const fn of reply[AFTER_REPLY] ?? []) fn((frame) => this.sendFrame(frame));
       this.host.metrics?.commandDone(f.type, performance.now() - started, null);
+      if (STORED_REPLIES.has(reply.type) && !reply.duplicate) this.host.metrics?.messageStored();
     } catch (err) {
       const ce = this.host.toChatError(err, { connId: this.id, userId: this.identity?.user.id, type: f.type });
       this.host.metrics?.commandDone(f.type, performance.now() - started, ce.code);

@@ -30,6 +30,8 @@ export interface GatewayMetrics {
   frameIn(): void;
   frameOut(frame: string): void;
   commandDone(type: string, ms: number, errorCode: string | null): void;
+  /** A message was committed (a send acknowledged without `duplicate`). */
+  messageStored(): void;
 }
 
 /** Shared services for connections. */

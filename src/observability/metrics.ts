@@ -17,8 +17,16 @@ export class Metrics implements GatewayMetrics {
   private readonly cmdChildren = new Map<string, client.Histogram.Internal<'type'>>();
   private readonly errChildren = new Map<string, client.Counter.Internal>();
 
-  /** @param gauges callbacks read at scrape time: open connections, authenticated users */
-  constructor(gauges: { connections(): number; users(): number }, defaultLabels: Record<string, string> = {}) {
+  private readonly stored: client.Counter;
+  private readonly dbQuery: client.Histogram;
+  private readonly dbPoolWait: client.Histogram;
+  private readonly busLag: client.Histogram;
+
+  /**
+   * @param gauges callbacks read at scrape time: open connections, authenticated users,
+   *   and (pg only) pool occupancy
+   */
+  constructor(gauges: { connections(): number; users(): number; pool?(): { total: number; idle: number; waiting: number } | undefined }, defaultLabels: Record<string, string> = {}) {
     this.registry.setDefaultLabels(defaultLabels);
     client.collectDefaultMetrics({ register: this.registry });
     new client.Gauge({ name: 'chat_open_connections', help: 'Open WebSocket connections', registers: [this.registry], collect() { this.set(gauges.connections()); } });
@@ -32,7 +40,49 @@ export class Metrics implements GatewayMetrics {
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
       registers: [this.registry],
     });
-    this.errors = new client.Counter({ name: 'chat_errors_total', help: 'Error frames by code', labelNames: ['code'], registers: [this.registry] });
+    this.errors = new client.Counter({ name: 'chat_errors_total', help: 'Error frames by code (RATE_LIMITED = rate-limit hits)', labelNames: ['code'], registers: [this.registry] });
+    this.stored = new client.Counter({ name: 'chat_messages_stored_total', help: 'Messages committed (DM, group, announcement; duplicates excluded)', registers: [this.registry] });
+    const dbBuckets = [0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5];
+    this.dbQuery = new client.Histogram({ name: 'chat_db_query_duration_seconds', help: 'Database statement time on its connection', buckets: dbBuckets, registers: [this.registry] });
+    this.dbPoolWait = new client.Histogram({ name: 'chat_db_pool_wait_seconds', help: 'Wait for a free pool connection', buckets: dbBuckets, registers: [this.registry] });
+    this.busLag = new client.Histogram({
+      name: 'chat_delivery_lag_seconds',
+      help: 'Publish (after commit) to frames written on this process, across the bus when remote',
+      buckets: [0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1],
+      registers: [this.registry],
+    });
+    const pool = gauges.pool;
+    if (pool) {
+      new client.Gauge({
+        name: 'chat_db_pool_connections',
+        help: 'Pool connections by state (total, idle) and callers waiting',
+        labelNames: ['state'],
+        registers: [this.registry],
+        collect() {
+          const p = pool();
+          if (!p) return;
+          this.set({ state: 'total' }, p.total);
+          this.set({ state: 'idle' }, p.idle);
+          this.set({ state: 'waiting' }, p.waiting);
+        },
+      });
+    }
+  }
+
+  /** A message was committed. */
+  messageStored(): void {
+    this.stored.inc();
+  }
+
+  /** Database observer (see store/pgDb.ts DbObserver). */
+  readonly db = {
+    query: (ms: number) => this.dbQuery.observe(ms / 1000),
+    poolWait: (ms: number) => this.dbPoolWait.observe(ms / 1000),
+  };
+
+  /** Publish-to-write lag of one delivery, ms. */
+  deliveryLag(ms: number): void {
+    this.busLag.observe(Math.max(0, ms) / 1000);
   }
 
   frameIn(): void {

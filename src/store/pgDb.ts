@@ -22,6 +22,23 @@ export interface PgOptions {
   idleTimeoutMs: number;
   /** application_name shown in pg_stat_activity. */
   applicationName?: string;
+  /** Timing callbacks (metrics): pool wait and statement time, ms. */
+  observer?: DbObserver;
+}
+
+/** Receives database timings (observability/metrics implements it). */
+export interface DbObserver {
+  /** Time spent waiting for a pool connection, ms. */
+  poolWait(ms: number): void;
+  /** Time of one statement on its connection, ms. */
+  query(ms: number): void;
+}
+
+/** Pool occupancy for gauges: connections open, idle, and callers waiting for one. */
+export interface PoolStats {
+  total: number;
+  idle: number;
+  waiting: number;
 }
 
 // SQLSTATE classes meaning "could not talk to the database" rather than "bad statement".
@@ -43,7 +60,7 @@ function wrap(err: unknown): unknown {
 }
 
 /** Create a pool-backed {@link Db}. Does not connect until the first query. */
-export function createPgDb(opts: PgOptions, logger: Logger): Db {
+export function createPgDb(opts: PgOptions, logger: Logger): Db & { poolStats(): PoolStats } {
   const pool = new pg.Pool({
     connectionString: opts.connectionString,
     host: opts.host,
@@ -62,25 +79,49 @@ export function createPgDb(opts: PgOptions, logger: Logger): Db {
   });
   pool.on('error', (err) => logger.warn('idle database connection failed', { err: err.message }));
 
+  const obs = opts.observer;
   const run = async <T>(q: { query: pg.Pool['query'] }, sql: string, params?: readonly unknown[]): Promise<QueryResult<T>> => {
+    const t0 = obs ? performance.now() : 0;
     try {
       const r = await q.query(sql, params as unknown[] | undefined);
       return { rows: r.rows as T[], rowCount: r.rowCount ?? 0 };
     } catch (err) {
       throw wrap(err);
+    } finally {
+      if (obs) obs.query(performance.now() - t0);
+    }
+  };
+  /** Check out a connection, timing the wait. */
+  const acquire = async (): Promise<pg.PoolClient> => {
+    const t0 = obs ? performance.now() : 0;
+    try {
+      return await pool.connect();
+    } catch (err) {
+      throw wrap(err);
+    } finally {
+      if (obs) obs.poolWait(performance.now() - t0);
+    }
+  };
+  /** One statement on a pooled connection (pool wait and statement timed separately). */
+  const pooled = async <T>(sql: string, params?: readonly unknown[]): Promise<QueryResult<T>> => {
+    const client = await acquire();
+    let broken = false;
+    try {
+      return await run<T>(client as unknown as pg.Pool, sql, params);
+    } catch (err) {
+      broken = isConnectionError(err);
+      throw err;
+    } finally {
+      client.release(broken ? true : undefined);
     }
   };
 
   return {
     kind: 'pg',
-    query: (sql, params) => run(pool, sql, params),
+    query: (sql, params) => pooled(sql, params),
+    poolStats: () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount }),
     async transaction(fn) {
-      let client: pg.PoolClient;
-      try {
-        client = await pool.connect();
-      } catch (err) {
-        throw wrap(err);
-      }
+      const client = await acquire();
       const tx: Queryable = { query: (sql, params) => run(client as unknown as pg.Pool, sql, params) };
       let broken = false;
       try {
