@@ -39,6 +39,8 @@ export interface ServerProcess {
   rssBytes(): number;
   /** CPU time (user + system) the process has used so far, seconds (0 if gone). */
   cpuSeconds(): number;
+  /** True while the process runs. */
+  alive(): boolean;
   /** Send `signal` (default SIGTERM), wait up to `timeoutMs` (default 15 000) then SIGKILL. Resolves true on a clean exit. */
   stop(signal?: NodeJS.Signals, timeoutMs?: number): Promise<boolean>;
 }
@@ -120,6 +122,7 @@ export async function startServer(env: Record<string, string>, opts: ServerOptio
     logFile,
     rssBytes: () => rssOf(pid),
     cpuSeconds: () => cpuSecondsOf(pid),
+    alive: () => child.exitCode === null && child.signalCode === null,
     async stop(signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 15_000) {
       if (!isAlive(pid)) {
         untrack(pid);

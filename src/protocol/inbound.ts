@@ -132,8 +132,9 @@ export class FrameDecoder {
       if (!r.success) return { ok: false, error: new ChatError('BAD_REQUEST', 'requestId must be a string of at most 64 characters', { field: 'requestId' }) };
       rid = r.data;
     }
-    // Cheap text test first: the walk only runs when a forbidden name appears at all.
-    if ((raw.includes('__proto__') || raw.includes('constructor') || raw.includes('prototype')) && hasForbiddenKey(obj)) {
+    // Cheap text test first: the walk only runs when a forbidden name appears at all, or a
+    // `\u` escape could spell one (`"\u005f_proto__"` parses to the key `__proto__`).
+    if ((raw.includes('__proto__') || raw.includes('constructor') || raw.includes('prototype') || raw.includes('\\u')) && hasForbiddenKey(obj)) {
       return { ok: false, error: new ChatError('BAD_REQUEST', 'forbidden object key (__proto__, constructor or prototype)'), requestId: rid };
     }
     if (typeof obj.type !== 'string' || obj.type.length === 0) {
@@ -152,7 +153,7 @@ export class FrameDecoder {
     if (!r.success) {
       const issue = r.error.issues[0]!;
       const field = issue.path.length ? String(issue.path[0]) : undefined;
-      const message = field ? `${field}: ${issue.code === 'invalid_type' && obj[field] === undefined ? 'is required' : issue.message}` : issue.message;
+      const message = field ? `${field}: ${obj[field] === undefined ? 'is required' : issue.message}` : issue.message;
       return { ok: false, error: new ChatError('BAD_REQUEST', message, field ? { field } : {}), requestId: rid };
     }
     return { ok: true, frame: { type, rawType, requestId: rid, cmd: r.data as Record<string, unknown> } };

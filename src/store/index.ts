@@ -30,7 +30,7 @@ export function createStores(db: Db): Stores {
     db,
     users: new UserStore(db),
     relations: new RelationStore(db),
-    messages: new MessageStore(db),
+    messages: new MessageStore(db, db.kind === 'pg' ? { maxInFlight: 4, maxBatch: 256 } : undefined),
     history: new HistoryStore(db),
     reactions: new ReactionStore(db),
     status: new StatusStore(db),

@@ -4,6 +4,7 @@
  */
 import type { Sealed } from '../crypto/cipher.ts';
 import { sqlState, type Queryable } from './db.ts';
+import { InsertBatcher, type BatchOptions } from './insertBatch.ts';
 import { MESSAGE_COLUMNS, SENDER_JOIN, toMessageRecord, type MessageRecord } from './types.ts';
 
 /** What {@link MessageStore.insert} stores. `id` is the UUIDv7 chosen by the caller (it is also the AAD of `sealed`). */
@@ -29,15 +30,32 @@ export type InsertResult = { duplicate: false; seq: number; createdAt: Date } | 
 
 /** Message repository. */
 export class MessageStore {
-  constructor(private readonly db: Queryable) {}
+  private readonly batcher: InsertBatcher | undefined;
+
+  /** @param batch group-commit concurrent inserts (PostgreSQL; pointless on one PGlite connection) */
+  constructor(
+    private readonly db: Queryable,
+    batch?: BatchOptions,
+  ) {
+    this.batcher = batch ? new InsertBatcher(db, (m) => this.insertOne(m), (s, c) => this.findByClientId(s, c), batch) : undefined;
+  }
 
   /**
    * Store one message and assign its seq (conversation row lock: gap-free, in commit
-   * order per conversation), in ONE autocommit statement. A repeated
-   * `(senderId, clientMessageId)` rolls the statement back (no seq consumed) and returns
-   * the original. Throws DbUnavailableError / driver errors.
+   * order per conversation); concurrent inserts are committed together (insertBatch.ts).
+   * A repeated `(senderId, clientMessageId)` stores nothing and resolves the original.
+   * Resolves only after the row committed. Throws DbUnavailableError / driver errors.
    */
-  async insert(m: NewMessage): Promise<InsertResult> {
+  insert(m: NewMessage): Promise<InsertResult> {
+    return this.batcher ? this.batcher.add(m) : this.insertOne(m);
+  }
+
+  /**
+   * The single-row insert, in ONE autocommit statement. A repeated
+   * `(senderId, clientMessageId)` rolls the statement back (no seq consumed) and returns
+   * the original.
+   */
+  async insertOne(m: NewMessage): Promise<InsertResult> {
     try {
       const { rows } = await this.db.query<{ seq: string; created_at: Date }>(
         `WITH c AS (

@@ -91,11 +91,22 @@ export function createPgDb(opts: PgOptions, logger: Logger): Db & { poolStats():
       if (obs) obs.query(performance.now() - t0);
     }
   };
+  // A checked-out client has no pool 'error' listener, and pg emits 'error' on it when its
+  // socket dies (even mid-query, or right after a result in the same read): without a
+  // listener of our own that event would crash the process when PostgreSQL stops.
+  const onCheckedOutError = (err: Error) => logger.warn('database connection failed while in use', { err: err.message });
+  /** Return a checked-out connection (`broken`: discard it). */
+  const giveBack = (client: pg.PoolClient, broken: boolean): void => {
+    client.off('error', onCheckedOutError);
+    client.release(broken ? true : undefined);
+  };
   /** Check out a connection, timing the wait. */
   const acquire = async (): Promise<pg.PoolClient> => {
     const t0 = obs ? performance.now() : 0;
     try {
-      return await pool.connect();
+      const client = await pool.connect();
+      client.on('error', onCheckedOutError);
+      return client;
     } catch (err) {
       throw wrap(err);
     } finally {
@@ -112,7 +123,7 @@ export function createPgDb(opts: PgOptions, logger: Logger): Db & { poolStats():
       broken = isConnectionError(err);
       throw err;
     } finally {
-      client.release(broken ? true : undefined);
+      giveBack(client, broken);
     }
   };
 
@@ -134,7 +145,7 @@ export function createPgDb(opts: PgOptions, logger: Logger): Db & { poolStats():
         if (!broken) await client.query('ROLLBACK').catch(() => (broken = true));
         throw err;
       } finally {
-        client.release(broken ? true : undefined);
+        giveBack(client, broken);
       }
     },
     async ping(timeoutMs) {

@@ -1,0 +1,84 @@
+/**
+ * Connection workload: `connections` distinct users each open one connection and
+ * authenticate (JWT + revocation + user lookup), from every load generator at once, then
+ * stay idle. Feeds the connect (time to connect them all) and idle (server RSS per held
+ * connection) scenarios.
+ */
+import { sleep } from '../../lib/proc.ts';
+import { assertAlive, bootServer, freshDatabase, LoadGens, seed, serverEnv, sourceAddress, type BenchContext } from '../fixture.ts';
+import type { ClientSpec, StatusResult } from '../ipc.ts';
+import type { RunResult } from '../stats.ts';
+import { connectAll, type ConnectSummary } from './traffic.ts';
+
+/** One connection run. RSS in bytes. */
+export interface ConnMeasure {
+  connect: ConnectSummary;
+  /** Connections still open after the idle settle period. */
+  held: number;
+  closes: Record<string, number>;
+  rssBase: number;
+  rssHeld: number;
+  /** Server CPU time while connecting, seconds. */
+  serverCpuS: number;
+}
+
+/** Seconds connections are left idle before RSS is read. */
+const SETTLE_MS = 5000;
+
+/** Run the connection workload once against a fresh server and database. */
+export async function measureConnections(ctx: BenchContext, label: string): Promise<ConnMeasure> {
+  const { opts, infra } = ctx;
+  const n = opts.connections;
+  const dbUrl = await freshDatabase(infra, label);
+  await seed(dbUrl, n, []);
+  const server = await bootServer(ctx, serverEnv(infra, dbUrl, opts), label);
+  let lg: LoadGens | undefined;
+  try {
+    lg = await LoadGens.start(opts.loadgens, server.wsUrl, infra.jwtSecret);
+    await sleep(2000);
+    const rssBase = server.rssBytes();
+    const specs: ClientSpec[][] = Array.from({ length: lg.size }, () => []);
+    for (let i = 0; i < n; i++) specs[i % lg.size]!.push({ key: `c${i + 1}`, userId: String(i + 1), localAddress: sourceAddress(i, opts.sourceIps) });
+    const cpu0 = server.cpuSeconds();
+    const connect = await connectAll(lg, specs, opts.connectConcurrency, 30_000);
+    const serverCpuS = server.cpuSeconds() - cpu0;
+    await sleep(SETTLE_MS);
+    assertAlive(server, 'while holding connections');
+    const st = await lg.all<StatusResult>(() => ({ op: 'status' }), 10_000);
+    const closes: Record<string, number> = {};
+    for (const s of st) for (const [k, v] of Object.entries(s.closes)) closes[k] = (closes[k] ?? 0) + v;
+    return { connect, held: st.reduce((a, s) => a + s.open, 0), closes, rssBase, rssHeld: server.rssBytes(), serverCpuS };
+  } finally {
+    await lg?.stop();
+    await server.stop('SIGTERM', 20_000);
+  }
+}
+
+const MB = 1024 * 1024;
+
+/** connect figures: all `n` connected (every run), in ≤ 4 s per 10,000. */
+export function connectFigures(m: ConnMeasure, n: number): RunResult {
+  return {
+    figures: [
+      { name: `time to connect+auth ${n}`, unit: 's', value: m.connect.spanMs / 1000, target: { op: '<=', value: (4 * n) / 10_000 } },
+      { name: 'connected', unit: 'conns', value: m.connect.ok, target: { op: '>=', value: n, judge: 'worst' } },
+      { name: 'connect+auth p99', unit: 'ms', value: m.connect.latency.p99 },
+      { name: 'server CPU while connecting', unit: 's', value: m.serverCpuS },
+      { name: 'generators CPU while connecting', unit: 's', value: m.connect.generatorCpuMs / 1000 },
+    ],
+    info: { connect: m.connect, serverCpuS: m.serverCpuS },
+  };
+}
+
+/** idle figures: `n` held, ≤ 8 KB RSS each above a base ≤ 60 MB. */
+export function idleFigures(m: ConnMeasure, n: number): RunResult {
+  return {
+    figures: [
+      { name: 'connections held', unit: 'conns', value: m.held, target: { op: '>=', value: n, judge: 'worst' } },
+      { name: 'RSS per connection', unit: 'KB', value: m.held ? (m.rssHeld - m.rssBase) / m.held / 1024 : null, target: { op: '<=', value: 8 } },
+      { name: 'base RSS', unit: 'MB', value: m.rssBase / MB, target: { op: '<=', value: 60 } },
+      { name: 'RSS with connections', unit: 'MB', value: m.rssHeld / MB },
+    ],
+    info: { held: m.held, closes: m.closes, rssBytes: { base: m.rssBase, held: m.rssHeld } },
+  };
+}

@@ -1,0 +1,150 @@
+/**
+ * Direct-message workload: `pairs` sender users each DM their own recipient, who has
+ * `devices` connections; senders and recipients sit in different load-generator
+ * processes. Feeds the dm-throughput, dm-latency, memory and cluster scenarios.
+ */
+import { sleep } from '../../lib/proc.ts';
+import { assertAlive, bootServer, ensureRedis, freshDatabase, LoadGens, seed, serverEnv, sourceAddress, type BenchContext } from '../fixture.ts';
+import type { ClientSpec, SenderSpec } from '../ipc.ts';
+import { nowMs } from '../ipc.ts';
+import type { RunResult } from '../stats.ts';
+import { connectAll, driveTraffic, splitPlans, type ConnectSummary, type TrafficSummary } from './traffic.ts';
+
+/** One DM run: the traffic summary plus server RSS (bytes; 0 when not measurable). */
+export interface DmMeasure {
+  rate: number;
+  traffic: TrafficSummary;
+  connect: ConnectSummary;
+  rssBase: number;
+  rssConnected: number;
+  rssAfter: number;
+  /** Set when the server answered UNKNOWN_TYPE to send_private_message. */
+  unavailable?: string;
+}
+
+/** Which server to run: the single process, or the cluster entry with Redis. */
+export interface DmTarget {
+  label: string;
+  cluster?: boolean;
+}
+
+/** Run the DM workload once at `rate` DM/s against a fresh server and database. */
+export async function measureDm(ctx: BenchContext, rate: number, target: DmTarget): Promise<DmMeasure> {
+  const { opts, infra } = ctx;
+  const P = opts.pairs;
+  const D = opts.devices;
+  const dbUrl = await freshDatabase(infra, target.label);
+  await seed(
+    dbUrl,
+    2 * P,
+    Array.from({ length: P }, (_, p) => [String(p + 1), String(P + p + 1)] as const),
+  );
+  const extra: Record<string, string> = target.cluster ? { REDIS_URL: await ensureRedis(infra), CLUSTER_WORKERS: '2', REDIS_KEY_PREFIX: `b${Date.now()}:` } : {};
+  const server = await bootServer(ctx, serverEnv(infra, dbUrl, opts, extra), target.label, target.cluster);
+  let lg: LoadGens | undefined;
+  try {
+    await sleep(1000);
+    const rssBase = target.cluster ? 0 : server.rssBytes();
+    lg = await LoadGens.start(opts.loadgens, server.wsUrl, infra.jwtSecret);
+    const N = lg.size;
+    const specs: ClientSpec[][] = Array.from({ length: N }, () => []);
+    const senders: SenderSpec[][] = Array.from({ length: N }, () => []);
+    let ip = 0;
+    for (let p = 0; p < P; p++) {
+      specs[p % N]!.push({ key: `s${p}`, userId: String(p + 1), localAddress: sourceAddress(ip++, opts.sourceIps) });
+      senders[p % N]!.push({ key: `s${p}`, target: String(P + p + 1) });
+      for (let d = 0; d < D; d++) specs[(p + 1) % N]!.push({ key: `r${p}d${d}`, userId: String(P + p + 1), localAddress: sourceAddress(ip++, opts.sourceIps) });
+    }
+    const connect = await connectAll(lg, specs, opts.connectConcurrency, 15_000);
+    if (connect.failed) throw new Error(`${connect.failed} of ${connect.ok + connect.failed} connections failed: ${JSON.stringify(connect.failures)}`);
+    await sleep(1000);
+    const rssConnected = target.cluster ? 0 : server.rssBytes();
+    const gen = `${target.label.replace(/[^a-z0-9]/gi, '')}${Date.now() % 1e6}`;
+    const plans = splitPlans({ kind: 'dm', gen, startAt: nowMs() + 1000, warmupMs: opts.warmupMs, durationMs: opts.durationMs, contentBytes: opts.contentBytes }, senders, rate);
+    const traffic = await driveTraffic(lg, plans, D, opts, target.cluster ? undefined : server);
+    assertAlive(server, 'during the run');
+    await sleep(1000);
+    const rssAfter = target.cluster ? 0 : server.rssBytes();
+    const unknown = traffic.errorCodes.UNKNOWN_TYPE ?? 0;
+    return { rate, traffic, connect, rssBase, rssConnected, rssAfter, unavailable: unknown && traffic.acked === 0 ? 'send_private_message: UNKNOWN_TYPE' : undefined };
+  } finally {
+    await lg?.stop();
+    await server.stop('SIGTERM', 20_000);
+  }
+}
+
+const MB = 1024 * 1024;
+
+/** Details kept in the JSON report for a DM run. */
+function info(m: DmMeasure): Record<string, unknown> {
+  return { rate: m.rate, traffic: m.traffic, connect: m.connect, rssBytes: { base: m.rssBase, connected: m.rssConnected, after: m.rssAfter } };
+}
+
+/** dm-throughput figures: ≥ 2,000 DM/s acked, 0 lost (every run), ack p99 ≤ 100 ms. */
+export function throughputFigures(m: DmMeasure): RunResult {
+  const t = m.traffic;
+  return {
+    figures: [
+      { name: 'acked DM/s (ack <= 1 s)', unit: '/s', value: t.ackedPerSec, target: { op: '>=', value: 2000 } },
+      { name: 'lost', unit: 'msgs', value: t.lost, target: { op: '==', value: 0, judge: 'worst' } },
+      { name: 'acks received in window', unit: '/s', value: t.ackRateInWindow },
+      { name: 'ack p99', unit: 'ms', value: t.ack.p99, target: { op: '<=', value: 100 } },
+      { name: 'ack p50', unit: 'ms', value: t.ack.p50 },
+      { name: 'delivery (all devices) p99', unit: 'ms', value: t.allDevices.p99 },
+      { name: 'unacked + errors', unit: 'msgs', value: t.unacked + t.errors },
+      { name: 'generator lag p99', unit: 'ms', value: t.lag.p99 },
+      { name: 'server CPU', unit: '% core', value: t.serverCpuPct },
+      { name: 'generators CPU', unit: '% core', value: t.generatorCpuPct },
+    ],
+    info: info(m),
+  };
+}
+
+/** dm-latency figures at 1,000 DM/s: delivery to all devices p50 ≤ 3 / p99 ≤ 25, ack p50 ≤ 2.5 / p99 ≤ 20 (ms). */
+export function latencyFigures(m: DmMeasure): RunResult {
+  const t = m.traffic;
+  return {
+    figures: [
+      { name: 'delivery (all devices) p50', unit: 'ms', value: t.allDevices.p50, target: { op: '<=', value: 3 } },
+      { name: 'delivery (all devices) p99', unit: 'ms', value: t.allDevices.p99, target: { op: '<=', value: 25 } },
+      { name: 'ack p50', unit: 'ms', value: t.ack.p50, target: { op: '<=', value: 2.5 } },
+      { name: 'ack p99', unit: 'ms', value: t.ack.p99, target: { op: '<=', value: 20 } },
+      { name: 'acked DM/s (ack <= 1 s)', unit: '/s', value: t.ackedPerSec },
+      { name: 'lost', unit: 'msgs', value: t.lost },
+      { name: 'generator lag p99', unit: 'ms', value: t.lag.p99 },
+      { name: 'server CPU', unit: '% core', value: t.serverCpuPct },
+      { name: 'generators CPU', unit: '% core', value: t.generatorCpuPct },
+    ],
+    info: info(m),
+  };
+}
+
+/** memory figures: RSS after the throughput run ≤ 1.5 × RSS after connecting. */
+export function memoryFigures(m: DmMeasure): RunResult {
+  return {
+    figures: [
+      { name: 'RSS after run / after connect', unit: 'ratio', value: m.rssConnected ? m.rssAfter / m.rssConnected : null, target: { op: '<=', value: 1.5 } },
+      { name: 'RSS after connect', unit: 'MB', value: m.rssConnected / MB },
+      { name: 'RSS after run', unit: 'MB', value: m.rssAfter / MB },
+    ],
+    info: { rssBytes: { base: m.rssBase, connected: m.rssConnected, after: m.rssAfter } },
+  };
+}
+
+/** cluster figures versus a single-process baseline at the same rate. */
+export function clusterFigures(cluster: DmMeasure, single: DmMeasure): RunResult {
+  const c = cluster.traffic;
+  const s = single.traffic;
+  return {
+    figures: [
+      { name: 'throughput vs 1 process', unit: 'x', value: s.ackedPerSec ? c.ackedPerSec / s.ackedPerSec : null, target: { op: '>=', value: 1.0 } },
+      { name: 'ack p99 vs 1 process', unit: 'x', value: c.ack.p99 !== null && s.ack.p99 ? c.ack.p99 / s.ack.p99 : null, target: { op: '<=', value: 1.2 } },
+      { name: 'cluster acked DM/s (ack <= 1 s)', unit: '/s', value: c.ackedPerSec },
+      { name: '1-process acked DM/s (ack <= 1 s)', unit: '/s', value: s.ackedPerSec },
+      { name: 'cluster ack p99', unit: 'ms', value: c.ack.p99 },
+      { name: '1-process ack p99', unit: 'ms', value: s.ack.p99 },
+      { name: 'cluster lost', unit: 'msgs', value: c.lost, target: { op: '==', value: 0, judge: 'worst' } },
+    ],
+    info: { cluster: info(cluster), single: { rate: single.rate, traffic: single.traffic } },
+  };
+}

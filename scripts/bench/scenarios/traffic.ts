@@ -1,0 +1,187 @@
+/**
+ * Driver side, shared by scenarios: connect clients across load generators, run one
+ * open-loop traffic phase on all of them, drain, collect and merge what they recorded
+ * (acks, per-device deliveries, lost messages, latency histograms).
+ */
+import { sleep } from '../../lib/proc.ts';
+import type { BenchOptions } from '../args.ts';
+import type { LoadGens } from '../fixture.ts';
+import type { ClientSpec, ConnectResult, ProgressResult, TrafficPlan, TrafficResult } from '../ipc.ts';
+import { nowMs, parseTag } from '../ipc.ts';
+import { mergeHists, newHist, recordMs, summarize, type LatencySummary } from '../histo.ts';
+
+/** Merged result of connecting clients on every load generator. */
+export interface ConnectSummary {
+  ok: number;
+  failed: number;
+  failures: Record<string, number>;
+  /** First attempt start → last completion, ms. */
+  spanMs: number;
+  /** connect → auth_success latency. */
+  latency: LatencySummary;
+  /** CPU used by all load generators while connecting, ms. */
+  generatorCpuMs: number;
+}
+
+/** Open `specs[i]` on load generator i (all at once, synchronised start), bounded by `timeoutMs` each. */
+export async function connectAll(lg: LoadGens, specs: ClientSpec[][], concurrency: number, timeoutMs: number): Promise<ConnectSummary> {
+  const startAt = nowMs() + 300;
+  const total = specs.reduce((n, s) => n + s.length, 0);
+  // Whole-phase bound: every batch of `concurrency` may take up to timeoutMs.
+  const bound = 10_000 + Math.ceil(total / Math.max(1, concurrency)) * timeoutMs;
+  const rs = await lg.all<ConnectResult>((i) => ({ op: 'connect', clients: specs[i] ?? [], concurrency, timeoutMs, startAt }), bound);
+  const failures: Record<string, number> = {};
+  for (const r of rs) for (const [k, v] of Object.entries(r.failures)) failures[k] = (failures[k] ?? 0) + v;
+  const used = rs.filter((_, i) => (specs[i]?.length ?? 0) > 0);
+  const spanMs = used.length ? Math.max(...used.map((r) => r.lastEnd)) - Math.min(...used.map((r) => r.firstStart)) : 0;
+  return {
+    ok: rs.reduce((n, r) => n + r.ok, 0),
+    failed: rs.reduce((n, r) => n + r.failed, 0),
+    failures,
+    spanMs,
+    latency: summarize(mergeHists(rs.map((r) => r.latency))),
+    generatorCpuMs: Math.round(rs.reduce((n, r) => n + r.cpuMs, 0)),
+  };
+}
+
+/** Merged traffic phase. Latencies in ms; rates per second of the measured window. */
+export interface TrafficSummary {
+  sent: number;
+  sentMeasured: number;
+  acked: number;
+  ackedMeasured: number;
+  /** Sends answered with an error frame. */
+  errors: number;
+  errorCodes: Record<string, number>;
+  /** Sends with neither ack nor error by the end of the drain. */
+  unacked: number;
+  /** Acknowledged but not delivered to every expected connection by the end of the drain. */
+  lost: number;
+  /** Deliveries beyond the expected count (same message twice on a connection). */
+  duplicates: number;
+  /**
+   * Throughput: measured-window sends acknowledged within GOODPUT_ACK_MS (1 s), per second
+   * of window. Equals the offered rate exactly while the server keeps up.
+   */
+  ackedPerSec: number;
+  /** Acks received per second inside the measured window: the server's service rate when saturated. */
+  ackRateInWindow: number;
+  /** Measured-window sends acknowledged by the end of the drain. */
+  ackedMeasuredEventually: number;
+  /** Delivery frames received per second inside the measured window. */
+  framesPerSec: number;
+  ack: LatencySummary;
+  /** Send → delivery on each connection. */
+  perDevice: LatencySummary;
+  /** Send → delivery on the last of the expected connections (messages fully delivered). */
+  allDevices: LatencySummary;
+  /** How late the generator sent versus schedule. */
+  lag: LatencySummary;
+  maxBufferedBytes: number;
+  drainMs: number;
+  /** False when the drain hit its bound with acks or deliveries outstanding ("lost" may then include deliveries still in flight). */
+  drainComplete: boolean;
+  /** CPU use during the measured window, % of one core: all load generators, and the server (when probed). */
+  generatorCpuPct: number;
+  serverCpuPct: number | null;
+}
+
+/** Optional probe of the server process during the measured window. */
+export interface ServerProbe {
+  /** CPU seconds (user + system) used by the server so far. */
+  cpuSeconds(): number;
+}
+
+/**
+ * Run a phase: `plans[i]` goes to load generator i (same `startAt`/gen/window for all).
+ * Waits for the schedule to end, then drains (until every ack arrived and every acked
+ * message reached `expected` connections, at most `opts.drainMs`), then collects.
+ */
+export async function driveTraffic(lg: LoadGens, plans: TrafficPlan[], expected: number, opts: BenchOptions, probe?: ServerProbe): Promise<TrafficSummary> {
+  const p0 = plans[0]!;
+  await lg.all((i) => ({ op: 'traffic', plan: plans[i]! }), 10_000);
+  const winStart = p0.startAt + p0.warmupMs;
+  const endAt = winStart + p0.durationMs;
+  const sleepUntil = async (t: number) => {
+    for (let i = 0; i < 100_000 && nowMs() < t; i++) await sleep(Math.min(1000, Math.max(1, t - nowMs())));
+  };
+  await sleepUntil(winStart);
+  const cpu0 = probe?.cpuSeconds();
+  await sleepUntil(endAt);
+  const serverCpuPct = probe && cpu0 !== undefined ? Math.round(((probe.cpuSeconds() - cpu0) / (p0.durationMs / 1000)) * 100) : null;
+  const drainStart = nowMs();
+  let drainComplete = false;
+  for (let i = 0; i < 10_000; i++) {
+    const ps = await lg.all<ProgressResult>(() => ({ op: 'progress' }), 10_000);
+    const acked = ps.reduce((n, p) => n + p.acked, 0);
+    const delivered = ps.reduce((n, p) => n + p.delivered, 0);
+    const done = ps.every((p) => !p.sending) && ps.every((p) => p.pendingAcks === 0) && delivered >= acked * expected;
+    drainComplete = done;
+    if (done || nowMs() - drainStart >= opts.drainMs) break;
+    await sleep(200);
+  }
+  const drainMs = nowMs() - drainStart;
+  const rs = await lg.all<TrafficResult>(() => ({ op: 'collect' }), 60_000);
+  return { ...merge(rs, p0, expected, drainMs), serverCpuPct, drainComplete };
+}
+
+function merge(rs: TrafficResult[], plan: TrafficPlan, expected: number, drainMs: number): Omit<TrafficSummary, 'serverCpuPct' | 'drainComplete'> {
+  const deliveries = new Map<string, [number, number]>();
+  for (const r of rs) {
+    for (const [id, n, last] of r.deliveries) {
+      const d = deliveries.get(id);
+      if (d) {
+        d[0] += n;
+        d[1] = Math.max(d[1], last);
+      } else deliveries.set(id, [n, last]);
+    }
+  }
+  let lost = 0;
+  let ackedMeasured = 0;
+  for (const r of rs) {
+    for (const id of r.ackedIds) {
+      if ((deliveries.get(id)?.[0] ?? 0) < expected) lost++;
+      if (parseTag(id, plan.gen)?.measured) ackedMeasured++;
+    }
+  }
+  const all = newHist();
+  let duplicates = 0;
+  for (const [id, [n, last]] of deliveries) {
+    if (n > expected) duplicates += n - expected;
+    const t = parseTag(id, plan.gen);
+    if (t?.measured && n >= expected) recordMs(all, last - t.scheduledMs);
+  }
+  const errorCodes: Record<string, number> = {};
+  for (const r of rs) for (const [k, v] of Object.entries(r.errorCodes)) errorCodes[k] = (errorCodes[k] ?? 0) + v;
+  const sum = (f: (r: TrafficResult) => number) => rs.reduce((n, r) => n + f(r), 0);
+  const secs = plan.durationMs / 1000;
+  return {
+    sent: sum((r) => r.sent),
+    sentMeasured: sum((r) => r.sentMeasured),
+    acked: sum((r) => r.acked),
+    ackedMeasured,
+    errors: sum((r) => r.errors),
+    errorCodes,
+    unacked: sum((r) => r.pendingAcks),
+    lost,
+    duplicates,
+    ackedPerSec: sum((r) => r.ackedInTime) / secs,
+    ackRateInWindow: sum((r) => r.acksInWindow) / secs,
+    ackedMeasuredEventually: ackedMeasured,
+    framesPerSec: sum((r) => r.framesInWindow) / secs,
+    ack: summarize(mergeHists(rs.map((r) => r.ackHist))),
+    perDevice: summarize(mergeHists(rs.map((r) => r.deviceHist))),
+    allDevices: summarize(all),
+    lag: summarize(mergeHists(rs.map((r) => r.lagHist))),
+    maxBufferedBytes: Math.max(0, ...rs.map((r) => r.maxBuffered)),
+    drainMs: Math.round(drainMs),
+    generatorCpuPct: Math.round((sum((r) => r.cpuMsInWindow) / plan.durationMs) * 100),
+  };
+}
+
+/** Build the per-load-generator plans: `senders[i]` for process i, rate split by sender count. */
+export function splitPlans(base: Omit<TrafficPlan, 'senders' | 'rate' | 'index'>, senders: TrafficPlan['senders'][], totalRate: number): TrafficPlan[] {
+  const total = senders.reduce((n, s) => n + s.length, 0);
+  // Stagger the processes' schedules so their sends interleave instead of coinciding.
+  return senders.map((s, index) => ({ ...base, startAt: base.startAt + (index * 1000) / totalRate / senders.length, index, senders: s, rate: total ? (totalRate * s.length) / total : 0 }));
+}

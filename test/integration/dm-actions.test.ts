@@ -1,0 +1,457 @@
+/**
+ * PROTOCOL §6 actions on direct messages — edit (and its window), delete (for me / for
+ * everyone, both command names), read receipts, typing, reactions — and §9
+ * `message_delivered`/`message_status`. Outsiders get NOT_FOUND, never a leak.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { addBlock } from '../../src/store/devData.ts';
+import type { Frame } from '../helpers/client.ts';
+import { count, expectError, freshUsers, history, ISO, MISSING_ID, mutualPair, sendOk } from '../helpers/dmkit.ts';
+import { sleep, startServer, type TestServer } from '../helpers/server.ts';
+
+const EDIT_WINDOW_MS = 600;
+const TYPING_TIMEOUT_MS = 800;
+
+let s: TestServer;
+beforeAll(async () => {
+  s = await startServer({ EDIT_WINDOW_MS: String(EDIT_WINDOW_MS), TYPING_TIMEOUT_MS: String(TYPING_TIMEOUT_MS), PROTOCOL_ERROR_LIMIT: '100000' });
+});
+afterAll(() => s?.close());
+
+const contents = (h: Frame): string[] => h.messages.map((m: Frame) => m.content);
+
+const DM_EVENTS = new Set(['new_private_message', 'private_message_sent', 'message_edited', 'message_deleted', 'message_read', 'message_status', 'message_marked_read', 'reaction_added', 'reaction_removed', 'conversation_deleted']);
+/** Any DM event (presence and other unrelated frames do not count). */
+const dmEvent = (f: Frame): boolean => DM_EVENTS.has(f.type);
+
+describe('edit_message (alias edit_private_message)', () => {
+  it('edits: reply and message_edited to both participants\' other devices; history shows the new text', async () => {
+    const { a, b, ca, cb } = await mutualPair(s);
+    const ca2 = await s.login(a);
+    const cb2 = await s.login(b);
+    const m = await sendOk(ca, b, 'typo');
+    const r = await ca.request({ type: 'edit_message', messageId: m.messageId, newContent: 'fixed' });
+    expect(r).toMatchObject({ type: 'message_edited', messageId: m.messageId, conversationId: m.conversationId, newContent: 'fixed' });
+    expect(r.editedAt).toMatch(ISO);
+    expect(r.timestamp).toMatch(ISO);
+    for (const c of [ca2, cb, cb2]) {
+      const ev = await c.next('message_edited');
+      expect(ev).toMatchObject({ messageId: m.messageId, conversationId: m.conversationId, newContent: 'fixed', editedAt: r.editedAt });
+    }
+    await ca.none('message_edited', 200);
+    for (const [c, other] of [
+      [ca, b],
+      [cb, a],
+    ] as const) {
+      const h = await history(c, other);
+      expect(h.messages).toHaveLength(1);
+      expect(h.messages[0]).toMatchObject({ id: m.messageId, content: 'fixed', isEdited: true, editedAt: r.editedAt, seq: 1 });
+    }
+  });
+
+  it('the alias edit_private_message with the alias field content works the same', async () => {
+    const { a, b, ca, cb } = await mutualPair(s);
+    const m = await sendOk(ca, b, 'v1');
+    const r = await ca.request({ type: 'edit_private_message', messageId: m.messageId, content: 'v2' });
+    expect(r).toMatchObject({ type: 'message_edited', messageId: m.messageId, newContent: 'v2' });
+    expect((await cb.next('message_edited')).newContent).toBe('v2');
+    const r2 = await ca.request({ type: 'edit_message', messageId: m.messageId, content: 'v3' });
+    expect(r2.newContent).toBe('v3');
+    // newContent wins over its alias when both are sent.
+    const r3 = await ca.request({ type: 'edit_private_message', messageId: m.messageId, newContent: 'v4', content: 'ignored' });
+    expect(r3.newContent).toBe('v4');
+    expect(contents(await history(cb, a))).toEqual(['v4']);
+  });
+
+  it('someone else\'s message → INSUFFICIENT_PERMISSIONS; nothing changes, nobody is told', async () => {
+    const { b, ca, cb } = await mutualPair(s);
+    const m = await sendOk(ca, b, 'mine');
+    await cb.next('new_private_message');
+    await expectError(cb, { type: 'edit_message', messageId: m.messageId, newContent: 'hijacked' }, 'INSUFFICIENT_PERMISSIONS');
+    await ca.none('message_edited', 200);
+    const h = await history(ca, b);
+    expect(h.messages[0]).toMatchObject({ content: 'mine', isEdited: false, editedAt: null });
+  });
+
+  it('EDIT_WINDOW_EXPIRED once EDIT_WINDOW_MS has passed; the refused edit changes nothing', async () => {
+    const { b, ca, cb } = await mutualPair(s);
+    const m = await sendOk(ca, b, 'soon stale');
+    const sentAt = Date.parse(m.message.timestamp);
+    let lastOk = 'soon stale';
+    let r: Frame | undefined;
+    const deadline = Date.now() + EDIT_WINDOW_MS + 3000;
+    for (let i = 0; Date.now() < deadline; i++) {
+      r = await ca.request({ type: 'edit_message', messageId: m.messageId, newContent: `edit ${i}` });
+      if (r.type === 'error') break;
+      lastOk = `edit ${i}`;
+      await sleep(50);
+    }
+    expect(lastOk).not.toBe('soon stale'); // an edit inside the window worked
+    expect(r).toMatchObject({ type: 'error', code: 'EDIT_WINDOW_EXPIRED' });
+    expect(Date.now() - sentAt).toBeGreaterThanOrEqual(EDIT_WINDOW_MS - 50);
+    expect(contents(await history(cb, m.message.senderId))).toEqual([lastOk]);
+  });
+
+  it('bad new content → BAD_REQUEST naming newContent; deleted or unknown message → NOT_FOUND', async () => {
+    const { b, ca } = await mutualPair(s);
+    const m = await sendOk(ca, b, 'x');
+    await expectError(ca, { type: 'edit_message', messageId: m.messageId, newContent: '  ' }, 'BAD_REQUEST', 'newContent');
+    await expectError(ca, { type: 'edit_message', messageId: m.messageId, newContent: 'a'.repeat(5001) }, 'BAD_REQUEST', 'newContent');
+    await expectError(ca, { type: 'edit_private_message', messageId: m.messageId, content: 'nul\u0000' }, 'BAD_REQUEST', 'newContent');
+    await expectError(ca, { type: 'edit_message', messageId: m.messageId }, 'BAD_REQUEST', 'newContent');
+    await expectError(ca, { type: 'edit_message', messageId: 'nope', newContent: 'y' }, 'BAD_REQUEST', 'messageId');
+    await expectError(ca, { type: 'edit_message', messageId: MISSING_ID, newContent: 'y' }, 'NOT_FOUND');
+    await ca.request({ type: 'delete_message', messageId: m.messageId, deleteForEveryone: true });
+    await expectError(ca, { type: 'edit_message', messageId: m.messageId, newContent: 'y' }, 'NOT_FOUND');
+  });
+});
+
+describe('delete_message / delete_private_message', () => {
+  it('delete_message defaults to "for me": only the actor\'s devices are told; the other still sees it', async () => {
+    const { a, b, ca, cb } = await mutualPair(s);
+    const ca2 = await s.login(a);
+    const m = await sendOk(ca, b, 'regret');
+    await sendOk(ca, b, 'keep');
+    const r = await ca.request({ type: 'delete_message', messageId: m.messageId });
+    expect(r).toMatchObject({ type: 'message_deleted', messageId: m.messageId, conversationId: m.conversationId, deleteForEveryone: false });
+    expect(r.timestamp).toMatch(ISO);
+    expect(await ca2.next('message_deleted')).toMatchObject({ messageId: m.messageId, deleteForEveryone: false });
+    await cb.none('message_deleted', 250);
+    expect(contents(await history(ca, b))).toEqual(['keep']);
+    expect((await history(ca, b)).total).toBe(1);
+    expect(contents(await history(cb, a))).toEqual(['regret', 'keep']);
+    expect(await count(s, 'private_messages', 'id = $1 AND NOT is_deleted AND length(ciphertext) > 0', [m.messageId])).toBe(1);
+  });
+
+  it('deleteForEveryone: both participants\' devices are told; gone from both histories; body wiped in the database', async () => {
+    const { a, b, ca, cb } = await mutualPair(s);
+    const cb2 = await s.login(b);
+    const m = await sendOk(ca, b, 'oops everyone');
+    await ca.request({ type: 'add_reaction', messageId: m.messageId, reaction: 'x' });
+    const r = await ca.request({ type: 'delete_message', messageId: m.messageId, deleteForEveryone: true });
+    expect(r).toMatchObject({ type: 'message_deleted', messageId: m.messageId, deleteForEveryone: true });
+    for (const c of [cb, cb2]) expect(await c.next('message_deleted')).toMatchObject({ messageId: m.messageId, conversationId: m.conversationId, deleteForEveryone: true });
+    expect(contents(await history(ca, b))).toEqual([]);
+    expect(contents(await history(cb, a))).toEqual([]);
+    const { rows } = await s.app.db.query<{ is_deleted: boolean; n: number; c: number }>(
+      'SELECT is_deleted, length(nonce) AS n, length(ciphertext) AS c FROM private_messages WHERE id = $1',
+      [m.messageId],
+    );
+    expect(rows).toEqual([{ is_deleted: true, n: 0, c: 0 }]);
+    expect(await count(s, 'message_reactions', 'message_id = $1', [m.messageId])).toBe(0);
+    // Gone means gone for every action.
+    await expectError(cb, { type: 'mark_message_read', messageId: m.messageId }, 'NOT_FOUND');
+    await expectError(cb, { type: 'add_reaction', messageId: m.messageId, reaction: 'y' }, 'NOT_FOUND');
+    await expectError(ca, { type: 'delete_message', messageId: m.messageId, deleteForEveryone: true }, 'NOT_FOUND');
+  });
+
+  it('delete_private_message defaults to for everyone when the caller is the sender (production clients)', async () => {
+    const { a, b, ca, cb } = await mutualPair(s);
+    const m = await sendOk(ca, b, 'unsend');
+    const r = await ca.request({ type: 'delete_private_message', messageId: m.messageId });
+    expect(r).toMatchObject({ type: 'message_deleted', messageId: m.messageId, deleteForEveryone: true });
+    expect(await cb.next('message_deleted')).toMatchObject({ messageId: m.messageId, deleteForEveryone: true });
+    expect(contents(await history(cb, a))).toEqual([]);
+  });
+
+  it('delete_private_message defaults to for me when the caller is the recipient', async () => {
+    const { a, b, ca, cb } = await mutualPair(s);
+    const m = await sendOk(ca, b, 'hide for b');
+    const r = await cb.request({ type: 'delete_private_message', messageId: m.messageId });
+    expect(r).toMatchObject({ type: 'message_deleted', messageId: m.messageId, deleteForEveryone: false });
+    await ca.none('message_deleted', 250);
+    expect(contents(await history(cb, a))).toEqual([]);
+    expect(contents(await history(ca, b))).toEqual(['hide for b']);
+  });
+
+  it('deleting someone else\'s message for everyone is refused (both command names); nothing changes', async () => {
+    const { a, b, ca, cb } = await mutualPair(s);
+    const m = await sendOk(ca, b, 'not yours');
+    await expectError(cb, { type: 'delete_message', messageId: m.messageId, deleteForEveryone: true }, 'INSUFFICIENT_PERMISSIONS');
+    await expectError(cb, { type: 'delete_private_message', messageId: m.messageId, deleteForEveryone: true }, 'INSUFFICIENT_PERMISSIONS');
+    await ca.none('message_deleted', 200);
+    expect(contents(await history(ca, b))).toEqual(['not yours']);
+    expect(contents(await history(cb, a))).toEqual(['not yours']);
+    await expectError(cb, { type: 'delete_message', messageId: m.messageId, deleteForEveryone: 'true' }, 'BAD_REQUEST', 'deleteForEveryone');
+  });
+});
+
+describe('mark_message_read and message_delivered', () => {
+  it('read: sender\'s devices get message_read and message_status read; reader\'s other devices message_marked_read; history and unreadCount follow', async () => {
+    const { a, b, ca, cb } = await mutualPair(s);
+    const ca2 = await s.login(a);
+    const cb2 = await s.login(b);
+    const m = await sendOk(ca, b, 'read me');
+    await sendOk(ca, b, 'unread');
+    expect((await cb.request({ type: 'get_conversations' })).conversations[0].unreadCount).toBe(2);
+
+    const r = await cb.request({ type: 'mark_message_read', messageId: m.messageId, conversationId: 'ignored extra' });
+    expect(r).toMatchObject({ type: 'message_marked_read', messageId: m.messageId, conversationId: m.conversationId });
+    expect(r.timestamp).toMatch(ISO);
+    for (const c of [ca, ca2]) {
+      const read = await c.next('message_read');
+      expect(read).toMatchObject({ messageId: m.messageId, conversationId: m.conversationId, readBy: b });
+      expect(read.timestamp).toMatch(ISO);
+      const st = await c.next('message_status');
+      expect(st).toMatchObject({ messageId: m.messageId, status: 'read', userId: b });
+      expect(st.timestamp).toMatch(ISO);
+    }
+    expect(await cb2.next('message_marked_read')).toMatchObject({ messageId: m.messageId, conversationId: m.conversationId });
+    await cb.none('message_marked_read', 200);
+
+    for (const [c, other] of [
+      [ca, b],
+      [cb, a],
+    ] as const) {
+      const h = await history(c, other);
+      expect(h.messages[0]).toMatchObject({ id: m.messageId, isRead: true });
+      expect(h.messages[0].readAt).toMatch(ISO);
+      expect(h.messages[1]).toMatchObject({ isRead: false, readAt: null });
+    }
+    expect((await cb.request({ type: 'get_conversations' })).conversations[0].unreadCount).toBe(1);
+
+    // Reading again: one reply, no new events. The sender "reading" their own message changes nothing.
+    expect((await cb.request({ type: 'mark_message_read', messageId: m.messageId })).type).toBe('message_marked_read');
+    const own = await sendOk(ca, b, 'own');
+    expect((await ca.request({ type: 'mark_message_read', messageId: own.messageId })).type).toBe('message_marked_read');
+    await Promise.all([ca.none('message_read', 250), ca2.none('message_read', 10), cb2.none('message_marked_read', 10)]);
+    expect((await history(ca, b)).messages[2].isRead).toBe(false);
+  });
+
+  it('delivered: the sender\'s devices get message_status delivered; only ids received by the caller count, once', async () => {
+    const { a, b, ca, cb } = await mutualPair(s);
+    const ca2 = await s.login(a);
+    const m1 = await sendOk(ca, b, 'd1');
+    const m2 = await sendOk(ca, b, 'd2');
+    const back = await sendOk(cb, a, 'from b');
+    const r = await cb.request({ type: 'message_delivered', messageIds: [m1.messageId, m2.messageId, m1.messageId, back.messageId, MISSING_ID] });
+    expect(r.type).toBe('message_delivered_ack');
+    expect([...r.messageIds].sort()).toEqual([m1.messageId, m2.messageId].sort());
+    for (const c of [ca, ca2]) {
+      const got = [await c.next('message_status'), await c.next('message_status')];
+      expect(got.map((f) => f.messageId).sort()).toEqual([m1.messageId, m2.messageId].sort());
+      for (const f of got) {
+        expect(f).toMatchObject({ status: 'delivered', userId: b, conversationId: m1.conversationId });
+        expect(f.timestamp).toMatch(ISO);
+      }
+    }
+    expect(await count(s, 'private_messages', 'id = ANY($1::uuid[]) AND delivered_at IS NOT NULL', [[m1.messageId, m2.messageId]])).toBe(2);
+    expect(await count(s, 'private_messages', 'id = $1 AND delivered_at IS NULL', [back.messageId])).toBe(1);
+    const again = await cb.request({ type: 'message_delivered', messageIds: [m1.messageId] });
+    expect(again.messageIds).toEqual([]);
+    await ca.none('message_status', 250);
+    await expectError(cb, { type: 'message_delivered', messageIds: [] }, 'BAD_REQUEST', 'messageIds');
+    await expectError(cb, { type: 'message_delivered', messageIds: ['x'] }, 'BAD_REQUEST', 'messageIds');
+    await expectError(cb, { type: 'message_delivered', messageIds: m1.messageId }, 'BAD_REQUEST', 'messageIds');
+  });
+
+  it('delivery receipts from an outsider are ignored', async () => {
+    const { b, ca } = await mutualPair(s);
+    const [c] = await freshUsers(s, 1);
+    const cc = await s.login(c!);
+    const m = await sendOk(ca, b, 'not for c');
+    const r = await cc.request({ type: 'message_delivered', messageIds: [m.messageId] });
+    expect(r.messageIds).toEqual([]);
+    await ca.none('message_status', 250);
+  });
+});
+
+describe('typing', () => {
+  it('forwards typing_indicator with the §6 fields, replies typing_indicator_sent, and expires to isTyping:false after TYPING_TIMEOUT_MS', async () => {
+    const { a, b, ca, cb } = await mutualPair(s);
+    const ca2 = await s.login(a);
+    const cb2 = await s.login(b);
+    const r = await ca.request({ type: 'typing', recipientId: Number(b), isTyping: true });
+    expect(r).toMatchObject({ type: 'typing_indicator_sent', recipientId: b, isTyping: true });
+    expect(r.timestamp).toMatch(ISO);
+    const conv = a < b ? `conv_${a}_${b}` : `conv_${b}_${a}`;
+    const evs = [await cb.next('typing_indicator'), await cb2.next('typing_indicator')];
+    const startedAt = Date.now();
+    for (const ev of evs) {
+      expect(ev).toMatchObject({ senderId: a, userId: a, senderUsername: `u${a}`, conversationId: conv, isTyping: true });
+      expect(ev.timestamp).toMatch(ISO);
+    }
+    const stop = await cb.next((f) => f.type === 'typing_indicator' && f.isTyping === false, TYPING_TIMEOUT_MS + 3000);
+    const elapsed = Date.now() - startedAt;
+    expect(stop).toMatchObject({ senderId: a, userId: a, conversationId: conv, isTyping: false });
+    expect(elapsed).toBeGreaterThanOrEqual(TYPING_TIMEOUT_MS - 250);
+    await cb2.next((f) => f.type === 'typing_indicator' && f.isTyping === false, 1000);
+    // The typist's own devices are not told.
+    await Promise.all([ca.none('typing_indicator', 100), ca2.none('typing_indicator', 10)]);
+  });
+
+  it('refreshing keeps the indicator alive; isTyping:false ends it at once', async () => {
+    const { b, ca, cb } = await mutualPair(s);
+    await ca.request({ type: 'typing', recipientId: b, isTyping: true });
+    await cb.next('typing_indicator');
+    // Refresh twice inside the timeout: no isTyping:false in between.
+    for (let i = 0; i < 2; i++) {
+      await sleep(TYPING_TIMEOUT_MS / 2);
+      await ca.request({ type: 'typing', recipientId: b });
+      expect((await cb.next('typing_indicator')).isTyping).toBe(true);
+    }
+    const t0 = Date.now();
+    const r = await ca.request({ type: 'typing', recipientId: b, isTyping: false });
+    expect(r).toMatchObject({ type: 'typing_indicator_sent', isTyping: false });
+    const stop = await cb.next('typing_indicator', 2000);
+    expect(stop.isTyping).toBe(false);
+    expect(Date.now() - t0).toBeLessThan(TYPING_TIMEOUT_MS / 2);
+    await cb.none('typing_indicator', TYPING_TIMEOUT_MS + 200);
+  });
+
+  it('disconnect of the typist → isTyping:false before the timeout', async () => {
+    const { a, b, ca, cb } = await mutualPair(s);
+    await ca.request({ type: 'typing', recipientId: b, isTyping: true });
+    await cb.next('typing_indicator');
+    const t0 = Date.now();
+    await ca.close();
+    const stop = await cb.next('typing_indicator', 3000);
+    expect(stop).toMatchObject({ senderId: a, isTyping: false });
+    expect(Date.now() - t0).toBeLessThan(TYPING_TIMEOUT_MS - 200);
+  });
+
+  it('typing to a blocked (either direction) or unknown user is dropped silently but still replied to', async () => {
+    const [a, b, c] = await freshUsers(s, 3, [
+      [0, 1],
+      [1, 0],
+      [0, 2],
+    ]);
+    await addBlock(s.app.db, b!, a!); // b blocked a
+    await addBlock(s.app.db, a!, c!); // a blocked c
+    const ca = await s.login(a!);
+    const cb = await s.login(b!);
+    const cc = await s.login(c!);
+    expect(await ca.request({ type: 'typing', recipientId: b, isTyping: true })).toMatchObject({ type: 'typing_indicator_sent', recipientId: b, isTyping: true });
+    expect(await cb.request({ type: 'typing', recipientId: a, isTyping: true })).toMatchObject({ type: 'typing_indicator_sent' });
+    expect(await ca.request({ type: 'typing', recipientId: c, isTyping: true })).toMatchObject({ type: 'typing_indicator_sent' });
+    expect(await cc.request({ type: 'typing', recipientId: a, isTyping: true })).toMatchObject({ type: 'typing_indicator_sent' });
+    expect(await ca.request({ type: 'typing', recipientId: '876543219', isTyping: true })).toMatchObject({ type: 'typing_indicator_sent' });
+    await Promise.all([
+      ca.none('typing_indicator', TYPING_TIMEOUT_MS + 300),
+      cb.none('typing_indicator', 10),
+      cc.none('typing_indicator', 10),
+    ]);
+  });
+
+  it('bad typing frames → BAD_REQUEST', async () => {
+    const { b, ca } = await mutualPair(s);
+    await expectError(ca, { type: 'typing', recipientId: b, isTyping: 'yes' }, 'BAD_REQUEST', 'isTyping');
+    await expectError(ca, { type: 'typing', isTyping: true }, 'BAD_REQUEST', 'recipientId');
+    await expectError(ca, { type: 'typing', recipientId: -4 }, 'BAD_REQUEST', 'recipientId');
+  });
+});
+
+describe('reactions', () => {
+  it('add and remove (field reaction or alias emoji): both participants told; REACTION_EXISTS / REACTION_NOT_FOUND; history shows summaries', async () => {
+    const { a, b, ca, cb } = await mutualPair(s);
+    const ca2 = await s.login(a);
+    const m = await sendOk(ca, b, 'react to me');
+    await cb.next('new_private_message');
+
+    const r1 = await ca.request({ type: 'add_reaction', messageId: m.messageId, reaction: '👍' });
+    expect(r1).toMatchObject({
+      type: 'reaction_added',
+      messageId: m.messageId,
+      conversationId: m.conversationId,
+      reaction: { userId: a, username: `u${a}`, reaction: '👍' },
+      emoji: '👍',
+    });
+    expect(r1.reaction.timestamp).toMatch(ISO);
+    expect(r1.timestamp).toMatch(ISO);
+    for (const c of [cb, ca2]) expect(await c.next('reaction_added')).toMatchObject({ messageId: m.messageId, reaction: { userId: a, reaction: '👍' }, emoji: '👍' });
+    await ca.none('reaction_added', 100);
+
+    const r2 = await cb.request({ type: 'add_reaction', messageId: m.messageId, emoji: '👍', conversationId: 'extra ignored' });
+    expect(r2).toMatchObject({ type: 'reaction_added', reaction: { userId: b, reaction: '👍' }, emoji: '👍' });
+    for (const c of [ca, ca2]) expect((await c.next('reaction_added')).reaction.userId).toBe(b);
+    await sleep(5);
+    await ca.request({ type: 'add_reaction', messageId: m.messageId, emoji: '❤️' });
+    await expectError(ca, { type: 'add_reaction', messageId: m.messageId, reaction: '👍' }, 'REACTION_EXISTS');
+    await expectError(ca, { type: 'add_reaction', messageId: m.messageId, emoji: '❤️' }, 'REACTION_EXISTS');
+
+    const expected = [
+      { reaction: '👍', count: 2, userIds: [a, b] },
+      { reaction: '❤️', count: 1, userIds: [a] },
+    ];
+    expect((await history(ca, b)).messages[0].reactions).toEqual(expected);
+    expect((await history(cb, a)).messages[0].reactions).toEqual(expected);
+    expect((await ca.request({ type: 'get_conversations' })).conversations[0].lastMessage.reactions).toEqual(expected);
+    expect(await count(s, 'message_reactions', 'message_id = $1', [m.messageId])).toBe(3);
+
+    cb.clear();
+    const rm = await ca.request({ type: 'remove_reaction', messageId: m.messageId, emoji: '👍' });
+    expect(rm).toMatchObject({ type: 'reaction_removed', messageId: m.messageId, reaction: { userId: a, reaction: '👍' }, emoji: '👍' });
+    expect(await cb.next('reaction_removed')).toMatchObject({ messageId: m.messageId, conversationId: m.conversationId, emoji: '👍', reaction: { userId: a } });
+    expect(await ca2.next('reaction_removed')).toMatchObject({ emoji: '👍' });
+    await expectError(ca, { type: 'remove_reaction', messageId: m.messageId, reaction: '👍' }, 'REACTION_NOT_FOUND');
+    await expectError(ca, { type: 'remove_reaction', messageId: m.messageId, reaction: '🎉' }, 'REACTION_NOT_FOUND');
+    expect((await history(cb, a)).messages[0].reactions).toEqual([
+      { reaction: '👍', count: 1, userIds: [b] },
+      { reaction: '❤️', count: 1, userIds: [a] },
+    ]);
+  });
+
+  it('a reaction is 1..16 code points: 16 astral emoji pass, 17 → BAD_REQUEST field reaction', async () => {
+    const { a, b, ca } = await mutualPair(s);
+    const m = await sendOk(ca, b, 'limits');
+    const e16 = '\u{1F600}'.repeat(16);
+    expect(e16.length).toBe(32);
+    expect((await ca.request({ type: 'add_reaction', messageId: m.messageId, reaction: e16 })).type).toBe('reaction_added');
+    await expectError(ca, { type: 'add_reaction', messageId: m.messageId, reaction: '\u{1F600}'.repeat(17) }, 'BAD_REQUEST', 'reaction');
+    await expectError(ca, { type: 'add_reaction', messageId: m.messageId, emoji: 'abcdefghijklmnopq' }, 'BAD_REQUEST', 'reaction');
+    await expectError(ca, { type: 'add_reaction', messageId: m.messageId, reaction: '' }, 'BAD_REQUEST', 'reaction');
+    await expectError(ca, { type: 'add_reaction', messageId: m.messageId, reaction: '   ' }, 'BAD_REQUEST', 'reaction');
+    await expectError(ca, { type: 'add_reaction', messageId: m.messageId, reaction: 5 }, 'BAD_REQUEST', 'reaction');
+    await expectError(ca, { type: 'add_reaction', messageId: m.messageId }, 'BAD_REQUEST', 'reaction');
+    expect((await history(ca, b)).messages[0].reactions).toEqual([{ reaction: e16, count: 1, userIds: [a] }]);
+  });
+});
+
+describe('outsiders: NOT_FOUND, no existence leak', () => {
+  it('reading, reacting, editing and deleting in a conversation one is not in → NOT_FOUND, same as a missing message; nobody is told', async () => {
+    const { a, b, ca, cb } = await mutualPair(s);
+    const [c] = await freshUsers(s, 1, []);
+    await s.follow([c!, a], [c!, b]);
+    const cc = await s.login(c!);
+    const m = await sendOk(ca, b, 'secret');
+    await cb.next('new_private_message');
+    const frames: Record<string, unknown>[] = [
+      { type: 'mark_message_read', messageId: '%ID%' },
+      { type: 'add_reaction', messageId: '%ID%', reaction: '👀' },
+      { type: 'remove_reaction', messageId: '%ID%', reaction: '👀' },
+      { type: 'edit_message', messageId: '%ID%', newContent: 'mine now' },
+      { type: 'edit_private_message', messageId: '%ID%', content: 'mine now' },
+      { type: 'delete_message', messageId: '%ID%' },
+      { type: 'delete_message', messageId: '%ID%', deleteForEveryone: true },
+      { type: 'delete_private_message', messageId: '%ID%' },
+    ];
+    for (const f of frames) {
+      const real = await expectError(cc, { ...f, messageId: m.messageId }, 'NOT_FOUND');
+      const missing = await expectError(cc, { ...f, messageId: MISSING_ID }, 'NOT_FOUND');
+      expect({ ...real, requestId: undefined, timestamp: undefined }).toEqual({ ...missing, requestId: undefined, timestamp: undefined });
+    }
+    // A reply quoting it from c's own conversation with a is refused the same way.
+    await expectError(cc, { type: 'send_private_message', recipientId: a, content: 'q', replyTo: m.messageId }, 'NOT_FOUND', 'replyTo');
+    await Promise.all([ca.none(dmEvent, 250), cb.none(dmEvent, 10)]);
+    const h = await history(ca, b);
+    expect(h.messages[0]).toMatchObject({ content: 'secret', isRead: false, isEdited: false, reactions: [] });
+    expect(await count(s, 'message_deletions', 'message_id = $1', [m.messageId])).toBe(0);
+  });
+});
+
+describe('EDIT_WINDOW_MS=0', () => {
+  let s0: TestServer;
+  beforeAll(async () => {
+    s0 = await startServer({ EDIT_WINDOW_MS: '0' });
+  });
+  afterAll(() => s0?.close());
+
+  it('edits are unlimited in time', async () => {
+    const { b, ca } = await mutualPair(s0);
+    const m = await sendOk(ca, b, 'ancient');
+    await s0.app.db.query("UPDATE private_messages SET created_at = now() - interval '400 days' WHERE id = $1", [m.messageId]);
+    const r = await ca.request({ type: 'edit_message', messageId: m.messageId, newContent: 'still editable' });
+    expect(r).toMatchObject({ type: 'message_edited', newContent: 'still editable' });
+    expect((await history(ca, b)).messages[0]).toMatchObject({ content: 'still editable', isEdited: true });
+  });
+});
