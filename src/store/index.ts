@@ -28,7 +28,7 @@ export interface Stores {
 export function createStores(db: Db): Stores {
   return {
     db,
-    users: new UserStore(db),
+    users: new UserStore(db, db.kind === 'pg' ? { maxInFlight: 4, maxBatch: 500 } : undefined),
     relations: new RelationStore(db),
     messages: new MessageStore(db, db.kind === 'pg' ? { maxInFlight: 4, maxBatch: 256 } : undefined),
     history: new HistoryStore(db),

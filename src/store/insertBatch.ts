@@ -12,21 +12,13 @@
  * every message gets its own exact outcome (stored, duplicate, or its own error).
  */
 import { isConnectionError } from './pgDb.ts';
+import { type CoalesceOptions } from './coalesce.ts';
 import type { Queryable } from './db.ts';
 import type { InsertResult, NewMessage } from './messages.ts';
 import type { MessageRecord } from './types.ts';
 
-interface Pending {
-  m: NewMessage;
-  resolve(r: InsertResult): void;
-  reject(err: unknown): void;
-}
-
 /** Tuning: concurrent batch statements and rows per statement. */
-export interface BatchOptions {
-  maxInFlight: number;
-  maxBatch: number;
-}
+export type BatchOptions = CoalesceOptions;
 
 const BATCH_SQL = `WITH input_all AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::uuid[], $6::text[], $7::text[], $8::text[], $9::text[],
@@ -55,94 +47,57 @@ FROM input i JOIN c ON c.conversation_id = i.conversation_id JOIN counts k ON k.
 ORDER BY i.ord
 RETURNING id::text AS id, seq::text AS seq, created_at`;
 
-/** Batches concurrent inserts; falls back to `one` (the single-row insert) per message. */
-export class InsertBatcher {
-  private queue: Pending[] = [];
-  private inFlight = 0;
-
-  /**
-   * @param db where batches run
-   * @param one the single-message insert (also used for batches of one and fallbacks)
-   * @param existing the stored message of an idempotency key (for repeats left out of a batch)
-   * @param opts concurrency and batch size
-   */
-  constructor(
-    private readonly db: Queryable,
-    private readonly one: (m: NewMessage) => Promise<InsertResult>,
-    private readonly existing: (senderId: string, clientMessageId: string) => Promise<MessageRecord | null>,
-    private readonly opts: BatchOptions = { maxInFlight: 4, maxBatch: 256 },
-  ) {}
-
-  /** Store `m` (possibly together with others); resolves once its row committed. */
-  add(m: NewMessage): Promise<InsertResult> {
-    return new Promise((resolve, reject) => {
-      this.queue.push({ m, resolve, reject });
-      this.pump();
-    });
-  }
-
-  private pump(): void {
-    while (this.inFlight < this.opts.maxInFlight && this.queue.length > 0) {
-      const batch = this.queue.splice(0, this.opts.maxBatch);
-      this.inFlight++;
-      void this.run(batch).finally(() => {
-        this.inFlight--;
-        this.pump();
-      });
-    }
-  }
-
-  private async run(batch: Pending[]): Promise<void> {
-    if (batch.length === 1) return this.single(batch[0]!);
+/**
+ * The batch function for a {@link Coalescer} of inserts: one multi-row statement; rows
+ * left out as repeats resolve as duplicates; any failure but a lost connection falls back
+ * to `one` per message.
+ * @param db where batches run
+ * @param one the single-message insert (batches of one and fallbacks)
+ * @param existing the stored message of an idempotency key (repeats left out of a batch)
+ */
+export function insertBatch(
+  db: Queryable,
+  one: (m: NewMessage) => Promise<InsertResult>,
+  existing: (senderId: string, clientMessageId: string) => Promise<MessageRecord | null>,
+): (ms: NewMessage[]) => Promise<(InsertResult | Error)[]> {
+  const single = (m: NewMessage) => one(m).catch((err: unknown) => (err instanceof Error ? err : new Error(String(err))));
+  return async (ms) => {
+    if (ms.length === 1) return [await single(ms[0]!)];
+    let rows: { id: string; seq: string; created_at: Date }[];
     try {
-      const ms = batch.map((p) => p.m);
-      const { rows } = await this.db.query<{ id: string; seq: string; created_at: Date }>(BATCH_SQL, [
-        ms.map((m) => m.conversationId),
-        ms.map((m) => m.kind),
-        ms.map((m) => m.userA ?? null),
-        ms.map((m) => m.userB ?? null),
-        ms.map((m) => m.id),
-        ms.map((m) => m.senderId),
-        ms.map((m) => m.recipientId),
-        ms.map((m) => m.groupId),
-        ms.map((m) => m.sealed.keyId),
-        ms.map((m) => m.sealed.nonce),
-        ms.map((m) => m.sealed.ciphertext),
-        ms.map((m) => m.replyTo),
-        ms.map((m) => m.clientMessageId),
-        ms.map((m) => (m.mentions ? JSON.stringify(m.mentions) : null)),
-        ms.map((m) => m.isAnnouncement),
-      ]);
-      const byId = new Map(rows.map((r) => [r.id, r]));
-      const skipped: Pending[] = [];
-      for (const p of batch) {
-        const r = byId.get(p.m.id);
-        if (r) p.resolve({ duplicate: false, seq: Number(r.seq), createdAt: r.created_at });
-        else skipped.push(p);
-      }
-      // Left out as repeats of a stored idempotency key: resolve with the original.
-      await Promise.all(
-        skipped.map(async (p) => {
-          const existing = p.m.clientMessageId ? await this.existing(p.m.senderId, p.m.clientMessageId).catch(() => null) : null;
-          if (existing) p.resolve({ duplicate: true, existing });
-          else p.reject(new Error('batch insert stored no row for a message'));
-        }),
-      );
+      rows = (
+        await db.query<{ id: string; seq: string; created_at: Date }>(BATCH_SQL, [
+          ms.map((m) => m.conversationId),
+          ms.map((m) => m.kind),
+          ms.map((m) => m.userA ?? null),
+          ms.map((m) => m.userB ?? null),
+          ms.map((m) => m.id),
+          ms.map((m) => m.senderId),
+          ms.map((m) => m.recipientId),
+          ms.map((m) => m.groupId),
+          ms.map((m) => m.sealed.keyId),
+          ms.map((m) => m.sealed.nonce),
+          ms.map((m) => m.sealed.ciphertext),
+          ms.map((m) => m.replyTo),
+          ms.map((m) => m.clientMessageId),
+          ms.map((m) => (m.mentions ? JSON.stringify(m.mentions) : null)),
+          ms.map((m) => m.isAnnouncement),
+        ])
+      ).rows;
     } catch (err) {
-      if (isConnectionError(err)) {
-        for (const p of batch) p.reject(err);
-        return;
-      }
-      // Duplicate idempotency key, deadlock, …: nothing of the batch was stored; go row by row.
-      await Promise.all(batch.map((p) => this.single(p)));
+      if (isConnectionError(err)) throw err;
+      // Two batches racing on one key, a deadlock, …: nothing was stored; go row by row.
+      return Promise.all(ms.map(single));
     }
-  }
-
-  private async single(p: Pending): Promise<void> {
-    try {
-      p.resolve(await this.one(p.m));
-    } catch (err) {
-      p.reject(err);
-    }
-  }
+    const byId = new Map(rows.map((r) => [r.id, r]));
+    return Promise.all(
+      ms.map(async (m): Promise<InsertResult | Error> => {
+        const r = byId.get(m.id);
+        if (r) return { duplicate: false, seq: Number(r.seq), createdAt: r.created_at };
+        // Left out as a repeat of a stored idempotency key: resolve with the original.
+        const orig = m.clientMessageId ? await existing(m.senderId, m.clientMessageId).catch(() => null) : null;
+        return orig ? { duplicate: true, existing: orig } : new Error('batch insert stored no row for a message');
+      }),
+    );
+  };
 }

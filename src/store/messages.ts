@@ -4,7 +4,8 @@
  */
 import type { Sealed } from '../crypto/cipher.ts';
 import { sqlState, type Queryable } from './db.ts';
-import { InsertBatcher, type BatchOptions } from './insertBatch.ts';
+import { Coalescer } from './coalesce.ts';
+import { insertBatch, type BatchOptions } from './insertBatch.ts';
 import { MESSAGE_COLUMNS, SENDER_JOIN, toMessageRecord, type MessageRecord } from './types.ts';
 
 /** What {@link MessageStore.insert} stores. `id` is the UUIDv7 chosen by the caller (it is also the AAD of `sealed`). */
@@ -30,14 +31,14 @@ export type InsertResult = { duplicate: false; seq: number; createdAt: Date } | 
 
 /** Message repository. */
 export class MessageStore {
-  private readonly batcher: InsertBatcher | undefined;
+  private readonly batcher: Coalescer<NewMessage, InsertResult> | undefined;
 
   /** @param batch group-commit concurrent inserts (PostgreSQL; pointless on one PGlite connection) */
   constructor(
     private readonly db: Queryable,
     batch?: BatchOptions,
   ) {
-    this.batcher = batch ? new InsertBatcher(db, (m) => this.insertOne(m), (s, c) => this.findByClientId(s, c), batch) : undefined;
+    this.batcher = batch ? new Coalescer(insertBatch(db, (m) => this.insertOne(m), (s, c) => this.findByClientId(s, c)), batch) : undefined;
   }
 
   /**

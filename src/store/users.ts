@@ -2,6 +2,7 @@
  * Reads of the auth backend's user tables (`users_auth`, `user_profile_info`,
  * `jwt_revocation`). Read-only: this service never writes them.
  */
+import { Coalescer, type CoalesceOptions } from './coalesce.ts';
 import type { Queryable } from './db.ts';
 
 /** A user as the chat service shows them. `displayName` = "first last", else the username. */
@@ -30,23 +31,46 @@ function toUser(r: Record<string, unknown>): UserInfo {
 
 const USER_COLUMNS = 'u.user_id::text AS user_id, u.username, u.email, p.first_name, p.last_name';
 
+/** Outcome of an authentication lookup. */
+export interface AuthLookup {
+  user: UserInfo | null;
+  revoked: boolean;
+  /** Snapshot xmin (xid8 text) at the lookup: the sync cursor position "now". */
+  xmin: string;
+}
+
 /** User lookups. */
 export class UserStore {
-  constructor(private readonly db: Queryable) {}
+  private readonly authBatch: Coalescer<{ userId: string; jti: string | null }, AuthLookup> | undefined;
+
+  /** @param batchAuth coalesce concurrent authentication lookups into one query (PostgreSQL) */
+  constructor(
+    private readonly db: Queryable,
+    batchAuth?: CoalesceOptions,
+  ) {
+    this.authBatch = batchAuth ? new Coalescer((items) => this.forAuthMany(items), batchAuth) : undefined;
+  }
 
   /**
-   * One round trip for authentication: the user (or null), whether `jti` is revoked, and
-   * the snapshot xmin (the sync cursor position "now", see chat/cursor.ts).
-   * Throws on database errors (the caller refuses: fail closed).
+   * For authentication: the user (or null), whether `jti` is revoked, and the snapshot
+   * xmin; concurrent calls share one query. Throws on database errors (the caller
+   * refuses: fail closed).
    */
-  async forAuth(userId: string, jti: string | null): Promise<{ user: UserInfo | null; revoked: boolean; xmin: string }> {
+  forAuth(userId: string, jti: string | null): Promise<AuthLookup> {
+    return this.authBatch ? this.authBatch.add({ userId, jti }) : this.forAuthMany([{ userId, jti }]).then((r) => r[0]!);
+  }
+
+  /** {@link forAuth} for many (user, jti) pairs in one query; results in input order. */
+  async forAuthMany(items: readonly { userId: string; jti: string | null }[]): Promise<AuthLookup[]> {
     const { rows } = await this.db.query(
-      `SELECT (SELECT EXISTS (SELECT 1 FROM jwt_revocation WHERE jti = $2)) AS revoked, pg_snapshot_xmin(pg_current_snapshot())::text AS xmin, ${USER_COLUMNS}
-       FROM (SELECT 1) one LEFT JOIN users_auth u ON u.user_id = $1::bigint LEFT JOIN user_profile_info p ON p.user_id = u.user_id`,
-      [userId, jti],
+      `SELECT r.i, pg_snapshot_xmin(pg_current_snapshot())::text AS xmin,
+         (r.jti IS NOT NULL AND EXISTS (SELECT 1 FROM jwt_revocation WHERE jti = r.jti)) AS revoked, ${USER_COLUMNS}
+       FROM unnest($1::bigint[], $2::text[]) WITH ORDINALITY AS r(uid, jti, i)
+       LEFT JOIN users_auth u ON u.user_id = r.uid LEFT JOIN user_profile_info p ON p.user_id = u.user_id
+       ORDER BY r.i`,
+      [items.map((x) => x.userId), items.map((x) => x.jti)],
     );
-    const r = rows[0]!;
-    return { revoked: r.revoked === true, xmin: String(r.xmin), user: r.user_id == null ? null : toUser(r) };
+    return rows.map((r) => ({ revoked: r.revoked === true, xmin: String(r.xmin), user: r.user_id == null ? null : toUser(r) }));
   }
 
   /** Users by id (unknown ids are absent from the map). */
