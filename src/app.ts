@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { jwtKey } from './auth/keys.ts';
 import { TokenVerifier } from './auth/verifier.ts';
 import { createChatServices, type ChatServices } from './chat/index.ts';
+import { PresenceEvents } from './chat/presenceEvents.ts';
 import type { Config } from './config.ts';
 import { BodyCipher } from './crypto/cipher.ts';
 import { loadOrCreateDevSecrets } from './crypto/devSecrets.ts';
@@ -161,10 +162,16 @@ export async function createApp(cfg: Config, opts: AppOptions = {}): Promise<App
   const verifier = new TokenVerifier(
     { key: jwtKey(secrets.jwtSecret, secrets.jwtEncoding), clockToleranceS: cfg.jwtClockToleranceS, issuer: cfg.jwtIssuer, audience: cfg.jwtAudience },
     stores.users,
+    logger,
   );
   const specs: Record<string, CommandSpec> = { ...coreCommands(cfg), ...groupCommands(cfg) };
   const handlers: Record<string, Handler> = { ...coreHandlers(chat), ...groupHandlers(chat) };
-  const hooks: GatewayHooks = { connectionClosed: (connId) => chat.typing.connectionClosed(connId) };
+  const presenceEvents = new PresenceEvents(chat.deps, chat.presence, cfg.offlineGraceMs);
+  const hooks: GatewayHooks = {
+    connectionClosed: (connId) => chat.typing.connectionClosed(connId),
+    userConnected: (userId, username, first) => presenceEvents.userConnected(userId, username, first),
+    userDisconnected: (userId, username, last) => presenceEvents.userDisconnected(userId, username, last),
+  };
   gateway = new Gateway({
     settings: cfg,
     logger,
@@ -194,7 +201,7 @@ export async function createApp(cfg: Config, opts: AppOptions = {}): Promise<App
       readyRequiresRedis: cfg.readyRequiresRedis,
       connections: () => gw.connectionCount(),
       users: () => gw.userCount(),
-      metrics: () => metrics.text(),
+      metrics: dist.aggregateMetrics?.(metrics.registry) ?? (() => metrics.text()),
       metricsToken: cfg.metricsToken,
     }),
   );
@@ -237,6 +244,7 @@ export async function createApp(cfg: Config, opts: AppOptions = {}): Promise<App
       await gw.drain(timeoutMs);
       gw.close();
       chat.typing.close();
+      presenceEvents.close();
       server.closeAllConnections();
       await new Promise<void>((r) => server.close(() => r()));
       await bus.stop().catch(() => {});

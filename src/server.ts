@@ -7,6 +7,7 @@ import dotenv from 'dotenv';
 import { createApp, StartupError } from './app.ts';
 import { ConfigError, loadConfig, type Config } from './config.ts';
 import { createLogger } from './observability/logger.ts';
+import { startCpuProfile } from './observability/profiler.ts';
 
 dotenv.config({ quiet: true });
 
@@ -22,6 +23,8 @@ try {
 }
 const logger = createLogger(cfg.logLevel);
 
+const stopProfile = await startCpuProfile(process.env.CPU_PROFILE_FILE);
+
 try {
   const app = await createApp(cfg, { logger });
   await app.listen();
@@ -36,7 +39,8 @@ try {
     }, cfg.drainTimeoutMs + 2000);
     force.unref();
     app.shutdown(cfg.drainTimeoutMs).then(
-      () => {
+      async () => {
+        await stopProfile().catch((err) => logger.warn('cpu profile not written', { err: (err as Error).message }));
         logger.info('stopped');
         process.exit(0);
       },

@@ -7,6 +7,7 @@
 import type { KeyObject } from 'node:crypto';
 import jwt from 'jsonwebtoken';
 import type { AuthErrorCode } from '../protocol/errors.ts';
+import type { Logger } from '../observability/logger.ts';
 import type { UserStore } from '../store/users.ts';
 import type { Identity } from './identity.ts';
 
@@ -23,9 +24,11 @@ export type AuthResult = { ok: true; identity: Identity } | { ok: false; code: A
 
 /** Verifies tokens against the shared key and the backend's tables. */
 export class TokenVerifier {
+  /** @param logger receives lookup failures (error text only; never the token) */
   constructor(
     private readonly opts: VerifierOptions,
     private readonly users: UserStore,
+    private readonly logger?: Logger,
   ) {}
 
   /**
@@ -66,7 +69,8 @@ export class TokenVerifier {
     let found;
     try {
       found = await this.users.forAuth(claims.sub, claims.jti);
-    } catch {
+    } catch (err) {
+      this.logger?.warn('authentication lookup failed; refused (fail closed)', { userId: claims.sub, err: (err as Error).message });
       return { ok: false, code: 'AUTH_UNAVAILABLE', message: 'Authentication is temporarily unavailable' };
     }
     if (found.revoked) return { ok: false, code: 'TOKEN_REVOKED', message: 'Token has been revoked' };

@@ -155,7 +155,8 @@ export class Groups {
     const { deps } = this;
     await rateLimit(deps, 'action', actor.userId);
     const a = await this.access(actor, groupId, 'admin');
-    if (userId === actor.userId) throw badRequest('Use leave_group to leave a group', 'userId');
+    // The owner naming themselves falls through to OWNER_CANNOT_BE_REMOVED (PROTOCOL §7).
+    if (userId === actor.userId && a.role !== 'owner') throw badRequest('Use leave_group to leave a group', 'userId');
     const members = await deps.stores.groups.members(groupId);
     const target = members.find((m) => m.userId === userId);
     if (!target) throw notFound('Member', 'userId');

@@ -1,14 +1,25 @@
 /**
  * Chooses the deployment-wide parts from Config (DESIGN "Cross-process delivery"): the
- * Bus, Presence, rate-limit store and per-IP connection counter. One process: local
- * implementations. (Cluster and Redis variants: scale-out issue.)
+ * Bus, Presence, rate-limit store and per-IP connection counter, all on one backend.
+ * BUS=auto → `redis` when REDIS_URL is set, `cluster` when running as a node:cluster
+ * worker (cluster-server.ts), else `local`.
  */
+import cluster from 'node:cluster';
+import { randomBytes } from 'node:crypto';
+import client from 'prom-client';
 import type { Config } from '../config.ts';
 import { LocalIpCounter, type IpConnectionCounter } from '../gateway/admission.ts';
 import type { Logger } from '../observability/logger.ts';
 import { limitSpec, memoryRateLimits, type RateLimits } from '../policy/rateLimits.ts';
+import { ClusterIpCounter, ClusterPresence } from '../presence/clusterPresence.ts';
 import { LocalPresence, type Presence } from '../presence/presence.ts';
+import { RedisPresence } from '../presence/redisPresence.ts';
 import { LocalBus, type Bus } from './bus.ts';
+import { ClusterBus } from './clusterBus.ts';
+import { WorkerRpc } from './clusterIpc.ts';
+import { clusterRateLimits, redisRateLimits } from './limits.ts';
+import { RedisBus } from './redisBus.ts';
+import { closeRedis, createRedis, waitReady } from './redisClient.ts';
 
 /** The parts that make per-user rules hold across processes. */
 export interface Distribution {
@@ -18,12 +29,42 @@ export interface Distribution {
   ipCounter: IpConnectionCounter;
   /** Redis health for /ready and /health: undefined when Redis is not configured. */
   redisHealthy(): boolean | undefined;
+  /**
+   * Under the cluster server: given this worker's metrics registry, a function resolving the
+   * Prometheus text aggregated over all workers (prom-client AggregatorRegistry in the primary).
+   */
+  aggregateMetrics?(registry: client.Registry): () => Promise<string>;
   /** Release connections (after the bus stopped). */
   stop(): Promise<void>;
 }
 
-/** Build the distribution parts for `cfg`. */
-export async function createDistribution(cfg: Config, _logger: Logger): Promise<Distribution> {
+/** The backend a Config resolves to. */
+export type DistributionKind = 'local' | 'cluster' | 'redis';
+
+/** BUS=auto → redis with REDIS_URL, cluster under a node:cluster primary, else local; explicit values win. */
+export function distributionKind(cfg: Pick<Config, 'bus' | 'redisUrl'>, isWorker = cluster.isWorker): DistributionKind {
+  if (cfg.bus === 'auto') return cfg.redisUrl ? 'redis' : isWorker ? 'cluster' : 'local';
+  return cfg.bus;
+}
+
+/** How long startup waits for Redis before serving degraded, ms. */
+const REDIS_STARTUP_WAIT_MS = 3000;
+
+/**
+ * Build the distribution parts for `cfg`. Throws when BUS=cluster outside a cluster
+ * worker. Never fails because Redis is down: the service starts degraded and recovers.
+ */
+export async function createDistribution(cfg: Config, logger: Logger): Promise<Distribution> {
+  const kind = distributionKind(cfg);
+  if (kind === 'redis') {
+    const dist = await redisDistribution(cfg, logger);
+    if (cluster.isWorker) dist.aggregateMetrics = aggregateViaPrimary(new WorkerRpc());
+    return dist;
+  }
+  if (kind === 'cluster') {
+    if (!cluster.isWorker) throw new Error('BUS=cluster: run under cluster-server.ts (npm run start:cluster)');
+    return clusterDistribution(cfg, logger);
+  }
   return {
     bus: new LocalBus(),
     presence: new LocalPresence(),
@@ -31,5 +72,72 @@ export async function createDistribution(cfg: Config, _logger: Logger): Promise<
     ipCounter: new LocalIpCounter(),
     redisHealthy: () => undefined,
     stop: async () => {},
+  };
+}
+
+/** A unique id for this process in Redis keys and bus headers (no `|`). */
+export function newInstanceId(): string {
+  return `${process.pid.toString(36)}-${randomBytes(5).toString('hex')}`;
+}
+
+async function redisDistribution(cfg: Config, logger: Logger): Promise<Distribution> {
+  const url = cfg.redisUrl!;
+  const prefix = cfg.redisKeyPrefix;
+  const instanceId = newInstanceId();
+  const cmd = createRedis(url, 'command', logger);
+  const sub = createRedis(url, 'subscriber', logger);
+  const [a, b] = await Promise.all([waitReady(cmd, REDIS_STARTUP_WAIT_MS), waitReady(sub, REDIS_STARTUP_WAIT_MS)]);
+  if (!a || !b) logger.warn('redis not reachable at startup: serving degraded (this process only) until it is');
+  const presence = new RedisPresence(cmd, {
+    prefix,
+    instanceId,
+    graceMs: cfg.offlineGraceMs,
+    heartbeatMs: cfg.presenceHeartbeatMs,
+    ttlMs: cfg.presenceTtlMs,
+    logger,
+  });
+  presence.start();
+  const bus = new RedisBus(cmd, sub, { prefix, instanceId, logger });
+  logger.info('redis distribution', { instanceId, prefix });
+  return {
+    bus,
+    presence,
+    limits: redisRateLimits(limitSpec(cfg), cmd, prefix, logger),
+    ipCounter: presence.ipCounter,
+    redisHealthy: () => cmd.isReady && sub.isReady,
+    async stop() {
+      await presence.stop();
+      closeRedis(sub);
+      closeRedis(cmd);
+    },
+  };
+}
+
+function clusterDistribution(cfg: Config, logger: Logger): Distribution {
+  const rpc = new WorkerRpc();
+  const presence = new ClusterPresence(rpc, logger);
+  return {
+    bus: new ClusterBus(logger),
+    presence,
+    limits: clusterRateLimits(limitSpec(cfg), logger),
+    ipCounter: new ClusterIpCounter(rpc),
+    redisHealthy: () => undefined,
+    aggregateMetrics: aggregateViaPrimary(rpc),
+    async stop() {
+      presence.close();
+      rpc.close();
+    },
+  };
+}
+
+/**
+ * In a cluster worker: answer the primary's metric requests from `registry`, and serve
+ * /metrics as the primary's aggregate over all workers (prom-client AggregatorRegistry).
+ */
+function aggregateViaPrimary(rpc: WorkerRpc): (registry: client.Registry) => () => Promise<string> {
+  return (registry) => {
+    client.AggregatorRegistry.setRegistries([registry]);
+    new client.AggregatorRegistry();
+    return () => rpc.call<string>('metrics', [], 7000);
   };
 }

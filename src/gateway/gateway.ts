@@ -166,7 +166,7 @@ export class Gateway implements GatewayHost {
       }
     }
     if (conn.closed) return false;
-    if (this.registry.add(userId, conn)) this.deps.bus.track(userId, true);
+    if (this.registry.add(userId, conn)) await this.deps.bus.track(userId, true);
     let first = false;
     try {
       first = await this.deps.presence.connected(userId, conn.id);
@@ -174,6 +174,15 @@ export class Gateway implements GatewayHost {
       this.logger.warn('presence update failed', { userId, err: (err as Error).message });
     }
     this.deps.hooks?.userConnected?.(userId, identity.user.username, first);
+    if (conn.closed) {
+      // Closed while being admitted: its close handler ran without an identity, so undo here.
+      if (this.registry.remove(userId, conn)) this.deps.bus.track(userId, false);
+      this.deps.presence.disconnected(userId, conn.id).then(
+        (last) => this.deps.hooks?.userDisconnected?.(userId, identity.user.username, last),
+        () => {},
+      );
+      return false;
+    }
     return true;
   }
 

@@ -66,8 +66,10 @@ export function httpHandler(p: HttpProbe): (req: IncomingMessage, res: ServerRes
             connections: p.connections(),
             users: p.users(),
             database: { connected: db },
-            redis: { connected: redis ?? false, configured: redis !== undefined },
+            // perProcessFallback: Redis down, so rate limits, caps and presence are per process (docs/scaling.md).
+            redis: { connected: redis ?? false, configured: redis !== undefined, ...(redis === undefined ? {} : { perProcessFallback: !redis }) },
             memory: { rss: process.memoryUsage.rss() },
+            pid: process.pid,
             version: p.version,
             timestamp: ts,
           });

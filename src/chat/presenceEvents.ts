@@ -1,0 +1,124 @@
+/**
+ * Presence events (PROTOCOL §8), wired to the gateway's userConnected/userDisconnected
+ * hooks. No socket code: events leave through the Bus.
+ *
+ * - `user_online {user:{id, username}, timestamp}` to the user's online contacts when the
+ *   presence store reports the user's first connection in the deployment (not a
+ *   reconnect within the grace period); `user_status` is marked online.
+ * - `user_offline {user:{id, username}, lastSeen, timestamp}` when the last connection
+ *   closed and none appeared within OFFLINE_GRACE_MS: the process that saw the last close
+ *   waits the grace period, then claims the transition from the store (exactly one
+ *   claim succeeds deployment-wide) and persists `lastSeen` (StatusStore.set).
+ * - Transitions found by the store itself (a crashed process reaped, state resynced after
+ *   a Redis outage) are announced by the one process the store reports them to.
+ *
+ * Contacts come from {@link PresenceQueries.contacts} (follows and shared groups, never
+ * across a block); only contacts that are online get the event.
+ */
+import { nowIso } from '../protocol/outbound.ts';
+import { publish, type ChatDeps } from './context.ts';
+import type { PresenceQueries } from './presence.ts';
+
+/** Emits presence events for connection changes on this process. */
+export class PresenceEvents {
+  private readonly timers = new Map<string, NodeJS.Timeout>();
+  private closed = false;
+
+  /**
+   * @param deps chat dependencies (presence store, status store, bus, logger)
+   * @param queries contact lookup
+   * @param graceMs OFFLINE_GRACE_MS: delay before `user_offline`, ms
+   */
+  constructor(
+    private readonly deps: ChatDeps,
+    private readonly queries: PresenceQueries,
+    private readonly graceMs: number,
+  ) {
+    deps.presence.onTransitions?.((online, offline) => void this.transitions(online, offline));
+  }
+
+  /** Gateway hook: a connection of the user authenticated; `announce` = presence says `user_online` is due. */
+  userConnected(userId: string, username: string, announce: boolean): void {
+    const t = this.timers.get(userId);
+    if (t) {
+      clearTimeout(t);
+      this.timers.delete(userId);
+    }
+    if (announce && !this.closed) void this.online(userId, username);
+  }
+
+  /** Gateway hook: a connection closed; `last` = no connection left anywhere (this process owns the grace period). */
+  userDisconnected(userId: string, username: string, last: boolean): void {
+    if (!last || this.closed) return;
+    const prev = this.timers.get(userId);
+    if (prev) clearTimeout(prev);
+    const timer = setTimeout(() => {
+      this.timers.delete(userId);
+      void this.afterGrace(userId, username);
+    }, this.graceMs);
+    timer.unref();
+    this.timers.set(userId, timer);
+  }
+
+  /** Cancel pending grace timers (shutdown). Their users are announced by the store's reaping, if any. */
+  close(): void {
+    this.closed = true;
+    for (const t of this.timers.values()) clearTimeout(t);
+    this.timers.clear();
+  }
+
+  private async afterGrace(userId: string, username: string): Promise<void> {
+    if (this.closed) return;
+    const p = this.deps.presence;
+    try {
+      const due = p.claimOffline ? await p.claimOffline(userId) : (await p.connectionCount(userId)) === 0;
+      if (due) await this.offline(userId, username);
+    } catch (err) {
+      this.deps.logger.warn('presence: offline check failed', { userId, err: (err as Error).message });
+    }
+  }
+
+  private async transitions(online: string[], offline: string[]): Promise<void> {
+    if (this.closed) return;
+    try {
+      const users = await this.deps.stores.users.byIds([...online, ...offline]);
+      for (const id of online) await this.online(id, users.get(id)?.username ?? '');
+      for (const id of offline) await this.offline(id, users.get(id)?.username ?? '');
+    } catch (err) {
+      this.deps.logger.warn('presence: announcing store transitions failed', { online: online.length, offline: offline.length, err: (err as Error).message });
+    }
+  }
+
+  private async online(userId: string, username: string): Promise<void> {
+    try {
+      await this.deps.stores.status.set(userId, true);
+      const to = await this.audience(userId);
+      publish(this.deps, to, { type: 'user_online', user: { id: userId, username }, timestamp: nowIso() });
+    } catch (err) {
+      this.deps.logger.warn('presence: user_online not sent', { userId, err: (err as Error).message });
+    }
+  }
+
+  private async offline(userId: string, username: string): Promise<void> {
+    let lastSeen: Date | null = null;
+    try {
+      lastSeen = await this.deps.stores.status.set(userId, false);
+    } catch (err) {
+      this.deps.logger.warn('presence: lastSeen not persisted', { userId, err: (err as Error).message });
+    }
+    try {
+      const to = await this.audience(userId);
+      const now = nowIso();
+      publish(this.deps, to, { type: 'user_offline', user: { id: userId, username }, lastSeen: lastSeen?.toISOString() ?? now, timestamp: now });
+    } catch (err) {
+      this.deps.logger.warn('presence: user_offline not sent', { userId, err: (err as Error).message });
+    }
+  }
+
+  /** The user's contacts that are online now. */
+  private async audience(userId: string): Promise<string[]> {
+    const contacts = [...(await this.queries.contacts(userId))];
+    if (contacts.length === 0) return [];
+    return [...(await this.deps.presence.onlineAmong(contacts))];
+  }
+}

@@ -1,0 +1,192 @@
+/**
+ * Redis pub/sub fan-out across hosts (DESIGN "Cross-process delivery"). Channel layout:
+ * one channel per user, `<prefix>u:<userId>`; an instance subscribes (on a dedicated
+ * subscriber connection) to the channels of the users it holds connections of, so Redis
+ * routes each event only to the instances that need it, in one hop with no lookup.
+ *
+ * A publish delivers to this process's connections synchronously first (so local
+ * delivery never depends on Redis), then publishes the wire form (header + the frame
+ * string, built once per publish, ./wire.ts) to each recipient's channel; instances drop
+ * their own echoes by origin id. At-most-once: while Redis is down remote delivery is
+ * skipped (logged) and clients close gaps with `sync`. Subscriptions are reconciled after
+ * every reconnect (node-redis also resubscribes what it knew).
+ */
+import type { Logger } from '../observability/logger.ts';
+import type { Bus, Delivery, DeliveryHandler } from './bus.ts';
+import type { Redis } from './redisClient.ts';
+import { decodeDelivery, encodeDelivery } from './wire.ts';
+
+/** Longest a `track(…, true)` waits for its SUBSCRIBE to be acknowledged, ms. */
+const SUBSCRIBE_WAIT_MS = 1000;
+/** Channels per SUBSCRIBE command when reconciling. */
+const CHUNK = 500;
+/** Periodic reconcile of wanted vs subscribed channels (repairs lost races), ms. */
+const RECONCILE_MS = 30_000;
+
+/** Options of {@link RedisBus}. */
+export interface RedisBusOptions {
+  /** REDIS_KEY_PREFIX: prefix of every channel. */
+  prefix: string;
+  /** This process's instance id (unique per process). */
+  instanceId: string;
+  logger: Logger;
+}
+
+/** Redis pub/sub {@link Bus} with per-user channels. */
+export class RedisBus implements Bus {
+  readonly kind = 'redis';
+  private handler: DeliveryHandler = () => {};
+  /** Users with connections here. */
+  private readonly wanted = new Set<string>();
+  /** Channels acknowledged as subscribed on `sub`. */
+  private readonly subscribed = new Set<string>();
+  /** Channels with an UNSUBSCRIBE in flight. */
+  private readonly unsubscribing = new Set<string>();
+  private readonly chanPrefix: string;
+  private readonly listener = (message: string, channel: string) => this.onMessage(message, channel);
+  private readonly timer: NodeJS.Timeout;
+  private skipped = 0;
+  private lastSkipLog = 0;
+
+  /**
+   * @param pub command connection used for PUBLISH
+   * @param sub dedicated subscriber connection
+   */
+  constructor(
+    private readonly pub: Redis,
+    private readonly sub: Redis,
+    private readonly opts: RedisBusOptions,
+  ) {
+    this.chanPrefix = `${opts.prefix}u:`;
+    sub.on('ready', () => void this.reconcile());
+    this.timer = setInterval(() => void this.reconcile(), RECONCILE_MS);
+    this.timer.unref();
+  }
+
+  publish(d: Delivery): void {
+    this.handler(d);
+    if (d.userIds.length === 0) return;
+    if (!this.pub.isReady) return this.noteSkipped(d.userIds.length, undefined);
+    const wire = encodeDelivery(this.opts.instanceId, d, false);
+    for (const userId of d.userIds) {
+      this.pub.publish(this.chanPrefix + userId, wire).catch((err: Error) => this.noteSkipped(1, err));
+    }
+  }
+
+  async start(handler: DeliveryHandler): Promise<void> {
+    this.handler = handler;
+    await this.reconcile();
+  }
+
+  track(userId: string, present: boolean): void | Promise<void> {
+    const ch = this.chanPrefix + userId;
+    const settled = this.subscribed.has(ch) && !this.unsubscribing.has(ch);
+    if (present) {
+      this.wanted.add(userId);
+      if (settled || !this.sub.isReady) return;
+      return bounded(this.subscribe([ch]), SUBSCRIBE_WAIT_MS);
+    }
+    this.wanted.delete(userId);
+    // A SUBSCRIBE still in flight is undone when it completes (see subscribe()).
+    if (settled && this.sub.isReady) void this.unsubscribe([ch]);
+  }
+
+  healthy(): boolean {
+    return this.pub.isReady && this.sub.isReady;
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    this.handler = () => {};
+    this.wanted.clear();
+  }
+
+  /** Channels currently subscribed (for tests and /health detail). */
+  subscriptionCount(): number {
+    return this.subscribed.size;
+  }
+
+  private onMessage(message: string, channel: string): void {
+    const dec = decodeDelivery(message);
+    if (!dec || dec.origin === this.opts.instanceId) return;
+    const userId = channel.slice(this.chanPrefix.length);
+    if (!this.wanted.has(userId)) return;
+    dec.delivery.userIds = [userId];
+    this.handler(dec.delivery);
+  }
+
+  private isWanted(ch: string): boolean {
+    return this.wanted.has(ch.slice(this.chanPrefix.length));
+  }
+
+  /** SUBSCRIBE; channels no longer wanted by the time it is acknowledged are unsubscribed again. */
+  private async subscribe(channels: string[]): Promise<void> {
+    try {
+      await this.sub.subscribe(channels, this.listener);
+    } catch (err) {
+      this.opts.logger.debug('redis subscribe failed; retried on reconnect', { err: (err as Error).message, channels: channels.length });
+      return;
+    }
+    for (const ch of channels) this.subscribed.add(ch);
+    const stale = channels.filter((ch) => !this.isWanted(ch) && !this.unsubscribing.has(ch));
+    if (stale.length) void this.unsubscribe(stale);
+  }
+
+  /** UNSUBSCRIBE; channels wanted again by the time it is acknowledged are subscribed again. */
+  private async unsubscribe(channels: string[]): Promise<void> {
+    for (const ch of channels) this.unsubscribing.add(ch);
+    try {
+      await this.sub.unsubscribe(channels);
+      for (const ch of channels) this.subscribed.delete(ch);
+    } catch (err) {
+      this.opts.logger.debug('redis unsubscribe failed; retried on reconnect', { err: (err as Error).message, channels: channels.length });
+    } finally {
+      for (const ch of channels) this.unsubscribing.delete(ch);
+    }
+    const again = channels.filter((ch) => this.isWanted(ch) && !this.subscribed.has(ch));
+    if (again.length && this.sub.isReady) void this.subscribe(again);
+  }
+
+  /** Bring the subscriber's channels in line with the users held here (after reconnects). */
+  private async reconcile(): Promise<void> {
+    if (!this.sub.isReady) return;
+    const add: string[] = [];
+    for (const u of this.wanted) {
+      const ch = this.chanPrefix + u;
+      if (!this.subscribed.has(ch)) add.push(ch);
+    }
+    const remove = [...this.subscribed].filter((ch) => !this.isWanted(ch) && !this.unsubscribing.has(ch));
+    const jobs: Promise<void>[] = [];
+    for (let i = 0; i < add.length; i += CHUNK) jobs.push(this.subscribe(add.slice(i, i + CHUNK)));
+    for (let i = 0; i < remove.length; i += CHUNK) jobs.push(this.unsubscribe(remove.slice(i, i + CHUNK)));
+    await Promise.all(jobs);
+    if (add.length || remove.length) this.opts.logger.debug('redis subscriptions reconciled', { added: add.length, removed: remove.length });
+  }
+
+  /** Count and (at most every 30 s) log remote deliveries skipped while Redis is unavailable. */
+  private noteSkipped(n: number, err: Error | undefined): void {
+    this.skipped += n;
+    const now = Date.now();
+    if (now - this.lastSkipLog < 30_000) return;
+    this.lastSkipLog = now;
+    this.opts.logger.warn('redis unavailable: cross-instance delivery skipped (clients recover with sync)', { skipped: this.skipped, err: err?.message });
+    this.skipped = 0;
+  }
+}
+
+/** Wait for `p` at most `ms` (never rejects). */
+function bounded(p: Promise<void>, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(resolve, ms);
+    p.then(
+      () => {
+        clearTimeout(t);
+        resolve();
+      },
+      () => {
+        clearTimeout(t);
+        resolve();
+      },
+    );
+  });
+}

@@ -1,0 +1,117 @@
+/**
+ * Presence and per-IP connection counts for node:cluster workers without Redis
+ * (PROTOCOL §1, §3 item 9, §8): the state lives in the primary's PresenceTable
+ * (src/fanout/clusterPrimary.ts) and every transition is decided there, so one worker
+ * announces each. When a worker dies the primary drops its connections and hands the
+ * resulting offline transitions to one live worker (`chat:presence` message).
+ * If the primary does not answer (it is gone; the worker is about to exit), calls fall
+ * back to this worker's own counts.
+ */
+import { CH, isMsg, type PresenceMsg, type WorkerRpc } from '../fanout/clusterIpc.ts';
+import type { IpConnectionCounter } from '../gateway/admission.ts';
+import { LocalIpCounter } from '../gateway/admission.ts';
+import type { Logger } from '../observability/logger.ts';
+import type { Presence, PresenceListener } from './presence.ts';
+
+/** Worker-side {@link Presence} backed by the cluster primary. */
+export class ClusterPresence implements Presence {
+  private readonly tokens = new Map<string, string>();
+  private readonly local = new Map<string, number>();
+  private readonly listeners: PresenceListener[] = [];
+  private readonly onMessage = (m: unknown) => {
+    if (!isMsg<PresenceMsg>(m, CH.presence)) return;
+    for (const l of this.listeners) {
+      try {
+        l(m.on, m.off);
+      } catch (err) {
+        this.logger.error('presence listener failed', { err: (err as Error).message });
+      }
+    }
+  };
+
+  constructor(
+    private readonly rpc: WorkerRpc,
+    private readonly logger: Logger,
+  ) {
+    process.on('message', this.onMessage);
+  }
+
+  onTransitions(listener: PresenceListener): void {
+    this.listeners.push(listener);
+  }
+
+  async connected(userId: string, connId: string): Promise<boolean> {
+    this.local.set(userId, (this.local.get(userId) ?? 0) + 1);
+    this.tokens.delete(userId);
+    return this.rpc.call<boolean>('p.connected', [userId, connId]);
+  }
+
+  async disconnected(userId: string, connId: string): Promise<boolean> {
+    const n = (this.local.get(userId) ?? 0) - 1;
+    if (n <= 0) this.local.delete(userId);
+    else this.local.set(userId, n);
+    const token = await this.rpc.call<string | null>('p.disconnected', [userId, connId]);
+    if (!token) return false;
+    this.tokens.set(userId, token);
+    return true;
+  }
+
+  async claimOffline(userId: string): Promise<boolean> {
+    const token = this.tokens.get(userId);
+    if (!token) return false;
+    this.tokens.delete(userId);
+    return this.rpc.call<boolean>('p.claim', [userId, token]);
+  }
+
+  async connectionCount(userId: string): Promise<number> {
+    try {
+      return await this.rpc.call<number>('p.count', [userId]);
+    } catch {
+      return this.local.get(userId) ?? 0;
+    }
+  }
+
+  async onlineAmong(userIds: readonly string[]): Promise<Set<string>> {
+    if (userIds.length === 0) return new Set();
+    try {
+      return new Set(await this.rpc.call<string[]>('p.online', [[...userIds]]));
+    } catch {
+      return new Set(userIds.filter((id) => this.local.has(id)));
+    }
+  }
+
+  /** Stop listening for transitions. */
+  close(): void {
+    process.off('message', this.onMessage);
+  }
+}
+
+/** Per-IP cap (PROTOCOL §1) counted by the primary; this worker's own counter when it does not answer. */
+export class ClusterIpCounter implements IpConnectionCounter {
+  private readonly fallback = new LocalIpCounter();
+  /** IPs whose slot was taken from the fallback (released there). */
+  private readonly fallbackHeld = new Map<string, number>();
+
+  constructor(private readonly rpc: WorkerRpc) {}
+
+  async acquire(ip: string, max: number): Promise<boolean> {
+    try {
+      return await this.rpc.call<boolean>('ip.acquire', [ip, max], 1000);
+    } catch {
+      const ok = await this.fallback.acquire(ip, max);
+      if (ok) this.fallbackHeld.set(ip, (this.fallbackHeld.get(ip) ?? 0) + 1);
+      return ok;
+    }
+  }
+
+  release(ip: string): void {
+    const held = this.fallbackHeld.get(ip) ?? 0;
+    if (held > 0) {
+      if (held === 1) this.fallbackHeld.delete(ip);
+      else this.fallbackHeld.set(ip, held - 1);
+      this.fallback.release(ip);
+      return;
+    }
+    this.rpc.notify('ip.release', [ip]);
+  }
+}
