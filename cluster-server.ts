@@ -56,7 +56,9 @@ function runPrimary(cfg: Config): void {
   let stopping = false;
   let finalCode = 0;
 
-  cluster.setupPrimary({ exec: fileURLToPath(new URL('./src/server.ts', import.meta.url)), serialization: 'advanced' });
+  // Bundled (npm run build: dist/node/cluster-server.mjs) → the bundled server beside it.
+  const workerEntry = import.meta.url.endsWith('.mjs') ? new URL('./server.mjs', import.meta.url) : new URL('./src/server.ts', import.meta.url);
+  cluster.setupPrimary({ exec: fileURLToPath(workerEntry), serialization: 'advanced' });
   const hub = new ClusterHub({ graceMs: cfg.offlineGraceMs, logger });
   hub.attach();
 

@@ -10,7 +10,7 @@ import type { Logger } from '../observability/logger.ts';
 import type { RelationPolicy } from '../policy/relations.ts';
 import type { LimitKind, RateLimits } from '../policy/rateLimits.ts';
 import type { Presence } from '../presence/presence.ts';
-import { ChatError } from '../protocol/errors.ts';
+import { ChatError, notFound } from '../protocol/errors.ts';
 import type { DirectView } from '../protocol/outbound.ts';
 import type { Stores } from '../store/index.ts';
 import type { MessageRecord } from '../store/types.ts';
@@ -107,4 +107,49 @@ export function openAll(deps: ChatDeps, rs: readonly MessageRecord[]): DirectVie
 export function directConversationId(a: string, b: string): { id: string; userA: string; userB: string } {
   const [userA, userB] = a < b ? [a, b] : [b, a];
   return { id: `conv_${userA}_${userB}`, userA, userB };
+}
+
+/**
+ * A message the actor may act on by id: it exists, is visible to them (not deleted for
+ * them or for everyone), and they are a DM participant, or, for a group message, not in
+ * a block with its sender (a member never sees such messages, PROTOCOL §5). Group
+ * membership is the groups service's check. Throws NOT_FOUND (existence never leaked).
+ */
+export async function findVisible(deps: ChatDeps, actor: Actor, messageId: string): Promise<MessageRecord> {
+  const msg = await deps.stores.messages.getForViewer(messageId, actor.userId);
+  if (!msg) throw notFound('Message', 'messageId');
+  if (!msg.groupId && msg.senderId !== actor.userId && msg.recipientId !== actor.userId) throw notFound('Message', 'messageId');
+  if (msg.groupId && msg.senderId !== actor.userId && (await deps.relations.isBlocked(actor.userId, msg.senderId))) throw notFound('Message', 'messageId');
+  return msg;
+}
+
+/**
+ * Add or remove the actor's `reaction` on `msg` (PROTOCOL §6, §7). Resolves the
+ * reaction object of the events. REACTION_EXISTS / REACTION_NOT_FOUND.
+ */
+export async function applyReaction(deps: ChatDeps, actor: Actor, msg: MessageRecord, reaction: string, add: boolean): Promise<Record<string, unknown>> {
+  let at: Date;
+  if (add) {
+    const created = await deps.stores.reactions.add(msg.id, actor.userId, reaction);
+    if (!created) throw new ChatError('REACTION_EXISTS', 'You already reacted with this', { field: 'reaction' });
+    at = created;
+  } else {
+    if (!(await deps.stores.reactions.remove(msg.id, actor.userId, reaction))) throw new ChatError('REACTION_NOT_FOUND', 'No such reaction of yours', { field: 'reaction' });
+    at = new Date();
+  }
+  return { userId: actor.userId, username: actor.username, reaction, timestamp: at.toISOString() };
+}
+
+/**
+ * Replace the body of the actor's own message within EDIT_WINDOW_MS (PROTOCOL §6, §7).
+ * Resolves `editedAt`. INSUFFICIENT_PERMISSIONS for another's message, EDIT_WINDOW_EXPIRED,
+ * NOT_FOUND when it was deleted meanwhile.
+ */
+export async function editBody(deps: ChatDeps, actor: Actor, msg: MessageRecord, newContent: string): Promise<Date> {
+  if (msg.senderId !== actor.userId) throw new ChatError('INSUFFICIENT_PERMISSIONS', 'Only the sender can edit a message');
+  const window = deps.settings.editWindowMs;
+  if (window > 0 && Date.now() - msg.createdAt.getTime() > window) throw new ChatError('EDIT_WINDOW_EXPIRED', 'The edit window has passed');
+  const editedAt = await deps.stores.messages.edit(msg.id, deps.cipher.seal(newContent, msg.id));
+  if (!editedAt) throw notFound('Message', 'messageId');
+  return editedAt;
 }

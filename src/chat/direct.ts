@@ -8,7 +8,7 @@ import { v7 as uuidv7 } from 'uuid';
 import { ChatError, badRequest, notFound } from '../protocol/errors.ts';
 import { messageM, nowIso, type DirectView } from '../protocol/outbound.ts';
 import type { MessageRecord } from '../store/types.ts';
-import { directConversationId, openAll, openRecord, publish, rateLimit, type Actor, type ChatDeps, type Reply } from './context.ts';
+import { directConversationId, editBody, findVisible, openAll, openRecord, publish, rateLimit, type Actor, type ChatDeps, type Reply } from './context.ts';
 
 /** `send_private_message` fields after validation. */
 export interface SendDirect {
@@ -171,11 +171,7 @@ export class DirectMessages {
     await rateLimit(deps, 'action', actor.userId);
     const msg = await this.visible(actor, messageId);
     if (msg.groupId) return this.requireGroupOps().edit(actor, msg, newContent);
-    if (msg.senderId !== actor.userId) throw new ChatError('INSUFFICIENT_PERMISSIONS', 'Only the sender can edit a message');
-    const window = deps.settings.editWindowMs;
-    if (window > 0 && Date.now() - msg.createdAt.getTime() > window) throw new ChatError('EDIT_WINDOW_EXPIRED', 'The edit window has passed');
-    const editedAt = await deps.stores.messages.edit(msg.id, deps.cipher.seal(newContent, msg.id));
-    if (!editedAt) throw notFound('Message', 'messageId');
+    const editedAt = await editBody(deps, actor, msg, newContent);
     const event = { type: 'message_edited', messageId: msg.id, conversationId: msg.conversationId, newContent, editedAt: editedAt.toISOString(), timestamp: nowIso() };
     publish(deps, participants(msg), event, actor.connId);
     return event;
@@ -217,14 +213,11 @@ export class DirectMessages {
   }
 
   /**
-   * A message the actor may act on: exists, visible to them and (for DMs) they are a
-   * participant. Group messages are returned for the groups service to check membership.
-   * Throws NOT_FOUND otherwise (existence never leaked).
+   * A message the actor may act on (see {@link findVisible}); group messages are returned
+   * for the groups service to check membership. Throws NOT_FOUND.
    */
-  async visible(actor: Actor, messageId: string): Promise<MessageRecord> {
-    const msg = await this.deps.stores.messages.getForViewer(messageId, actor.userId);
-    if (!msg || (!msg.groupId && msg.senderId !== actor.userId && msg.recipientId !== actor.userId)) throw notFound('Message', 'messageId');
-    return msg;
+  visible(actor: Actor, messageId: string): Promise<MessageRecord> {
+    return findVisible(this.deps, actor, messageId);
   }
 
   private requireGroupOps(): GroupMessageOps {

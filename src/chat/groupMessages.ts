@@ -8,7 +8,7 @@ import { v7 as uuidv7 } from 'uuid';
 import { ChatError, notFound } from '../protocol/errors.ts';
 import { groupG, nowIso, type DirectView } from '../protocol/outbound.ts';
 import type { MessageRecord } from '../store/types.ts';
-import { openAll, openRecord, publish, rateLimit, type Actor, type ChatDeps, type Reply } from './context.ts';
+import { applyReaction, editBody, findVisible, openAll, openRecord, publish, rateLimit, type Actor, type ChatDeps, type Reply } from './context.ts';
 import type { Groups } from './groups.ts';
 import { parseMentions } from './mentions.ts';
 
@@ -36,7 +36,7 @@ export class GroupMessages {
     if (!aud || !aud.active || !me) throw notFound('Group', 'groupId');
     if (announcement && me.role === 'member') throw new ChatError('INSUFFICIENT_PERMISSIONS', 'Only admins can send announcements');
     if (cmd.replyTo) {
-      const target = await deps.stores.messages.getForViewer(cmd.replyTo, actor.userId);
+      const target = await findVisible(deps, actor, cmd.replyTo).catch(() => null);
       if (!target || target.conversationId !== cmd.groupId) throw notFound('Replied-to message', 'replyTo');
     }
     const visible = aud.members.filter((m) => !m.blockedWithActor);
@@ -127,11 +127,7 @@ export class GroupMessages {
   async edit(actor: Actor, msg: MessageRecord, newContent: string): Promise<Reply> {
     const { deps } = this;
     const audience = await this.audienceOf(actor, msg.groupId!);
-    if (msg.senderId !== actor.userId) throw new ChatError('INSUFFICIENT_PERMISSIONS', 'Only the sender can edit a message');
-    const window = deps.settings.editWindowMs;
-    if (window > 0 && Date.now() - msg.createdAt.getTime() > window) throw new ChatError('EDIT_WINDOW_EXPIRED', 'The edit window has passed');
-    const editedAt = await deps.stores.messages.edit(msg.id, deps.cipher.seal(newContent, msg.id));
-    if (!editedAt) throw notFound('Message', 'messageId');
+    const editedAt = await editBody(deps, actor, msg, newContent);
     const reply = { type: 'group_message_edited', messageId: msg.id, groupId: msg.groupId, newContent, editedAt: editedAt.toISOString(), timestamp: nowIso() };
     publish(deps, audience, { ...reply, editedBy: actor.userId }, actor.connId);
     return reply;
@@ -152,7 +148,10 @@ export class GroupMessages {
     const reply = { type: 'group_message_deleted', messageId: msg.id, groupId: msg.groupId, deleteForEveryone: everyone, timestamp: nowIso() };
     if (everyone) {
       if (!(await deps.stores.messages.deleteForEveryone(msg.id, actor.userId))) throw notFound('Message', 'messageId');
-      publish(deps, await this.groups.memberIds(msg.groupId!), { ...reply, deletedBy: actor.userId }, actor.connId);
+      // Members in a block with the sender never saw the message: they are not told (§5).
+      const aud = await deps.stores.groups.audience(msg.groupId!, msg.senderId);
+      const told = (aud?.members ?? []).filter((m) => !m.blockedWithActor || m.userId === actor.userId).map((m) => m.userId);
+      publish(deps, told, { ...reply, deletedBy: actor.userId }, actor.connId);
     } else {
       await deps.stores.messages.deleteForUser(msg.id, actor.userId);
       publish(deps, [actor.userId], reply, actor.connId);
@@ -167,20 +166,12 @@ export class GroupMessages {
   async react(actor: Actor, msg: MessageRecord, reaction: string, add: boolean): Promise<Reply> {
     const { deps } = this;
     const audience = await this.audienceOf(actor, msg.groupId!);
-    let at: Date;
-    if (add) {
-      const created = await deps.stores.reactions.add(msg.id, actor.userId, reaction);
-      if (!created) throw new ChatError('REACTION_EXISTS', 'You already reacted with this', { field: 'reaction' });
-      at = created;
-    } else {
-      if (!(await deps.stores.reactions.remove(msg.id, actor.userId, reaction))) throw new ChatError('REACTION_NOT_FOUND', 'No such reaction of yours', { field: 'reaction' });
-      at = new Date();
-    }
+    const reactionObj = await applyReaction(deps, actor, msg, reaction, add);
     const event = {
       type: add ? 'group_reaction_added' : 'group_reaction_removed',
       messageId: msg.id,
       groupId: msg.groupId,
-      reaction: { userId: actor.userId, username: actor.username, reaction, timestamp: at.toISOString() },
+      reaction: reactionObj,
       emoji: reaction,
       timestamp: nowIso(),
     };
@@ -206,10 +197,10 @@ export class GroupMessages {
     return this.delete(actor, await this.groupMessage(actor, messageId), deleteForEveryone);
   }
 
-  /** A visible group message by id, else NOT_FOUND. */
+  /** A visible group message by id (not from a user in a block with the actor), else NOT_FOUND. */
   async groupMessage(actor: Actor, messageId: string): Promise<MessageRecord> {
-    const msg = await this.deps.stores.messages.getForViewer(messageId, actor.userId);
-    if (!msg || !msg.groupId) throw notFound('Message', 'messageId');
+    const msg = await findVisible(this.deps, actor, messageId);
+    if (!msg.groupId) throw notFound('Message', 'messageId');
     return msg;
   }
 

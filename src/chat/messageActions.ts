@@ -3,10 +3,10 @@
  * §9 `message_delivered` / `message_status`). DMs here; group messages are handed to the
  * groups service through {@link GroupMessageActions}.
  */
-import { ChatError, notFound } from '../protocol/errors.ts';
+import { notFound } from '../protocol/errors.ts';
 import { nowIso } from '../protocol/outbound.ts';
 import type { MessageRecord } from '../store/types.ts';
-import { publish, rateLimit, type Actor, type ChatDeps, type Reply } from './context.ts';
+import { applyReaction, publish, rateLimit, type Actor, type ChatDeps, type Reply } from './context.ts';
 import { participants, type DirectMessages } from './direct.ts';
 
 /** Group-message variants, implemented by the groups service. */
@@ -38,20 +38,12 @@ export class MessageActions {
       if (!this.groupActions) throw notFound('Message', 'messageId');
       return this.groupActions.react(actor, msg, reaction, add, true);
     }
-    let at: Date;
-    if (add) {
-      const created = await deps.stores.reactions.add(msg.id, actor.userId, reaction);
-      if (!created) throw new ChatError('REACTION_EXISTS', 'You already reacted with this', { field: 'reaction' });
-      at = created;
-    } else {
-      if (!(await deps.stores.reactions.remove(msg.id, actor.userId, reaction))) throw new ChatError('REACTION_NOT_FOUND', 'No such reaction of yours', { field: 'reaction' });
-      at = new Date();
-    }
+    const reactionObj = await applyReaction(deps, actor, msg, reaction, add);
     const event = {
       type: add ? 'reaction_added' : 'reaction_removed',
       messageId: msg.id,
       conversationId: msg.conversationId,
-      reaction: { userId: actor.userId, username: actor.username, reaction, timestamp: at.toISOString() },
+      reaction: reactionObj,
       emoji: reaction,
       timestamp: nowIso(),
     };

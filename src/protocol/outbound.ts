@@ -2,7 +2,7 @@
  * Outbound frames (PROTOCOL §2–§6, §11): builders for the objects the server sends.
  * Timestamps are ISO-8601 UTC strings except `pong`/`test_response` (epoch ms).
  */
-import type { ReactionSummary } from '../store/types.ts';
+import type { MessageRecord } from '../store/types.ts';
 import type { UserInfo } from '../store/users.ts';
 import type { AuthErrorCode, ChatError } from './errors.ts';
 
@@ -11,25 +11,8 @@ export const iso = (d: Date | null | undefined): string | null => (d ? d.toISOSt
 /** Now, ISO-8601 UTC. */
 export const nowIso = (): string => new Date().toISOString();
 
-/** A stored DM with its plaintext, as the chat layer hands it to the builders. */
-export interface DirectView {
-  id: string;
-  conversationId: string;
-  seq: number;
-  senderId: string;
-  senderUsername: string | null;
-  recipientId: string | null;
-  content: string;
-  createdAt: Date;
-  isRead: boolean;
-  readAt: Date | null;
-  replyTo: string | null;
-  isEdited: boolean;
-  editedAt: Date | null;
-  isDeleted: boolean;
-  clientMessageId: string | null;
-  reactions: ReactionSummary[];
-}
+/** A stored message with its plaintext, as the chat layer hands it to the builders. */
+export type DirectView = Omit<MessageRecord, 'sealed' | 'groupId' | 'mentions' | 'isAnnouncement' | 'isPinned'> & { content: string };
 
 /** Message object `M` (PROTOCOL §6). */
 export function messageM(v: DirectView): Record<string, unknown> {

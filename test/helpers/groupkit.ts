@@ -1,0 +1,168 @@
+/**
+ * Helpers for the group tests (PROTOCOL §7): fresh users, a ready group with an owner,
+ * admins and members (each logged in), request-and-expect, error assertions, row counts
+ * and bounded polling.
+ */
+import { expect } from 'vitest';
+import type { Frame, TestClient } from './client.ts';
+import type { TestServer } from './server.ts';
+
+let next = 100;
+/** A user id no other test of this file uses (ids ≥ 100: clear of the seeded demo users 1..3). */
+export const freshId = (): string => String(next++);
+
+/** Create `n` fresh users; `follows` are [follower, followee] index pairs. */
+export async function freshUsers(s: TestServer, n: number, follows: [number, number][] = []): Promise<string[]> {
+  const ids = Array.from({ length: n }, () => freshId());
+  await s.users(...ids);
+  if (follows.length) await s.follow(...follows.map(([a, b]) => [ids[a]!, ids[b]!] as [string, string]));
+  return ids;
+}
+
+/** Send `frame` and expect a direct reply of `type`; resolves it. */
+export async function ok(c: TestClient, frame: Record<string, unknown>, type: string): Promise<Frame> {
+  const r = await c.request(frame);
+  expect(r.type, JSON.stringify(r)).toBe(type);
+  return r;
+}
+
+/** Send `frame` and expect an `error` with `code` (and `field` when given); resolves the error frame. */
+export async function expectError(c: TestClient, frame: Record<string, unknown>, code: string, field?: string): Promise<Frame> {
+  const r = await c.request(frame);
+  expect(r, JSON.stringify(r)).toMatchObject({ type: 'error', code });
+  if (field !== undefined) expect(r.field).toBe(field);
+  return r;
+}
+
+/** Number of rows of `table` matching `where` (SQL with $1..). */
+export async function count(s: TestServer, table: string, where = 'true', params: unknown[] = []): Promise<number> {
+  const { rows } = await s.app.db.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${table} WHERE ${where}`, params);
+  return Number(rows[0]!.n);
+}
+
+/** Poll `fn` until it resolves truthy or `timeoutMs` passes (then throws). Resolves the value. */
+export async function waitFor<T>(fn: () => Promise<T>, timeoutMs = 3000, everyMs = 25): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+/** An ISO-8601 UTC timestamp string. */
+export const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
+/** A UUIDv7 string. */
+export const UUID7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+/** A UUID that names no message. */
+export const MISSING_ID = '01890000-0000-7000-8000-000000000000';
+/** Presence events (PROTOCOL §8), which group members get about each other as contacts. */
+export const PRESENCE = new Set(['user_online', 'user_offline']);
+/** A group id that names no group. */
+export const MISSING_GROUP = 'group_00000000-0000-4000-8000-000000000000';
+
+/** A logged-in user. */
+export interface Who {
+  id: string;
+  c: TestClient;
+}
+
+/** A ready group: owner, admins, members (each logged in once, frames cleared). */
+export interface Crew {
+  s: TestServer;
+  groupId: string;
+  owner: Who;
+  admins: Who[];
+  members: Who[];
+  /** Everyone, owner first. */
+  all: Who[];
+  /** Fresh user (logged in) who follows nobody and is not in the group; the owner follows them. */
+  outsider(): Promise<Who>;
+}
+
+/** The three roles of PROTOCOL §7, for table-driven tests. */
+export const ROLES = ['owner', 'admin', 'member'] as const;
+export type RoleName = (typeof ROLES)[number];
+
+/** The first user of `role` in `g`. */
+export function by(g: Crew, role: RoleName, i = 0): Who {
+  return role === 'owner' ? g.owner : role === 'admin' ? g.admins[i]! : g.members[i]!;
+}
+
+/**
+ * Create a group: a fresh owner who follows everyone, `admins` + `members` fresh users
+ * added as initial members, the first `admins` promoted. Waits for every setup event,
+ * then clears every client's recorded frames.
+ */
+export async function makeGroup(s: TestServer, opts: { admins?: number; members?: number; maxMembers?: number; groupName?: string } = {}): Promise<Crew> {
+  const nA = opts.admins ?? 0;
+  const nM = opts.members ?? 0;
+  const ids = await freshUsers(s, 1 + nA + nM);
+  const [ownerId, ...rest] = ids as [string, ...string[]];
+  if (rest.length) await s.follow(...rest.map((id) => [ownerId, id] as [string, string]));
+  const clients = await Promise.all(ids.map((id) => s.login(id)));
+  const all: Who[] = ids.map((id, i) => ({ id, c: clients[i]! }));
+  const created = await ok(
+    all[0]!.c,
+    { type: 'create_group', groupName: opts.groupName ?? 'Crew', initialMembers: rest, ...(opts.maxMembers ? { maxMembers: opts.maxMembers } : {}) },
+    'group_created',
+  );
+  expect(created.rejectedMembers).toEqual([]);
+  const groupId = created.groupId as string;
+  await Promise.all(all.slice(1).map((w) => w.c.next((f) => f.type === 'group_created' && f.groupId === groupId)));
+  for (const w of all.slice(1, 1 + nA)) {
+    await ok(all[0]!.c, { type: 'promote_member', groupId, userId: w.id }, 'member_promoted');
+    await Promise.all(all.slice(1).map((x) => x.c.next((f) => f.type === 'member_promoted' && f.userId === w.id)));
+  }
+  for (const w of all) w.c.clear();
+  return {
+    s,
+    groupId,
+    owner: all[0]!,
+    admins: all.slice(1, 1 + nA),
+    members: all.slice(1 + nA),
+    all,
+    async outsider() {
+      const [id] = await freshUsers(s, 1);
+      await s.follow([ownerId, id!]);
+      return { id: id!, c: await s.login(id!) };
+    },
+  };
+}
+
+/** Send a group message as `w` and expect `group_message_sent`; resolves G. */
+export async function say(w: Who, groupId: string, content: string, extra: Record<string, unknown> = {}): Promise<Frame> {
+  const r = await ok(w.c, { type: 'send_group_message', groupId, content, ...extra }, 'group_message_sent');
+  return r.message as Frame;
+}
+
+/** Wait on each client for a frame of `type` about `groupId` (and matching `pred`); resolves them in order. */
+export async function allGet(ws: readonly Who[], type: string, pred: (f: Frame) => boolean = () => true): Promise<Frame[]> {
+  return Promise.all(ws.map((w) => w.c.next((f) => f.type === type && pred(f))));
+}
+
+/** History of a group as `w` sees it (limit 100 unless given). */
+export async function groupHistory(w: Who, groupId: string, extra: Record<string, unknown> = {}): Promise<Frame> {
+  return ok(w.c, { type: 'get_group_messages', groupId, limit: 100, ...extra }, 'group_messages');
+}
+
+/** Ids of the messages of a `group_messages` frame, in order. */
+export const idsOf = (page: Frame): string[] => (page.messages as Frame[]).map((m) => m.id as string);
+
+/**
+ * `sync` from `cursor` until `pred(result)` holds (bounded). sync only returns changes
+ * below the database snapshot's xmin (PROTOCOL §9, SYSTEM_DESIGN.md), which on a shared
+ * PostgreSQL server another database's open transaction can hold back for a moment.
+ */
+export async function syncUntil(w: Who, cursor: string | undefined, pred: (r: Frame) => boolean, timeoutMs = 5000): Promise<Frame> {
+  let last: Frame | undefined;
+  try {
+    return (await waitFor<Frame | null>(async () => {
+      last = await ok(w.c, { type: 'sync', ...(cursor ? { cursor } : {}) }, 'sync_result');
+      return pred(last) ? last : null;
+    }, timeoutMs, 50))!;
+  } catch {
+    throw new Error(`sync condition not met; last: ${JSON.stringify(last).slice(0, 1500)}`);
+  }
+}

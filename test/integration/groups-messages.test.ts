@@ -1,0 +1,474 @@
+/**
+ * PROTOCOL §7 group messages: mentions, pins, announcements, reactions, §5 blocks in
+ * groups (live, history, sync, typing, mentions, pins, unread), history paging with edits
+ * and deletions, typing, read positions, and the listing commands' fields.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { addBlock } from '../../src/store/devData.ts';
+import type { Frame } from '../helpers/client.ts';
+import { ISO, MISSING_ID, UUID7, allGet, expectError, freshUsers, groupHistory, idsOf, makeGroup, ok, say, syncUntil, type Who } from '../helpers/groupkit.ts';
+import { startServer, type TestServer } from '../helpers/server.ts';
+
+let s: TestServer;
+beforeAll(async () => {
+  s = await startServer({ TYPING_TIMEOUT_MS: '400' });
+});
+afterAll(() => s?.close());
+
+const userGroup = async (w: Who, groupId: string): Promise<Frame> => {
+  const r = await ok(w.c, { type: 'get_user_groups' }, 'user_groups');
+  const g = (r.groups as Frame[]).find((x) => x.groupId === groupId);
+  expect(g, JSON.stringify(r)).toBeDefined();
+  return g!;
+};
+const mentionedOf = (id: string) => (f: Frame) => f.type === 'mentioned_in_group' && f.messageId === id;
+const newMsg = (id: string) => (f: Frame) => f.type === 'new_group_message' && f.message.id === id;
+
+describe('mentions', () => {
+  it('@name case-insensitively, at the start or after white space; e-mails, self, non-members and duplicates ignored', async () => {
+    const g = await makeGroup(s, { members: 3 });
+    const [a, b, c] = g.members as [Who, Who, Who];
+    const [stranger] = await freshUsers(s, 1);
+    const senderOther = await s.login(g.owner.id);
+    const content = `@U${a.id} hi\n@u${a.id} again;\tmail u${b.id}@example.com or x@u${b.id} ; @u${g.owner.id} @u${stranger} @U${c.id}`;
+    const m = await say(g.owner, g.groupId, content);
+    expect(m.mentions).toEqual([
+      { type: 'user', userId: a.id, username: `u${a.id}` },
+      { type: 'user', userId: c.id, username: `u${c.id}` },
+    ]);
+    expect(m.content).toBe(content);
+    for (const w of [a, c]) {
+      const f = await w.c.next(mentionedOf(m.id));
+      expect(f).toMatchObject({ groupId: g.groupId, mentionedBy: g.owner.id, mentionedByUsername: `u${g.owner.id}`, message: { id: m.id, content, mentions: m.mentions } });
+      expect(f.timestamp).toMatch(ISO);
+      await w.c.next(newMsg(m.id));
+      await w.c.none(mentionedOf(m.id), 50); // no duplicates
+    }
+    await b.c.next(newMsg(m.id));
+    await b.c.none('mentioned_in_group', 100);
+    await g.owner.c.none('mentioned_in_group', 50);
+    expect((await senderOther.next('group_message_sent')).message.id).toBe(m.id);
+    await senderOther.none('mentioned_in_group', 50);
+    // Stored with the message.
+    expect((await groupHistory(b, g.groupId)).messages[0].mentions).toEqual(m.mentions);
+  });
+
+  it.each(['everyone', 'all', 'EveryOne', 'ALL'])('@%s addresses all members but the sender, once each', async (word) => {
+    const g = await makeGroup(s, { admins: 1, members: 2 });
+    const me = g.members[0]!;
+    const m = await say(me, g.groupId, `hey @${word} and @u${g.admins[0]!.id} and @${word}`);
+    expect(m.mentions).toEqual([{ type: 'user', userId: g.admins[0]!.id, username: `u${g.admins[0]!.id}` }, { type: 'everyone' }]);
+    for (const w of [g.owner, g.admins[0]!, g.members[1]!]) {
+      expect((await w.c.next(mentionedOf(m.id))).mentionedBy).toBe(me.id);
+      await w.c.none(mentionedOf(m.id), 50);
+    }
+    await me.c.none('mentioned_in_group', 50);
+  });
+
+  it('no mention: a word with @ inside, @ alone, or text without any', async () => {
+    const g = await makeGroup(s, { members: 1 });
+    const m = await say(g.owner, g.groupId, `a@everyone @ everyone me@u${g.members[0]!.id}.com`);
+    expect(m.mentions).toEqual([]);
+    await g.members[0]!.c.next(newMsg(m.id));
+    await g.members[0]!.c.none('mentioned_in_group', 100);
+  });
+});
+
+describe('pins and announcements', () => {
+  it('several pins: get_pinned_messages → latest in message, all newest first, pin fields; unpin; NOT_FOUND cases', async () => {
+    const g = await makeGroup(s, { admins: 1, members: 1 });
+    const other = await makeGroup(s, {});
+    const [m1, m2, m3, m4] = [await say(g.members[0]!, g.groupId, 'one'), await say(g.owner, g.groupId, 'two'), await say(g.admins[0]!, g.groupId, 'three'), await say(g.owner, g.groupId, 'four')];
+    const foreign = await say(other.owner, other.groupId, 'elsewhere');
+    const empty = await ok(g.members[0]!.c, { type: 'get_pinned_messages', groupId: g.groupId }, 'pinned_message');
+    expect(empty).toMatchObject({ groupId: g.groupId, message: null, messages: [] });
+    await ok(g.owner.c, { type: 'pin_message', groupId: g.groupId, messageId: m2!.id }, 'message_pinned');
+    await ok(g.admins[0]!.c, { type: 'pin_message', groupId: g.groupId, messageId: m1!.id }, 'message_pinned');
+    await ok(g.owner.c, { type: 'pin_message', groupId: g.groupId, messageId: m3!.id }, 'message_pinned');
+    const p = await ok(g.members[0]!.c, { type: 'get_pinned_messages', groupId: g.groupId }, 'pinned_message');
+    expect((p.messages as Frame[]).map((x) => x.id)).toEqual([m3!.id, m1!.id, m2!.id]);
+    expect(p.message).toEqual(p.messages[0]);
+    const pin1 = (p.messages as Frame[])[1]!;
+    expect(pin1).toEqual({
+      messageId: m1!.id,
+      id: m1!.id,
+      senderId: g.members[0]!.id,
+      username: `u${g.members[0]!.id}`,
+      content: 'one',
+      createdAt: m1!.timestamp,
+      pinnedAt: expect.stringMatching(ISO),
+      pinnedBy: g.admins[0]!.id,
+      isAnnouncement: false,
+    });
+    const pinnedAts = (p.messages as Frame[]).map((x) => x.pinnedAt as string);
+    expect([...pinnedAts].sort().reverse()).toEqual(pinnedAts);
+    // History shows pin state.
+    const h = await groupHistory(g.members[0]!, g.groupId);
+    expect(Object.fromEntries((h.messages as Frame[]).map((x) => [x.content, x.isPinned]))).toEqual({ one: true, two: true, three: true, four: false });
+    // Unpin, then unpinning again or a never-pinned message → NOT_FOUND.
+    await ok(g.admins[0]!.c, { type: 'unpin_message', groupId: g.groupId, messageId: m1!.id }, 'message_unpinned');
+    await expectError(g.admins[0]!.c, { type: 'unpin_message', groupId: g.groupId, messageId: m1!.id }, 'NOT_FOUND');
+    await expectError(g.owner.c, { type: 'unpin_message', groupId: g.groupId, messageId: m4!.id }, 'NOT_FOUND');
+    await expectError(g.owner.c, { type: 'pin_message', groupId: g.groupId, messageId: MISSING_ID }, 'NOT_FOUND');
+    await expectError(g.owner.c, { type: 'pin_message', groupId: g.groupId, messageId: foreign.id }, 'NOT_FOUND');
+    await expectError(g.owner.c, { type: 'unpin_message', groupId: g.groupId, messageId: foreign.id }, 'NOT_FOUND');
+    expect((await ok(g.owner.c, { type: 'get_pinned_messages', groupId: g.groupId }, 'pinned_message')).messages.map((x: Frame) => x.id)).toEqual([m3!.id, m2!.id]);
+    // A pinned message deleted for everyone leaves the pins.
+    await ok(g.admins[0]!.c, { type: 'delete_group_message', messageId: m3!.id, deleteForEveryone: true }, 'group_message_deleted');
+    const after = await ok(g.owner.c, { type: 'get_pinned_messages', groupId: g.groupId }, 'pinned_message');
+    expect(after.messages.map((x: Frame) => x.id)).toEqual([m2!.id]);
+    expect(after.message.id).toBe(m2!.id);
+    expect((await ok(other.owner.c, { type: 'get_pinned_messages', groupId: other.groupId }, 'pinned_message')).messages).toEqual([]);
+  });
+
+  it('send_announcement: announcement_sent (G flat + message), new_announcement to members, isAnnouncement, pinned; a member cannot', async () => {
+    const g = await makeGroup(s, { admins: 1, members: 2 });
+    const adminOther = await s.login(g.admins[0]!.id);
+    const r = await ok(g.admins[0]!.c, { type: 'send_announcement', groupId: g.groupId, content: `Read this @u${g.members[0]!.id}` }, 'announcement_sent');
+    const G = r.message as Frame;
+    expect(G).toMatchObject({ groupId: g.groupId, senderId: g.admins[0]!.id, username: `u${g.admins[0]!.id}`, content: `Read this @u${g.members[0]!.id}`, isAnnouncement: true, isPinned: true, isEdited: false, editedAt: null, replyTo: null, reactions: [] });
+    expect(G.id).toMatch(UUID7);
+    expect(G.messageId).toBe(G.id);
+    for (const k of ['id', 'messageId', 'groupId', 'senderId', 'username', 'content', 'timestamp', 'replyTo', 'mentions', 'isEdited', 'editedAt', 'isAnnouncement', 'isPinned', 'seq', 'clientMessageId', 'reactions']) {
+      expect(r[k], k).toEqual(G[k]);
+    }
+    for (const w of [g.owner, ...g.members]) {
+      const f = await w.c.next('new_announcement');
+      expect(f.message).toEqual(G);
+      expect(f).toMatchObject({ id: G.id, content: G.content, isAnnouncement: true, isPinned: true, groupId: g.groupId });
+      await w.c.none('new_group_message', 50);
+    }
+    expect((await g.members[0]!.c.next(mentionedOf(G.id as string))).message.isAnnouncement).toBe(true);
+    expect((await adminOther.next('announcement_sent')).message.id).toBe(G.id);
+    const pins = await ok(g.members[1]!.c, { type: 'get_pinned_messages', groupId: g.groupId }, 'pinned_message');
+    expect(pins.message).toMatchObject({ id: G.id, isAnnouncement: true, pinnedBy: g.admins[0]!.id, content: G.content });
+    const h = await groupHistory(g.members[1]!, g.groupId);
+    expect(h.messages[0]).toMatchObject({ id: G.id, isAnnouncement: true, isPinned: true });
+    const normal = await say(g.owner, g.groupId, 'plain');
+    expect(normal).toMatchObject({ isAnnouncement: false, isPinned: false });
+    await expectError(g.members[0]!.c, { type: 'send_announcement', groupId: g.groupId, content: 'me too' }, 'INSUFFICIENT_PERMISSIONS');
+    expect(idsOf(await groupHistory(g.owner, g.groupId))).toEqual([G.id, normal.id]);
+  });
+});
+
+describe('reactions', () => {
+  it('add/remove_group_reaction (alias emoji), REACTION_EXISTS / REACTION_NOT_FOUND, persisted in history', async () => {
+    const g = await makeGroup(s, { members: 2 });
+    const [a, b] = g.members as [Who, Who];
+    const m = await say(g.owner, g.groupId, 'react here');
+    const r = await ok(a.c, { type: 'add_group_reaction', messageId: m.id, emoji: '🔥' }, 'group_reaction_added');
+    expect(r).toMatchObject({ messageId: m.id, groupId: g.groupId, emoji: '🔥', reaction: { userId: a.id, username: `u${a.id}`, reaction: '🔥' } });
+    expect(r.reaction.timestamp).toMatch(ISO);
+    for (const f of await allGet([g.owner, b], 'group_reaction_added')) expect(f).toMatchObject({ messageId: m.id, emoji: '🔥', reaction: { userId: a.id } });
+    await expectError(a.c, { type: 'add_group_reaction', messageId: m.id, emoji: '🔥' }, 'REACTION_EXISTS');
+    await expectError(a.c, { type: 'add_group_reaction', messageId: m.id, reaction: '🔥' }, 'REACTION_EXISTS');
+    await ok(b.c, { type: 'add_group_reaction', messageId: m.id, reaction: '🔥' }, 'group_reaction_added');
+    await ok(b.c, { type: 'add_group_reaction', messageId: m.id, reaction: '👍' }, 'group_reaction_added');
+    let h = await groupHistory(g.owner, g.groupId);
+    expect(h.messages[0].reactions).toEqual(
+      expect.arrayContaining([
+        { reaction: '🔥', count: 2, userIds: [a.id, b.id] },
+        { reaction: '👍', count: 1, userIds: [b.id] },
+      ]),
+    );
+    expect(h.messages[0].reactions).toHaveLength(2);
+    const rm = await ok(a.c, { type: 'remove_group_reaction', messageId: m.id, emoji: '🔥' }, 'group_reaction_removed');
+    expect(rm).toMatchObject({ messageId: m.id, groupId: g.groupId, emoji: '🔥', reaction: { userId: a.id, reaction: '🔥' } });
+    for (const f of await allGet([g.owner, b], 'group_reaction_removed')) expect(f.reaction.userId).toBe(a.id);
+    await expectError(a.c, { type: 'remove_group_reaction', messageId: m.id, emoji: '🔥' }, 'REACTION_NOT_FOUND');
+    await expectError(a.c, { type: 'remove_group_reaction', messageId: m.id, reaction: '👍' }, 'REACTION_NOT_FOUND');
+    await expectError(a.c, { type: 'add_group_reaction', messageId: m.id, reaction: 'x'.repeat(17) }, 'BAD_REQUEST', 'reaction');
+    await expectError(a.c, { type: 'add_group_reaction', messageId: MISSING_ID, reaction: '🔥' }, 'NOT_FOUND');
+    h = await groupHistory(a, g.groupId);
+    expect(h.messages[0].reactions).toEqual(
+      expect.arrayContaining([
+        { reaction: '🔥', count: 1, userIds: [b.id] },
+        { reaction: '👍', count: 1, userIds: [b.id] },
+      ]),
+    );
+    expect(h.messages[0].reactions).toHaveLength(2);
+  });
+
+  it('add_reaction / remove_reaction on a group message act as group reactions', async () => {
+    const g = await makeGroup(s, { members: 2 });
+    const [a, b] = g.members as [Who, Who];
+    const m = await say(b, g.groupId, 'dm-named reaction');
+    const r = await ok(a.c, { type: 'add_reaction', messageId: m.id, emoji: '🎉', conversationId: 'ignored' }, 'group_reaction_added');
+    expect(r).toMatchObject({ messageId: m.id, groupId: g.groupId, emoji: '🎉', reaction: { userId: a.id, reaction: '🎉' } });
+    for (const f of await allGet([g.owner, b], 'group_reaction_added')) expect(f).toMatchObject({ messageId: m.id, groupId: g.groupId });
+    await expectError(a.c, { type: 'add_reaction', messageId: m.id, reaction: '🎉' }, 'REACTION_EXISTS');
+    expect((await groupHistory(g.owner, g.groupId)).messages[0].reactions).toEqual([{ reaction: '🎉', count: 1, userIds: [a.id] }]);
+    await ok(a.c, { type: 'remove_reaction', messageId: m.id, reaction: '🎉' }, 'group_reaction_removed');
+    await allGet([g.owner, b], 'group_reaction_removed');
+    await expectError(a.c, { type: 'remove_reaction', messageId: m.id, reaction: '🎉' }, 'REACTION_NOT_FOUND');
+    expect((await groupHistory(g.owner, g.groupId)).messages[0].reactions).toEqual([]);
+    for (const w of g.all) await w.c.none((f) => f.type === 'reaction_added' || f.type === 'reaction_removed', 50);
+  });
+});
+
+describe('blocks in groups (§5)', () => {
+  it('a member never receives nor sees messages of a user they have a block with (either way); others do', async () => {
+    const g = await makeGroup(s, { admins: 1, members: 2 });
+    // blocker (member) blocks blocked (admin); `d` is unaffected.
+    const blocker = g.members[0]!;
+    const blocked = g.admins[0]!;
+    const d = g.members[1]!;
+    const blockerOther = await s.login(blocker.id);
+    const start = await ok(blocker.c, { type: 'sync' }, 'sync_result');
+    const early = await say(blocked, g.groupId, 'before the block');
+    await blocker.c.next(newMsg(early.id));
+    await addBlock(s.app.db, blocker.id, blocked.id);
+    const fromBlocked = await say(blocked, g.groupId, `hi @u${blocker.id} @everyone`);
+    expect(fromBlocked.mentions).toEqual([{ type: 'everyone' }]);
+    const fromBlocker = await say(blocker, g.groupId, `hi @u${blocked.id}`);
+    expect(fromBlocker.mentions).toEqual([]);
+    const fromOwner = await say(g.owner, g.groupId, 'owner speaks');
+    const ann = await ok(blocked.c, { type: 'send_announcement', groupId: g.groupId, content: 'admin news' }, 'announcement_sent');
+    // Live: the others get everything; the two never get each other's.
+    for (const w of [g.owner, d]) {
+      await w.c.next(newMsg(fromBlocked.id));
+      await w.c.next(mentionedOf(fromBlocked.id));
+      await w.c.next(newMsg(fromBlocker.id));
+      await w.c.next('new_announcement');
+    }
+    for (const c of [blocker.c, blockerOther]) {
+      await c.next(newMsg(fromOwner.id));
+      await c.none((f) => newMsg(fromBlocked.id)(f) || mentionedOf(fromBlocked.id)(f) || f.type === 'new_announcement', 100);
+    }
+    await blocked.c.next(newMsg(fromOwner.id));
+    await blocked.c.none(newMsg(fromBlocker.id), 100);
+    // Typing across the block is dropped; others see it.
+    await ok(blocked.c, { type: 'typing', groupId: g.groupId, isTyping: true }, 'typing_indicator_sent');
+    expect((await d.c.next('typing_indicator')).userId).toBe(blocked.id);
+    await blocker.c.none('typing_indicator', 100);
+    await ok(blocker.c, { type: 'typing', groupId: g.groupId, isTyping: true }, 'typing_indicator_sent');
+    expect((await g.owner.c.next((f) => f.type === 'typing_indicator' && f.userId === blocker.id)).groupId).toBe(g.groupId);
+    await blocked.c.none((f) => f.type === 'typing_indicator' && f.userId === blocker.id, 100);
+    // History (and total) leaves them out, for both sides.
+    const hb = await groupHistory(blocker, g.groupId);
+    expect(idsOf(hb)).toEqual([fromBlocker.id, fromOwner.id]);
+    expect(hb.total).toBe(2);
+    const hd = await groupHistory(blocked, g.groupId);
+    expect(idsOf(hd)).toEqual([early.id, fromBlocked.id, fromOwner.id, ann.message.id]);
+    expect(idsOf(await groupHistory(d, g.groupId))).toEqual([early.id, fromBlocked.id, fromBlocker.id, fromOwner.id, ann.message.id]);
+    // Sync too.
+    const has = (...ids: string[]) => (r: Frame) => ids.every((id) => (r.messages as Frame[]).some((m) => m.id === id));
+    // The announcement is the last write; once sync shows it to d, every earlier one is below xmin too.
+    const syd = await syncUntil(d, start.cursor, has(fromBlocked.id, fromBlocker.id, fromOwner.id, ann.message.id));
+    expect(syd.messages.length).toBeGreaterThanOrEqual(4);
+    const sy = await syncUntil(blocker, start.cursor, has(fromBlocker.id, fromOwner.id));
+    const synced = (sy.messages as Frame[]).map((m) => m.id);
+    for (const id of [early.id, fromBlocked.id, ann.message.id]) expect(synced).not.toContain(id);
+    // Pins and unread counts too.
+    expect((await ok(blocker.c, { type: 'get_pinned_messages', groupId: g.groupId }, 'pinned_message')).messages).toEqual([]);
+    expect((await ok(d.c, { type: 'get_pinned_messages', groupId: g.groupId }, 'pinned_message')).messages.map((x: Frame) => x.id)).toEqual([ann.message.id]);
+    expect((await userGroup(blocker, g.groupId)).unreadCount).toBe(1); // fromOwner only
+    expect((await userGroup(d, g.groupId)).unreadCount).toBe(5);
+  });
+});
+
+describe('history paging with edits and deletions', () => {
+  it('offset and before, hasMore, total; edited text with isEdited; deleted-for-everyone gone; deleted-for-me gone only for that member', async () => {
+    const g = await makeGroup(s, { members: 2 });
+    const [x, y] = g.members as [Who, Who];
+    const m: Frame[] = [];
+    for (let i = 1; i <= 7; i++) m.push(await say(g.owner, g.groupId, `m${i}`));
+    expect(m.map((v) => v.seq)).toEqual(m.map((_, i) => m[0]!.seq + i)); // gap-free
+    const e = await ok(g.owner.c, { type: 'edit_group_message', messageId: m[2]!.id, content: 'm3 edited' }, 'group_message_edited');
+    expect(e.editedAt).toMatch(ISO);
+    await ok(g.owner.c, { type: 'delete_group_message', messageId: m[4]!.id, deleteForEveryone: true }, 'group_message_deleted');
+    const mine = await ok(x.c, { type: 'delete_group_message', messageId: m[5]!.id, deleteForEveryone: false }, 'group_message_deleted');
+    expect(mine.deleteForEveryone).toBe(false);
+    await g.owner.c.none((f) => f.type === 'group_message_deleted' && f.messageId === m[5]!.id, 100);
+    const id = (i: number) => m[i - 1]!.id;
+    const page = (w: Who, extra: Record<string, unknown>) => groupHistory(w, g.groupId, extra);
+    // y sees 6 messages: m1 m2 m3' m4 m6 m7
+    let p = await page(y, { limit: 2 });
+    expect(p).toMatchObject({ groupId: g.groupId, total: 6, hasMore: true, offset: 0, limit: 2 });
+    expect(idsOf(p)).toEqual([id(6), id(7)]);
+    p = await page(y, { limit: 2, offset: 2 });
+    expect(idsOf(p)).toEqual([id(3), id(4)]);
+    expect(p.hasMore).toBe(true);
+    expect(p.messages[0]).toMatchObject({ content: 'm3 edited', isEdited: true, editedAt: e.editedAt });
+    expect(p.messages[1]).toMatchObject({ content: 'm4', isEdited: false, editedAt: null });
+    p = await page(y, { limit: 2, offset: 4 });
+    expect(idsOf(p)).toEqual([id(1), id(2)]);
+    expect(p).toMatchObject({ hasMore: false, total: 6, offset: 4 });
+    p = await page(y, { limit: '2', offset: '6' });
+    expect(p).toMatchObject({ messages: [], hasMore: false, total: 6 });
+    p = await page(y, { limit: 2, before: m[3]!.seq });
+    expect(idsOf(p)).toEqual([id(2), id(3)]);
+    expect(p.hasMore).toBe(true);
+    p = await page(y, { limit: 2, before: m[1]!.seq });
+    expect(idsOf(p)).toEqual([id(1)]);
+    expect(p.hasMore).toBe(false);
+    p = await page(y, { limit: 3, before: m[6]!.seq });
+    expect(idsOf(p)).toEqual([id(3), id(4), id(6)]);
+    // x also deleted m6 for themselves.
+    p = await page(x, {});
+    expect(idsOf(p)).toEqual([id(1), id(2), id(3), id(4), id(7)]);
+    expect(p.total).toBe(5);
+    expect(idsOf(await page(g.owner, {}))).toEqual([id(1), id(2), id(3), id(4), id(6), id(7)]);
+    // Deleted messages cannot be acted on.
+    await expectError(g.owner.c, { type: 'edit_group_message', messageId: id(5), newContent: 'back?' }, 'NOT_FOUND');
+    await expectError(y.c, { type: 'add_group_reaction', messageId: id(5), reaction: '👍' }, 'NOT_FOUND');
+    await expectError(x.c, { type: 'add_group_reaction', messageId: id(6), reaction: '👍' }, 'NOT_FOUND');
+    await expectError(y.c, { type: 'get_group_messages', groupId: g.groupId, limit: 101 }, 'BAD_REQUEST', 'limit');
+    await expectError(y.c, { type: 'get_group_messages', groupId: g.groupId, offset: -1 }, 'BAD_REQUEST', 'offset');
+  });
+
+  it('editing: only the sender, newContent alias content, edit_message on a group message acts like edit_group_message', async () => {
+    const g = await makeGroup(s, { admins: 1, members: 1 });
+    const m = await say(g.members[0]!, g.groupId, 'original');
+    await expectError(g.owner.c, { type: 'edit_group_message', messageId: m.id, newContent: 'owner edit' }, 'INSUFFICIENT_PERMISSIONS');
+    await expectError(g.admins[0]!.c, { type: 'edit_message', messageId: m.id, newContent: 'admin edit' }, 'INSUFFICIENT_PERMISSIONS');
+    const r = await ok(g.members[0]!.c, { type: 'edit_message', messageId: m.id, newContent: 'via edit_message' }, 'group_message_edited');
+    expect(r).toMatchObject({ messageId: m.id, groupId: g.groupId, newContent: 'via edit_message' });
+    for (const f of await allGet([g.owner, g.admins[0]!], 'group_message_edited')) expect(f).toMatchObject({ newContent: 'via edit_message', editedBy: g.members[0]!.id });
+    expect((await groupHistory(g.owner, g.groupId)).messages[0]).toMatchObject({ content: 'via edit_message', isEdited: true });
+  });
+});
+
+describe('send details', () => {
+  it('G fields; clientMessageId retry → original ack with duplicate:true, nothing new stored or delivered; replyTo must be in the group', async () => {
+    const g = await makeGroup(s, { members: 1 });
+    const other = await makeGroup(s, {});
+    const foreign = await say(other.owner, other.groupId, 'elsewhere');
+    const first = await say(g.owner, g.groupId, 'first');
+    const r = await ok(g.owner.c, { type: 'send_group_message', groupId: g.groupId, content: 'reply', replyToMessageId: first.id, clientMessageId: 'cm-1', senderId: '1', id: MISSING_ID }, 'group_message_sent');
+    const G = r.message as Frame;
+    expect(G).toEqual({
+      id: expect.stringMatching(UUID7),
+      messageId: G.id,
+      groupId: g.groupId,
+      senderId: g.owner.id,
+      username: `u${g.owner.id}`,
+      content: 'reply',
+      timestamp: expect.stringMatching(ISO),
+      replyTo: first.id,
+      mentions: [],
+      isEdited: false,
+      editedAt: null,
+      isAnnouncement: false,
+      isPinned: false,
+      seq: first.seq + 1,
+      clientMessageId: 'cm-1',
+      reactions: [],
+    });
+    expect((await g.members[0]!.c.next(newMsg(G.id as string))).message).toEqual(G);
+    const again = await ok(g.owner.c, { type: 'send_group_message', groupId: g.groupId, content: 'reply', replyTo: first.id, clientMessageId: 'cm-1' }, 'group_message_sent');
+    expect(again.duplicate).toBe(true);
+    expect(again.message.id).toBe(G.id);
+    await g.members[0]!.c.none(newMsg(G.id as string), 150);
+    expect(idsOf(await groupHistory(g.members[0]!, g.groupId))).toEqual([first.id, G.id]);
+    await expectError(g.owner.c, { type: 'send_group_message', groupId: g.groupId, content: 'x', replyTo: foreign.id }, 'NOT_FOUND', 'replyTo');
+    await expectError(g.owner.c, { type: 'send_group_message', groupId: g.groupId, content: '   ' }, 'BAD_REQUEST', 'content');
+    await expectError(g.owner.c, { type: 'send_group_message', groupId: g.groupId, content: '' }, 'BAD_REQUEST', 'content');
+    expect(idsOf(await groupHistory(g.members[0]!, g.groupId))).toEqual([first.id, G.id]);
+  });
+});
+
+describe('typing and read positions', () => {
+  it('typing with groupId → typing_indicator with groupId to the other members (all devices), not across a block; stops by itself', async () => {
+    const g = await makeGroup(s, { members: 3 });
+    const [a, b, blocker] = g.members as [Who, Who, Who];
+    const b2 = await s.login(b.id);
+    const ownerOther = await s.login(g.owner.id);
+    await addBlock(s.app.db, blocker.id, g.owner.id);
+    const r = await ok(g.owner.c, { type: 'typing', groupId: g.groupId, isTyping: true }, 'typing_indicator_sent');
+    expect(r).toMatchObject({ groupId: g.groupId, isTyping: true });
+    for (const c of [a.c, b.c, b2]) {
+      const f = await c.next('typing_indicator');
+      expect(f).toMatchObject({ senderId: g.owner.id, userId: g.owner.id, senderUsername: `u${g.owner.id}`, groupId: g.groupId, isTyping: true });
+      expect(f.conversationId).toBeUndefined();
+    }
+    await blocker.c.none('typing_indicator', 100);
+    await ownerOther.none('typing_indicator', 10);
+    // No refresh: isTyping:false by itself after TYPING_TIMEOUT_MS (400 ms here).
+    for (const c of [a.c, b.c, b2]) expect((await c.next('typing_indicator', 3000)).isTyping).toBe(false);
+    await blocker.c.none('typing_indicator', 50);
+    // Explicit stop.
+    await ok(a.c, { type: 'typing', groupId: g.groupId, isTyping: true }, 'typing_indicator_sent');
+    await ok(a.c, { type: 'typing', groupId: g.groupId, isTyping: false }, 'typing_indicator_sent');
+    for (const c of [g.owner.c, b.c, blocker.c]) {
+      expect((await c.next('typing_indicator')).isTyping).toBe(true);
+      expect((await c.next('typing_indicator')).isTyping).toBe(false);
+    }
+  });
+
+  it('mark_message_read on a group message moves unreadCount and tells the sender (message_read, message_status)', async () => {
+    const g = await makeGroup(s, { members: 2 });
+    const [r, q] = g.members as [Who, Who];
+    const r2 = await s.login(r.id);
+    const sender = g.owner;
+    const ms = [await say(sender, g.groupId, 'g1'), await say(sender, g.groupId, 'g2'), await say(sender, g.groupId, 'g3')];
+    await r.c.next(newMsg(ms[2]!.id));
+    expect((await userGroup(r, g.groupId)).unreadCount).toBe(3);
+    expect((await userGroup(sender, g.groupId)).unreadCount).toBe(0);
+    const reply = await ok(r.c, { type: 'mark_message_read', messageId: ms[1]!.id }, 'message_marked_read');
+    expect(reply).toMatchObject({ messageId: ms[1]!.id, groupId: g.groupId });
+    const read = await sender.c.next('message_read');
+    expect(read).toMatchObject({ messageId: ms[1]!.id, readBy: r.id, groupId: g.groupId });
+    const status = await sender.c.next('message_status');
+    expect(status).toMatchObject({ messageId: ms[1]!.id, status: 'read', userId: r.id });
+    expect((await r2.next('message_marked_read')).messageId).toBe(ms[1]!.id);
+    expect((await userGroup(r, g.groupId)).unreadCount).toBe(1);
+    expect((await userGroup(q, g.groupId)).unreadCount).toBe(3);
+    // Reading an older one does not move back.
+    await ok(r.c, { type: 'mark_message_read', messageId: ms[0]!.id }, 'message_marked_read');
+    expect((await userGroup(r, g.groupId)).unreadCount).toBe(1);
+    await ok(r.c, { type: 'mark_message_read', messageId: ms[2]!.id }, 'message_marked_read');
+    expect((await userGroup(r, g.groupId)).unreadCount).toBe(0);
+    expect((await sender.c.next('message_read')).messageId).toBe(ms[2]!.id);
+    await q.c.none((f) => f.type === 'message_read' || f.type === 'message_status', 50);
+  });
+});
+
+describe('listings: get_user_groups, get_group_members, get_group_info', () => {
+  it('fields, types and order', async () => {
+    const g1 = await makeGroup(s, { admins: 1, members: 1, groupName: 'first' });
+    // A second group with the same member as admin... created later; then activity in the first.
+    const me = g1.admins[0]!;
+    await s.follow([me.id, g1.owner.id]);
+    const c2 = await ok(me.c, { type: 'create_group', groupName: 'second', groupDescription: 'desc2', initialMembers: [g1.owner.id] }, 'group_created');
+    let ug = await ok(me.c, { type: 'get_user_groups' }, 'user_groups');
+    expect((ug.groups as Frame[]).map((x) => x.groupId)).toEqual([c2.groupId, g1.groupId]);
+    const second = (ug.groups as Frame[])[0]!;
+    expect(second).toMatchObject({ groupId: c2.groupId, groupName: 'second', groupDescription: 'desc2', createdBy: me.id, myRole: 'owner', role: 'owner', memberCount: 2, unreadCount: 0 });
+    expect(second.lastMessageAt === null || ISO.test(second.lastMessageAt)).toBe(true);
+    expect(second.joinedAt).toMatch(ISO);
+    const m = await say(g1.owner, g1.groupId, 'activity');
+    ug = await ok(me.c, { type: 'get_user_groups' }, 'user_groups');
+    expect((ug.groups as Frame[]).map((x) => x.groupId)).toEqual([g1.groupId, c2.groupId]);
+    const first = (ug.groups as Frame[])[0]!;
+    expect(first).toMatchObject({ groupName: 'first', createdBy: g1.owner.id, myRole: 'admin', role: 'admin', unreadCount: 1 });
+    expect(typeof first.memberCount).toBe('number');
+    expect(first.memberCount).toBe(3);
+    expect(first.lastMessageAt).toMatch(ISO);
+    expect(Date.parse(first.lastMessageAt)).toBeGreaterThanOrEqual(Date.parse(m.timestamp) - 1000);
+    expect((await userGroup(g1.members[0]!, g1.groupId))).toMatchObject({ myRole: 'member', role: 'member', unreadCount: 1 });
+    // get_group_members: oldest first, with display fields.
+    const gm = await ok(g1.members[0]!.c, { type: 'get_group_members', groupId: g1.groupId }, 'group_members');
+    expect(gm.groupId).toBe(g1.groupId);
+    expect(gm.members).toEqual([
+      { userId: g1.owner.id, username: `u${g1.owner.id}`, displayName: `First${g1.owner.id} Last${g1.owner.id}`, role: 'owner', joinedAt: expect.stringMatching(ISO) },
+      { userId: me.id, username: `u${me.id}`, displayName: `First${me.id} Last${me.id}`, role: 'admin', joinedAt: expect.stringMatching(ISO) },
+      { userId: g1.members[0]!.id, username: `u${g1.members[0]!.id}`, displayName: `First${g1.members[0]!.id} Last${g1.members[0]!.id}`, role: 'member', joinedAt: expect.stringMatching(ISO) },
+    ]);
+    // get_group_info: the group object, and the same fields flat.
+    const info = await ok(g1.members[0]!.c, { type: 'get_group_info', groupId: g1.groupId }, 'group_info');
+    expect(info.group).toEqual({
+      groupId: g1.groupId,
+      groupName: 'first',
+      groupDescription: '',
+      createdBy: g1.owner.id,
+      ownerId: g1.owner.id,
+      maxMembers: 50,
+      memberCount: 3,
+      isActive: true,
+      createdAt: expect.stringMatching(ISO),
+      members: gm.members,
+    });
+    for (const [k, v] of Object.entries(info.group as Frame)) expect(info[k], k).toEqual(v);
+  });
+});
