@@ -165,6 +165,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (cfg.defaultGroupMaxMembers > cfg.maxGroupSize) {
     throw new ConfigError('GROUP_DEFAULT_MAX_MEMBERS', `at most MAX_GROUP_SIZE (${cfg.maxGroupSize})`, String(cfg.defaultGroupMaxMembers));
   }
+  if (cfg.heartbeatTimeoutMs >= cfg.heartbeatIntervalMs) {
+    throw new ConfigError('HEARTBEAT_TIMEOUT_MS', `less than HEARTBEAT_INTERVAL_MS (${cfg.heartbeatIntervalMs})`, String(cfg.heartbeatTimeoutMs));
+  }
   if (cfg.bus === 'redis' && !cfg.redisUrl) throw new ConfigError('BUS', 'REDIS_URL to be set when BUS=redis', 'redis');
   return cfg;
 }

@@ -42,6 +42,8 @@ export class Connection {
   private pending = 0;
   private paused = false;
   private draining = false;
+  /** While admission runs: deliveries wait here so that `auth_success` is the first frame after it (PROTOCOL §3). */
+  private deferred: string[] | null = null;
   private errorTimes: number[] = [];
   private authTimer: NodeJS.Timeout | undefined;
   private warnTimer: NodeJS.Timeout | undefined;
@@ -83,6 +85,10 @@ export class Connection {
    */
   sendRaw(frame: string): void {
     if (this.closed) return;
+    if (this.deferred) {
+      this.deferred.push(frame);
+      return;
+    }
     if (this.ws.bufferedAmount + frame.length > this.host.settings.sendQueueLimitBytes) {
       this.host.logger.warn('slow consumer disconnected', { connId: this.id, userId: this.identity?.user.id, buffered: this.ws.bufferedAmount });
       this.close(CloseCode.SLOW_CONSUMER, 'Slow consumer', 1000);
@@ -215,7 +221,8 @@ export class Connection {
       this.sendFrame(authErrorFrame(r.code, r.message), requestId);
       if (this.identity) return;
       this.refuseHeld();
-      if (++this.authFailures >= MAX_AUTH_FAILURES) this.close(CloseCode.AUTH_FAILED, 'Authentication failed');
+      // A lookup that could not run says nothing about the token: it does not count (§3 item 4).
+      if (r.code !== 'AUTH_UNAVAILABLE' && ++this.authFailures >= MAX_AUTH_FAILURES) this.close(CloseCode.AUTH_FAILED, 'Authentication failed');
       return;
     }
     const id = r.identity;
@@ -229,11 +236,21 @@ export class Connection {
       this.sendFrame(authSuccessFrame(id.user, id.expiresAtMs, encodeCursor({ x: id.xmin, i: '', t: Date.now() })), requestId);
       return;
     }
-    const admitted = await this.host.admitUser(this, id);
+    this.deferred = [];
+    let admitted = false;
+    try {
+      admitted = await this.host.admitUser(this, id);
+    } finally {
+      const deferred = this.deferred ?? [];
+      this.deferred = null;
+      if (admitted && !this.closed) {
+        this.identity = id;
+        clearTimeout(this.authTimer);
+        this.sendFrame(authSuccessFrame(id.user, id.expiresAtMs, encodeCursor({ x: id.xmin, i: '', t: Date.now() })), requestId);
+        for (const f of deferred) this.sendRaw(f);
+      }
+    }
     if (!admitted || this.closed) return;
-    this.identity = id;
-    clearTimeout(this.authTimer);
-    this.sendFrame(authSuccessFrame(id.user, id.expiresAtMs, encodeCursor({ x: id.xmin, i: '', t: Date.now() })), requestId);
     this.scheduleExpiry();
     const held = this.held;
     this.held = [];

@@ -1,0 +1,375 @@
+/**
+ * PROTOCOL §1 (transport: payload limit, UTF-8, text frames only, Origin allow-list,
+ * per-IP caps, X-Forwarded-For with TRUST_PROXY), §2 frame validation (BAD_REQUEST,
+ * UNKNOWN_TYPE, requestId, forbidden keys, PROTOCOL_ERROR_LIMIT), §10 HTTP probes and
+ * §11 compatibility answers.
+ *
+ * Server `s`: TRUST_PROXY=1 with small per-IP caps; every test connects with its own
+ * X-Forwarded-For address so the caps only bite where a test means them to.
+ * Server `h`: TRUST_PROXY=0, one connection per IP, METRICS_TOKEN set (HTTP probes).
+ */
+import { hostname } from 'node:os';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { TestClient } from '../helpers/client.ts';
+import { startServer, TEST_ENC_KEY, TEST_JWT_SECRET, type TestServer } from '../helpers/server.ts';
+import { httpGet, ISO_RE, upgrade, waitFor, within, writeRawFrame } from '../helpers/wire.ts';
+
+const ORIGINS = ['https://app.example', 'https://admin.example'];
+const METRICS_TOKEN = 'metrics-' + 'a1b2c3d4e5f6';
+
+/** Server start on the embedded database can be slow on a busy machine. */
+const START_TIMEOUT_MS = 120_000;
+
+let s: TestServer;
+let ipSeq = 0;
+/** A fresh client address, as the trusted proxy reports it. */
+const nextIp = (): string => `10.77.${Math.floor(++ipSeq / 250)}.${(ipSeq % 250) + 1}`;
+const xff = (ip = nextIp()) => ({ 'X-Forwarded-For': ip });
+
+/** Connect to `s` from a fresh forwarded address. */
+async function connect(headers: Record<string, string> = xff()): Promise<TestClient> {
+  const c = await s.connect({ headers });
+  open.push(c);
+  return c;
+}
+/** Clients of the current test, closed after it (user 1 may hold only 10 devices). */
+const open: TestClient[] = [];
+afterEach(async () => {
+  await Promise.all(open.splice(0).map((c) => c.close()));
+});
+/** Connect from a fresh address and authenticate as `userId`. */
+async function login(userId: string): Promise<TestClient> {
+  const c = await connect();
+  const r = await c.request({ type: 'authenticate', token: s.token(userId) });
+  expect(r.type).toBe('auth_success');
+  return c;
+}
+
+beforeAll(async () => {
+  s = await startServer({
+    ALLOWED_ORIGINS: ORIGINS.join(','),
+    TRUST_PROXY: '1',
+    MAX_CONNECTIONS_PER_IP: '2',
+    CONNECTION_RATE_PER_IP: '5',
+    PROTOCOL_ERROR_LIMIT: '5',
+  });
+  await s.users('1', '2');
+  await s.follow(['1', '2']);
+}, START_TIMEOUT_MS);
+afterAll(() => s?.close());
+
+describe('§1 frames', () => {
+  it('closes with 1009 on a message over MAX_PAYLOAD_BYTES; one of exactly the limit is processed', async () => {
+    const c = await login('1');
+    const base = JSON.stringify({ type: 'ping', requestId: 'max', pad: '' });
+    const exact = JSON.stringify({ type: 'ping', requestId: 'max', pad: 'x'.repeat(65536 - base.length) });
+    expect(Buffer.byteLength(exact)).toBe(65536);
+    c.send(exact);
+    expect((await c.next((f) => f.requestId === 'max')).type).toBe('pong');
+    c.send(JSON.stringify({ type: 'ping', pad: 'x'.repeat(70_000) }));
+    expect((await within(c.closed, 3000, '1009 close')).code).toBe(1009);
+  });
+
+  it('closes with 1007 on a text frame that is not valid UTF-8', async () => {
+    const c = await login('1');
+    expect((await c.request({ type: 'ping' })).type).toBe('pong');
+    writeRawFrame(c.ws, 0x1, Buffer.concat([Buffer.from('{"type":"ping","x":"'), Buffer.from([0xc3, 0x28, 0xff]), Buffer.from('"}')]));
+    expect((await within(c.closed, 3000, '1007 close')).code).toBe(1007);
+  });
+
+  it('does not negotiate permessage-deflate by default (WS_COMPRESSION=false), on any path', async () => {
+    // The ws client offers permessage-deflate unless told otherwise.
+    const c = await s.connect({ headers: xff() });
+    open.push(c);
+    expect(c.ws.extensions).toBe('');
+    const onPath = await TestClient.connect(`${s.url}/some/old/path`, { headers: xff() });
+    open.push(onPath);
+    expect((await onPath.request({ type: 'ping' })).type).toBe('pong');
+  });
+
+  it('answers a binary frame with BAD_REQUEST and keeps the connection', async () => {
+    const c = await login('1');
+    c.ws.send(Buffer.from(JSON.stringify({ type: 'ping' })), { binary: true });
+    expect(await c.next('error')).toMatchObject({ type: 'error', code: 'BAD_REQUEST' });
+    expect(await c.none('pong', 100)).toBe(true);
+    expect((await c.request({ type: 'ping' })).type).toBe('pong');
+  });
+});
+
+describe('§1 admission', () => {
+  it('ALLOWED_ORIGINS: another Origin → 403 before the handshake; a listed one and none are accepted', async () => {
+    for (const origin of ['https://evil.example', 'https://app.example.evil.example', 'http://app.example', 'null']) {
+      expect((await upgrade(s.port, { headers: { Origin: origin, ...xff() } })).status, origin).toBe(403);
+    }
+    for (const origin of ORIGINS) {
+      const u = await upgrade(s.port, { headers: { Origin: origin, ...xff() } });
+      expect(u.status, origin).toBe(101);
+      u.close();
+    }
+    const none = await upgrade(s.port, { headers: xff() });
+    expect(none.status).toBe(101);
+    none.close();
+    // A real client with an allowed Origin gets the welcome frame.
+    const c = await TestClient.connect(s.url, { headers: { Origin: ORIGINS[0]!, ...xff() } });
+    await c.close();
+  });
+
+  it('MAX_CONNECTIONS_PER_IP=2: a third concurrent connection → 429; a freed slot is reusable', async () => {
+    const ip = nextIp();
+    const a = await connect(xff(ip));
+    const b = await connect(xff(ip));
+    expect((await upgrade(s.port, { headers: xff(ip) })).status).toBe(429);
+    const before = s.app.gateway.connectionCount();
+    await a.close();
+    await waitFor(() => s.app.gateway.connectionCount() < before, 3000, 'the server to see the close');
+    const c = await connect(xff(ip));
+    expect((await c.request({ type: 'ping' })).type).toBe('pong');
+    await Promise.all([b.close(), c.close()]);
+  });
+
+  it('CONNECTION_RATE_PER_IP=5: a sixth new connection within the minute → 429, even with none open', async () => {
+    const ip = nextIp();
+    for (let i = 0; i < 5; i++) {
+      const u = await upgrade(s.port, { headers: xff(ip) });
+      expect(u.status, `attempt ${i + 1}`).toBe(101);
+      const before = s.app.gateway.connectionCount();
+      u.close();
+      await waitFor(() => s.app.gateway.connectionCount() < before, 3000, 'the server to see the close');
+    }
+    expect((await upgrade(s.port, { headers: xff(ip) })).status).toBe(429);
+    // Another address is not affected.
+    const other = await upgrade(s.port, { headers: xff() });
+    expect(other.status).toBe(101);
+    other.close();
+  });
+
+  it('TRUST_PROXY=1: the client IP is the last X-Forwarded-For hop, not the socket address nor earlier hops', async () => {
+    // Same socket address (127.0.0.1), three different forwarded clients: all accepted.
+    const distinct = await Promise.all([1, 2, 3].map(() => upgrade(s.port, { headers: xff() })));
+    expect(distinct.map((u) => u.status)).toEqual([101, 101, 101]);
+    // Different spoofed left-hand entries, same trusted hop: the third is the same client → 429.
+    const ip = nextIp();
+    const same = [];
+    for (const spoof of ['203.0.113.1', '203.0.113.2', '203.0.113.3']) same.push(await upgrade(s.port, { headers: { 'X-Forwarded-For': `${spoof}, ${ip}` } }));
+    expect(same.map((u) => u.status)).toEqual([101, 101, 429]);
+    for (const u of [...distinct, ...same]) u.close();
+  });
+});
+
+describe('§2 frame validation', () => {
+  it.each([
+    ['not JSON', 'hello {'],
+    ['a JSON array', '[{"type":"ping"}]'],
+    ['a JSON string', '"ping"'],
+    ['a JSON number', '42'],
+    ['JSON null', 'null'],
+  ])('%s → BAD_REQUEST, connection kept', async (_name, raw) => {
+    const c = await login('1');
+    c.send(raw);
+    expect(await c.next('error')).toMatchObject({ type: 'error', code: 'BAD_REQUEST', message: expect.any(String) });
+    expect((await c.request({ type: 'ping' })).type).toBe('pong');
+  });
+
+  it('missing or non-string type → BAD_REQUEST naming the field, with the requestId', async () => {
+    const c = await login('1');
+    expect(await c.request({ content: 'no type' })).toMatchObject({ type: 'error', code: 'BAD_REQUEST', field: 'type' });
+    expect(await c.request({ type: 7 })).toMatchObject({ type: 'error', code: 'BAD_REQUEST', field: 'type' });
+  });
+
+  it('unknown type → UNKNOWN_TYPE with the requestId (also before authentication)', async () => {
+    const c = await connect();
+    expect(await c.request({ type: 'launch_rockets' })).toMatchObject({ type: 'error', code: 'UNKNOWN_TYPE' });
+    const a = await login('1');
+    expect(await a.request({ type: 'launch_rockets' })).toMatchObject({ type: 'error', code: 'UNKNOWN_TYPE' });
+  });
+
+  it('echoes requestId on replies and errors, and only then', async () => {
+    const c = await connect();
+    c.send({ type: 'ping', requestId: 'rq-ping' });
+    expect(await c.next('pong')).toMatchObject({ requestId: 'rq-ping' });
+    c.send({ type: 'authenticate', token: s.token('1'), requestId: 'rq-auth' });
+    expect(await c.next('auth_success')).toMatchObject({ requestId: 'rq-auth' });
+    c.send({ type: 'get_communities', requestId: 'rq-cmd' });
+    expect(await c.next('community_list')).toMatchObject({ requestId: 'rq-cmd' });
+    c.send({ type: 'send_private_message', recipientId: 2, requestId: 'rq-bad' });
+    expect(await c.next('error')).toMatchObject({ code: 'BAD_REQUEST', field: 'content', requestId: 'rq-bad' });
+    c.send({ type: 'nope', requestId: 'rq-unknown' });
+    expect(await c.next('error')).toMatchObject({ code: 'UNKNOWN_TYPE', requestId: 'rq-unknown' });
+    c.send({ type: 'ping' });
+    expect((await c.next('pong')).requestId).toBeUndefined();
+    // A requestId longer than 64 characters, or not a string, is itself invalid.
+    c.send({ type: 'ping', requestId: 'x'.repeat(65) });
+    expect(await c.next('error')).toMatchObject({ code: 'BAD_REQUEST', field: 'requestId' });
+    c.send({ type: 'ping', requestId: 5 });
+    expect(await c.next('error')).toMatchObject({ code: 'BAD_REQUEST', field: 'requestId' });
+    c.send({ type: 'ping', requestId: 'x'.repeat(64) });
+    expect(await c.next('pong')).toMatchObject({ requestId: 'x'.repeat(64) });
+  });
+
+  it('a __proto__, constructor or prototype key anywhere → BAD_REQUEST', async () => {
+    const raws = [
+      '{"type":"ping","__proto__":{"x":1},"requestId":"fk1"}',
+      '{"type":"get_communities","deep":{"a":[{"constructor":{"prototype":1}}]},"requestId":"fk2"}',
+      '{"type":"ping","prototype":1,"requestId":"fk3"}',
+    ];
+    for (const raw of raws) {
+      const c = await login('1');
+      const rid = JSON.parse(raw).requestId as string;
+      c.send(raw);
+      const r = await c.next((f) => f.requestId === rid || f.type === 'error');
+      expect(r, raw).toMatchObject({ type: 'error', code: 'BAD_REQUEST' });
+      await c.close();
+    }
+    // The words as values are fine.
+    const c = await login('1');
+    expect((await c.request({ type: 'ping', note: '__proto__ constructor prototype' })).type).toBe('pong');
+  });
+
+  it('PROTOCOL_ERROR_LIMIT=5: four invalid frames are tolerated, the fifth closes with 4400', async () => {
+    const c = await login('1');
+    c.send('not json');
+    c.send({ type: 'bogus' });
+    c.send('[]');
+    c.send({ type: 'send_private_message', recipientId: 'x', content: 'hi' });
+    for (let i = 0; i < 4; i++) await c.next('error');
+    // Errors that are not about the frame's form do not count.
+    expect((await c.request({ type: 'start_conversation', recipientId: 999 })).type).toBe('error');
+    expect((await c.request({ type: 'ping' })).type).toBe('pong');
+    expect(c.closeCode).toBeUndefined();
+    c.send({ type: 'bogus again' });
+    expect((await within(c.closed, 3000, '4400 close')).code).toBe(4400);
+  });
+});
+
+describe('§11 compatibility answers', () => {
+  it('get_communities → community_list {communities: []}', async () => {
+    const c = await login('1');
+    expect(await c.request({ type: 'get_communities' })).toMatchObject({ type: 'community_list', communities: [], timestamp: expect.stringMatching(ISO_RE) });
+  });
+
+  it('get_community_members {communityId} → community_members {communityId, members: []}', async () => {
+    const c = await login('1');
+    expect(await c.request({ type: 'get_community_members', communityId: 'c-42' })).toMatchObject({
+      type: 'community_members',
+      communityId: 'c-42',
+      members: [],
+      timestamp: expect.stringMatching(ISO_RE),
+    });
+  });
+
+  it('get_community_progress {communityId} → community_progress {communityId, progress: null}', async () => {
+    const c = await login('1');
+    const r = await c.request({ type: 'get_community_progress', communityId: 'c-7' });
+    expect(r).toMatchObject({ type: 'community_progress', communityId: 'c-7', progress: null, timestamp: expect.stringMatching(ISO_RE) });
+    expect('progress' in r).toBe(true);
+  });
+});
+
+describe('server with TRUST_PROXY=0, MAX_CONNECTIONS_PER_IP=1 and METRICS_TOKEN', () => {
+  let h: TestServer;
+  beforeAll(async () => {
+    h = await startServer({ TRUST_PROXY: '0', MAX_CONNECTIONS_PER_IP: '1', METRICS_TOKEN });
+    await h.users('1');
+  }, START_TIMEOUT_MS);
+  afterAll(() => h?.close());
+
+  describe('§1 admission', () => {
+    it('TRUST_PROXY=0: X-Forwarded-For is ignored (the socket address counts)', async () => {
+      // h allows one connection per IP; both come from 127.0.0.9 with different headers.
+      const a = await upgrade(h.port, { localAddress: '127.0.0.9', headers: { 'X-Forwarded-For': '198.51.100.1' } });
+      const b = await upgrade(h.port, { localAddress: '127.0.0.9', headers: { 'X-Forwarded-For': '198.51.100.2' } });
+      // Another socket address is a different client.
+      const c = await upgrade(h.port, { localAddress: '127.0.0.10', headers: { 'X-Forwarded-For': '198.51.100.1' } });
+      for (const u of [a, b, c]) u.close();
+      expect([a.status, b.status, c.status]).toEqual([101, 429, 101]);
+    });
+
+    it('without ALLOWED_ORIGINS any Origin is accepted', async () => {
+      const u = await upgrade(h.port, { localAddress: '127.0.0.11', headers: { Origin: 'https://anywhere.example' } });
+      u.close();
+      expect(u.status).toBe(101);
+    });
+  });
+
+  describe('§10 HTTP', () => {
+    const json = async (path: string, headers: Record<string, string> = {}) => {
+      const r = await httpGet(h.port, path, headers);
+      return { ...r, body: JSON.parse(r.text) as Record<string, any> };
+    };
+
+    it('GET /live → 200 {alive: true, uptime, timestamp}', async () => {
+      const r = await json('/live');
+      expect(r.status).toBe(200);
+      expect(r.headers['content-type']).toMatch(/application\/json/);
+      expect(r.body).toEqual({ alive: true, uptime: expect.any(Number), timestamp: expect.stringMatching(ISO_RE) });
+    });
+
+    it('GET /ready → 200 {ready: true, checks: database and websocket healthy}', async () => {
+      const r = await json('/ready');
+      expect(r.status).toBe(200);
+      expect(r.body.ready).toBe(true);
+      expect(r.body.timestamp).toMatch(ISO_RE);
+      expect(r.body.checks).toEqual(
+        expect.arrayContaining([
+          { name: 'database', status: 'healthy' },
+          { name: 'websocket', status: 'healthy' },
+        ]),
+      );
+      for (const c of r.body.checks) expect(['database', 'redis', 'websocket']).toContain(c.name);
+    });
+
+    it('GET /health → 200 with the listed fields counting live connections, and no host names or secrets', async () => {
+      // Earlier tests' sockets are gone (the server saw their close).
+      await waitFor(() => h.app.gateway.connectionCount() === 0, 3000, 'no open connection on h');
+      const c = await TestClient.connect(h.url);
+      expect((await c.request({ type: 'authenticate', token: h.token('1') })).type).toBe('auth_success');
+      try {
+        const r = await json('/health');
+        expect(r.status).toBe(200);
+        expect(r.body).toMatchObject({
+          status: 'healthy',
+          uptime: expect.any(Number),
+          connections: 1,
+          users: 1,
+          database: { connected: true },
+          redis: { connected: false },
+          memory: { rss: expect.any(Number) },
+          version: expect.any(String),
+          timestamp: expect.stringMatching(ISO_RE),
+        });
+        const forbidden = [TEST_JWT_SECRET, TEST_ENC_KEY, METRICS_TOKEN, hostname(), '127.0.0.1', 'localhost', 'postgres://', 'postgresql://'];
+        if (h.database.url) forbidden.push(new URL(h.database.url).pathname.slice(1), new URL(h.database.url).host);
+        for (const f of forbidden) expect(r.text, `/health leaks ${f}`).not.toContain(f);
+      } finally {
+        await c.close();
+      }
+    });
+
+    it('GET /metrics needs the METRICS_TOKEN bearer: 401 without or with a wrong one, 200 Prometheus text with it', async () => {
+      expect((await httpGet(h.port, '/metrics')).status).toBe(401);
+      expect((await httpGet(h.port, '/metrics', { Authorization: 'Bearer wrong' })).status).toBe(401);
+      expect((await httpGet(h.port, '/metrics', { Authorization: `Bearer ${METRICS_TOKEN}x` })).status).toBe(401);
+      expect((await httpGet(h.port, '/metrics', { Authorization: METRICS_TOKEN.slice(0, -1) })).status).toBe(401);
+      const r = await httpGet(h.port, '/metrics', { Authorization: `Bearer ${METRICS_TOKEN}` });
+      expect(r.status).toBe(200);
+      expect(r.headers['content-type']).toMatch(/^text\/plain/);
+      expect(r.text).toMatch(/^# HELP \w+ /m);
+      expect(r.text).toMatch(/^# TYPE \w+ (counter|gauge|histogram|summary)$/m);
+      expect(r.text).toMatch(/^chat_open_connections \d+$/m);
+      expect(r.text).not.toContain(METRICS_TOKEN);
+    });
+
+    it('anything else → 404', async () => {
+      for (const path of ['/', '/nope', '/live/extra', '/healthz', '/metrics.json']) expect((await httpGet(h.port, path)).status, path).toBe(404);
+      expect((await httpGet(h.port, '/live', {}, 'POST')).status).toBe(404);
+    });
+  });
+});
+
+describe('§10 HTTP without METRICS_TOKEN', () => {
+  it('GET /metrics without METRICS_TOKEN configured is open', async () => {
+    const r = await httpGet(s.port, '/metrics');
+    expect(r.status).toBe(200);
+    expect(r.text).toMatch(/^# TYPE /m);
+  });
+});
