@@ -47,8 +47,8 @@ describe.skipIf(!scaleEnabled)('scale-out over Redis: two processes', () => {
     db = await createTestDatabase();
     fx = new Fixture(db.url!);
     await fx.seed(
-      ['1', '2', '10', '11', '20', '21', '30', '40', '41', '50'],
-      [...Fixture.mutual(['1', '2']), ...Fixture.mutual(['10', '11']), ['20', '21'], ...Fixture.mutual(['40', '41'])],
+      ['1', '2', '10', '11', '20', '21', '30', '40', '41', '50', '60', '61', '62'],
+      [['60', '61'], ['60', '62'], ...Fixture.mutual(['1', '2']), ...Fixture.mutual(['10', '11']), ['20', '21'], ...Fixture.mutual(['40', '41'])],
     );
     // Sequential: the first applies migrations, the second finds them done.
     i1 = await instance();
@@ -141,6 +141,28 @@ describe.skipIf(!scaleEnabled)('scale-out over Redis: two processes', () => {
     expect(p.users).toEqual([{ id: '11', online: false, lastSeen: off.lastSeen }]);
     expect((await watcher.request({ type: 'get_online_users' })).users).toEqual([]);
     await watcher.close();
+  });
+
+  it('group events cross instances: creation, a message to every member device, the sender\'s other device, reactions', async () => {
+    const ip = nextIp();
+    const o1 = await fx.login(i1.url, '60', ip);
+    const o2 = await fx.login(i2.url, '60', ip);
+    const m1a = await fx.login(i1.url, '61', ip);
+    const m1b = await fx.login(i2.url, '61', ip);
+    const m2 = await fx.login(i2.url, '62', ip);
+    const created = await o1.request({ type: 'create_group', groupName: 'across', initialMembers: ['61', '62'] });
+    expect(created.rejectedMembers).toEqual([]);
+    for (const c of [o2, m1a, m1b, m2]) expect((await c.next('group_created')).groupId).toBe(created.groupId);
+    const sent = await o1.request({ type: 'send_group_message', groupId: created.groupId, content: 'hello @U62' });
+    expect(sent.type).toBe('group_message_sent');
+    for (const c of [m1a, m1b, m2]) expect((await c.next('new_group_message')).message.id).toBe(sent.message.id);
+    expect((await m2.next('mentioned_in_group')).messageId).toBe(sent.message.id);
+    expect((await o2.next('group_message_sent')).message.id).toBe(sent.message.id);
+    const r = await m2.request({ type: 'add_group_reaction', messageId: sent.message.id, reaction: '👍' });
+    expect(r.type).toBe('group_reaction_added');
+    for (const c of [o1, o2, m1a, m1b]) expect((await c.next('group_reaction_added')).messageId).toBe(sent.message.id);
+    // each device got the message exactly once
+    for (const c of [m1a, m1b, m2]) await c.none((f) => f.type === 'new_group_message', 300);
   });
 
   it('the message rate limit is shared by the user\'s devices on both instances', async () => {
