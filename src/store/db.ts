@@ -37,8 +37,10 @@ export interface Db extends Queryable {
 /**
  * The database could not be reached (connect refused or timed out, pool wait exceeded,
  * connection lost). Callers map it to `SERVICE_UNAVAILABLE` (PROTOCOL §2.2) or
- * `AUTH_UNAVAILABLE` (§3): nothing was changed, or the statement's effect is unknown
- * only when `mayHaveCommitted` is true.
+ * `AUTH_UNAVAILABLE` (§3). Usually nothing was changed; when the connection died after
+ * a COMMIT reached the server but before its answer did, the change was made and the
+ * caller cannot know: a send retried with the same clientMessageId then resolves as a
+ * duplicate with the original ack (see docs/PROTOCOL-NOTES.md).
  */
 export class DbUnavailableError extends Error {
   constructor(
