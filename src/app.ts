@@ -31,7 +31,6 @@ import { seedDemo } from './store/devData.ts';
 import { createStores, type Stores } from './store/index.ts';
 import { applyDevSchema, migrate } from './store/migrate.ts';
 import { createPgDb, type DbObserver, type PoolStats } from './store/pgDb.ts';
-import { createPgliteDb } from './store/pgliteDb.ts';
 
 /** Version reported by /health. */
 export const VERSION = '0.1.0';
@@ -75,6 +74,8 @@ export class StartupError extends Error {
 async function openDb(cfg: Config, logger: Logger, observer: DbObserver): Promise<Db & { poolStats?(): PoolStats }> {
   if (cfg.embedded) {
     const dir = cfg.dataDir.startsWith('memory://') ? undefined : join(cfg.dataDir, 'pgdata');
+    // Loaded only for the embedded database (PGlite is large and unused with PostgreSQL).
+    const { createPgliteDb } = await import('./store/pgliteDb.ts');
     const db = await createPgliteDb(dir);
     await applyDevSchema(db);
     const { rows } = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM users_auth');

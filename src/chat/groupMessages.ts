@@ -31,7 +31,8 @@ export class GroupMessages {
   async send(actor: Actor, cmd: { groupId: string; content: string; replyTo?: string | null; clientMessageId?: string }, announcement = false): Promise<Reply> {
     const { deps } = this;
     await rateLimit(deps, 'message', actor.userId);
-    const aud = await deps.stores.groups.audience(cmd.groupId, actor.userId);
+    // Usernames are only needed to resolve mentions.
+    const aud = await deps.stores.groups.audience(cmd.groupId, actor.userId, cmd.content.includes('@'));
     const me = aud?.members.find((m) => m.userId === actor.userId);
     if (!aud || !aud.active || !me) throw notFound('Group', 'groupId');
     if (announcement && me.role === 'member') throw new ChatError('INSUFFICIENT_PERMISSIONS', 'Only admins can send announcements');
@@ -118,7 +119,7 @@ export class GroupMessages {
 
   /** Members of the message's group who may see the actor's activity (no block either way). */
   private async audienceOf(actor: Actor, groupId: string): Promise<string[]> {
-    const aud = await this.deps.stores.groups.audience(groupId, actor.userId);
+    const aud = await this.deps.stores.groups.audience(groupId, actor.userId, false);
     if (!aud || !aud.active || !aud.members.some((m) => m.userId === actor.userId)) throw notFound('Message', 'messageId');
     return aud.members.filter((m) => !m.blockedWithActor).map((m) => m.userId);
   }
@@ -149,7 +150,7 @@ export class GroupMessages {
     if (everyone) {
       if (!(await deps.stores.messages.deleteForEveryone(msg.id, actor.userId))) throw notFound('Message', 'messageId');
       // Members in a block with the sender never saw the message: they are not told (§5).
-      const aud = await deps.stores.groups.audience(msg.groupId!, msg.senderId);
+      const aud = await deps.stores.groups.audience(msg.groupId!, msg.senderId, false);
       const told = (aud?.members ?? []).filter((m) => !m.blockedWithActor || m.userId === actor.userId).map((m) => m.userId);
       publish(deps, told, { ...reply, deletedBy: actor.userId }, actor.connId);
     } else {
@@ -256,7 +257,7 @@ export class GroupMessages {
 
   /** Typing audience in a group: members but the actor, minus blocks; null when the actor is not a member. */
   async typingAudience(actor: Actor, groupId: string): Promise<string[] | null> {
-    const aud = await this.deps.stores.groups.audience(groupId, actor.userId);
+    const aud = await this.deps.stores.groups.audience(groupId, actor.userId, false);
     if (!aud || !aud.active || !aud.members.some((m) => m.userId === actor.userId)) return null;
     return aud.members.filter((m) => m.userId !== actor.userId && !m.blockedWithActor).map((m) => m.userId);
   }

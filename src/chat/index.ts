@@ -33,7 +33,6 @@ export function createChatServices(deps: ChatDeps): ChatServices {
   direct.groupOps = { edit: (a, m, c) => groupMessages.edit(a, m, c), delete: (a, m, e) => groupMessages.delete(a, m, e) };
   actions.groupActions = { react: (a, m, r, add) => groupMessages.react(a, m, r, add), markRead: (a, m) => groupMessages.markRead(a, m) };
   typing.groupAudience = (a, g) => groupMessages.typingAudience(a, g);
-  presence.groupPeers = (u) => deps.stores.groups.peers(u);
   sync.groups = {
     groupIdsOf: (u) => deps.stores.groups.groupIdsOf(u),
     render: (rec, content) => groupG({ ...rec, content, isPinned: rec.isAnnouncement }),

@@ -7,22 +7,11 @@ import type { Actor, ChatDeps, Reply } from './context.ts';
 
 /** Presence queries and the contact set. */
 export class PresenceQueries {
-  /** Set by the groups service: user ids sharing a group with the user. */
-  groupPeers: ((userId: string) => Promise<string[]>) | undefined;
-
   constructor(private readonly deps: ChatDeps) {}
 
-  /** The user's contacts (PROTOCOL §8), never across a block. Throws on lookup failure. */
-  async contacts(userId: string): Promise<Set<string>> {
-    const [follows, peers, blocked] = await Promise.all([
-      this.deps.stores.relations.followContacts(userId),
-      this.groupPeers ? this.groupPeers(userId) : Promise.resolve([]),
-      this.deps.stores.relations.blockedWith(userId),
-    ]);
-    for (const p of peers) follows.add(p);
-    follows.delete(userId);
-    for (const b of blocked) follows.delete(b);
-    return follows;
+  /** The user's contacts (PROTOCOL §8), never across a block, in one query. Throws on lookup failure. */
+  contacts(userId: string): Promise<Set<string>> {
+    return this.deps.stores.relations.contacts(userId);
   }
 
   /** `get_online_users` → `online_users {users:[{id, username, displayName, online:true}]}`. */

@@ -13,13 +13,10 @@ import type { Logger } from '../observability/logger.ts';
 import { limitSpec, memoryRateLimits, type RateLimits } from '../policy/rateLimits.ts';
 import { ClusterIpCounter, ClusterPresence } from '../presence/clusterPresence.ts';
 import { LocalPresence, type Presence } from '../presence/presence.ts';
-import { RedisPresence } from '../presence/redisPresence.ts';
 import { LocalBus, type Bus } from './bus.ts';
 import { ClusterBus } from './clusterBus.ts';
 import { WorkerRpc } from './clusterIpc.ts';
 import { clusterRateLimits, redisRateLimits } from './limits.ts';
-import { RedisBus } from './redisBus.ts';
-import { closeRedis, createRedis, waitReady } from './redisClient.ts';
 
 /** The parts that make per-user rules hold across processes. */
 export interface Distribution {
@@ -81,6 +78,12 @@ export function newInstanceId(): string {
 }
 
 async function redisDistribution(cfg: Config, logger: Logger): Promise<Distribution> {
+  // Loaded only when Redis is configured (the redis client is not needed otherwise).
+  const [{ RedisPresence }, { RedisBus }, { closeRedis, createRedis, waitReady }] = await Promise.all([
+    import('../presence/redisPresence.ts'),
+    import('./redisBus.ts'),
+    import('./redisClient.ts'),
+  ]);
   const url = cfg.redisUrl!;
   const prefix = cfg.redisKeyPrefix;
   const instanceId = newInstanceId();

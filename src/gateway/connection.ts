@@ -43,7 +43,7 @@ export class Connection {
   private paused = false;
   private draining = false;
   /** While admission runs: deliveries wait here so that `auth_success` is the first frame after it (PROTOCOL §3). */
-  private deferred: string[] | null = null;
+  private deferred: (string | Buffer)[] | null = null;
   private errorTimes: number[] = [];
   private authTimer: NodeJS.Timeout | undefined;
   private warnTimer: NodeJS.Timeout | undefined;
@@ -83,7 +83,7 @@ export class Connection {
    * SEND_QUEUE_LIMIT_BYTES the connection is closed with 4503 and terminated (its
    * buffers freed) instead (PROTOCOL §2.3 slow consumer).
    */
-  sendRaw(frame: string): void {
+  sendRaw(frame: string | Buffer): void {
     if (this.closed) return;
     if (this.deferred) {
       this.deferred.push(frame);
@@ -95,7 +95,7 @@ export class Connection {
       return;
     }
     this.host.metrics?.frameOut(frame);
-    this.ws.send(frame);
+    this.ws.send(frame, { binary: false });
   }
 
   /** Serialise and send one frame, adding `requestId` when given. */

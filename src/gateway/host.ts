@@ -28,7 +28,8 @@ export interface GatewaySettings {
 /** Counters the gateway reports (implemented by observability/metrics). */
 export interface GatewayMetrics {
   frameIn(): void;
-  frameOut(frame: string): void;
+  /** A frame was written (text, or its UTF-8 bytes). */
+  frameOut(frame: string | Buffer): void;
   commandDone(type: string, ms: number, errorCode: string | null): void;
   /** A message was committed (a send acknowledged without `duplicate`). */
   messageStored(): void;

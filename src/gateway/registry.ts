@@ -7,7 +7,8 @@ import type { Delivery } from '../fanout/bus.ts';
 /** What the registry needs of a connection. */
 export interface Deliverable {
   readonly id: string;
-  sendRaw(frame: string): void;
+  /** Write a serialised frame (text; a Buffer holds its UTF-8 bytes). */
+  sendRaw(frame: string | Buffer): void;
   close(code: number, reason: string): void;
 }
 
@@ -43,16 +44,22 @@ export class ConnectionRegistry<C extends Deliverable = Deliverable> {
     return this.byUser.get(userId) ?? EMPTY;
   }
 
-  /** Write a delivery to every matching local connection; then close them if asked. Resolves frames written. */
+  /**
+   * Write a delivery to every matching local connection; then close them if asked.
+   * The frame is encoded to UTF-8 once and the same bytes go to every connection.
+   * Resolves frames written.
+   */
   deliver(d: Delivery): number {
     let n = 0;
+    let data: Buffer | undefined;
     for (const userId of d.userIds) {
       const set = this.byUser.get(userId);
       if (!set) continue;
       for (const conn of set) {
         if (conn.id === d.exceptConnId) continue;
         if (d.frame) {
-          conn.sendRaw(d.frame);
+          data ??= Buffer.from(d.frame, 'utf8');
+          conn.sendRaw(data);
           n++;
         }
         if (d.close) conn.close(d.close.code, d.close.reason);

@@ -89,10 +89,11 @@ export class Metrics implements GatewayMetrics {
     this.framesIn.inc();
   }
 
-  frameOut(frame: string): void {
+  frameOut(frame: string | Buffer): void {
     // Frames start with {"type":"…" (builders put type first).
-    const end = frame.indexOf('"', 9);
-    const type = frame.startsWith('{"type":"') && end > 9 && end < 64 ? frame.slice(9, end) : 'other';
+    const head = typeof frame === 'string' ? frame.slice(0, 64) : frame.toString('latin1', 0, 64);
+    const end = head.indexOf('"', 9);
+    const type = head.startsWith('{"type":"') && end > 9 ? head.slice(9, end) : 'other';
     let c = this.outChildren.get(type);
     if (!c) this.outChildren.set(type, (c = this.framesOut.labels(type)));
     c.inc();

@@ -115,15 +115,17 @@ export class GroupStore {
 
   /**
    * The send path's one query: whether the group is active, every member with role,
-   * username and whether they have a block (either way) with `actorId`.
+   * whether they have a block (either way) with `actorId` (one join against the actor's
+   * block list), and, with `withUsernames` (mentions), their username.
    */
-  async audience(groupId: string, actorId: string): Promise<{ active: boolean; members: AudienceMember[] } | null> {
+  async audience(groupId: string, actorId: string, withUsernames = true): Promise<{ active: boolean; members: AudienceMember[] } | null> {
     const { rows } = await this.db.query(
-      `SELECT g.is_active, gm.user_id, gm.role, ua.username,
-         EXISTS (SELECT 1 FROM blocked_relationships b WHERE (b.blocker_id = $2::bigint AND b.blocked_id = gm.user_id::bigint)
-                                                       OR (b.blocked_id = $2::bigint AND b.blocker_id = gm.user_id::bigint)) AS blocked
+      `WITH b AS (SELECT blocked_id AS id FROM blocked_relationships WHERE blocker_id = $2::bigint
+                  UNION SELECT blocker_id FROM blocked_relationships WHERE blocked_id = $2::bigint)
+       SELECT g.is_active, gm.user_id, gm.role, ${withUsernames ? 'ua.username' : 'NULL AS username'}, (b.id IS NOT NULL) AS blocked
        FROM group_chats g JOIN group_members gm ON gm.group_id = g.group_id
-       LEFT JOIN users_auth ua ON ua.user_id = gm.user_id::bigint
+       ${withUsernames ? 'LEFT JOIN users_auth ua ON ua.user_id = gm.user_id::bigint' : ''}
+       LEFT JOIN b ON b.id = gm.user_id::bigint
        WHERE g.group_id = $1`,
       [groupId, actorId],
     );
@@ -278,16 +280,6 @@ export class GroupStore {
       [userId],
     );
     return rows.map((r) => r.group_id);
-  }
-
-  /** Distinct users sharing an active group with `userId` (presence contacts, PROTOCOL §8). */
-  async peers(userId: string): Promise<string[]> {
-    const { rows } = await this.db.query<{ user_id: string }>(
-      `SELECT DISTINCT o.user_id FROM group_members me JOIN group_members o ON o.group_id = me.group_id AND o.user_id <> me.user_id
-       JOIN group_chats g ON g.group_id = me.group_id AND g.is_active WHERE me.user_id = $1`,
-      [userId],
-    );
-    return rows.map((r) => r.user_id);
   }
 
   /**

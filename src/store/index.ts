@@ -33,7 +33,7 @@ export function createStores(db: Db): Stores {
     messages: new MessageStore(db, db.kind === 'pg' ? { maxInFlight: 4, maxBatch: 256 } : undefined),
     history: new HistoryStore(db),
     reactions: new ReactionStore(db),
-    status: new StatusStore(db),
+    status: new StatusStore(db, db.kind === 'pg' ? { maxInFlight: 2, maxBatch: 500 } : undefined),
     sync: new SyncStore(db),
     groups: new GroupStore(db),
     pins: new PinStore(db),

@@ -73,11 +73,24 @@ export class RelationStore {
     return new Set(rows.map((r) => r.id));
   }
 
-  /** Users `userId` follows or who follow `userId` (presence contacts before groups and blocks, PROTOCOL §8). */
-  async followContacts(userId: string): Promise<Set<string>> {
+  /**
+   * The presence contacts of `userId` in one query (PROTOCOL §8): users they follow or who
+   * follow them, plus members of active groups they share, minus anyone in a block
+   * relation with them, minus themselves.
+   */
+  async contacts(userId: string): Promise<Set<string>> {
     const { rows } = await this.db.query<{ id: string }>(
-      `SELECT followee_id::text AS id FROM user_follows WHERE follower_id = $1::bigint
-       UNION SELECT follower_id::text FROM user_follows WHERE followee_id = $1::bigint`,
+      `WITH c AS (
+         SELECT followee_id::text AS id FROM user_follows WHERE follower_id = $1::text::bigint
+         UNION SELECT follower_id::text FROM user_follows WHERE followee_id = $1::text::bigint
+         UNION SELECT o.user_id FROM group_members me
+           JOIN group_chats g ON g.group_id = me.group_id AND g.is_active
+           JOIN group_members o ON o.group_id = me.group_id
+           WHERE me.user_id = $1::text),
+       b AS (
+         SELECT blocked_id::text AS id FROM blocked_relationships WHERE blocker_id = $1::text::bigint
+         UNION SELECT blocker_id::text FROM blocked_relationships WHERE blocked_id = $1::text::bigint)
+       SELECT c.id FROM c WHERE c.id <> $1::text AND NOT EXISTS (SELECT 1 FROM b WHERE b.id = c.id)`,
       [userId],
     );
     return new Set(rows.map((r) => r.id));

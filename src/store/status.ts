@@ -1,19 +1,41 @@
 /** `user_status`: persisted presence (last seen) (PROTOCOL §8). */
+import { Coalescer, type CoalesceOptions } from './coalesce.ts';
 import type { Queryable } from './db.ts';
 
-/** Presence persistence. */
+/** Presence persistence; concurrent writes share one statement. */
 export class StatusStore {
-  constructor(private readonly db: Queryable) {}
+  private readonly batch: Coalescer<{ userId: string; online: boolean }, Date | null>;
+
+  /** @param batch coalescing of concurrent writes (1 in flight when omitted: PGlite) */
+  constructor(
+    private readonly db: Queryable,
+    batch: CoalesceOptions = { maxInFlight: 1, maxBatch: 500 },
+  ) {
+    this.batch = new Coalescer((items) => this.setMany(items), batch);
+  }
 
   /** Record a user as online or offline now (offline also sets last_seen). Resolves last_seen. */
-  async set(userId: string, online: boolean): Promise<Date | null> {
-    const { rows } = await this.db.query<{ last_seen: Date | null }>(
-      `INSERT INTO user_status (user_id, is_online, last_seen, updated_at) VALUES ($1, $2, CASE WHEN $2 THEN NULL ELSE now() END, now())
-       ON CONFLICT (user_id) DO UPDATE SET is_online = $2, last_seen = CASE WHEN $2 THEN user_status.last_seen ELSE now() END, updated_at = now()
-       RETURNING last_seen`,
-      [userId, online],
+  set(userId: string, online: boolean): Promise<Date | null> {
+    return this.batch.add({ userId, online });
+  }
+
+  /**
+   * {@link set} for many; a user named twice gets the later state (one row can be updated
+   * once per statement). Resolves last_seen per item, in order.
+   */
+  async setMany(items: readonly { userId: string; online: boolean }[]): Promise<(Date | null)[]> {
+    const last = new Map<string, boolean>();
+    for (const it of items) last.set(it.userId, it.online);
+    const { rows } = await this.db.query<{ user_id: string; last_seen: Date | null }>(
+      `INSERT INTO user_status (user_id, is_online, last_seen, updated_at)
+       SELECT u, o, CASE WHEN o THEN NULL ELSE now() END, now() FROM unnest($1::text[], $2::bool[]) AS t(u, o)
+       ON CONFLICT (user_id) DO UPDATE SET is_online = EXCLUDED.is_online,
+         last_seen = CASE WHEN EXCLUDED.is_online THEN user_status.last_seen ELSE now() END, updated_at = now()
+       RETURNING user_id, last_seen`,
+      [[...last.keys()], [...last.values()]],
     );
-    return rows[0]?.last_seen ?? null;
+    const byUser = new Map(rows.map((r) => [r.user_id, r.last_seen]));
+    return items.map((it) => byUser.get(it.userId) ?? null);
   }
 
   /** last_seen per user id (absent when never seen). */
