@@ -17,7 +17,7 @@
 import cluster, { type Worker } from 'node:cluster';
 import { fileURLToPath } from 'node:url';
 import dotenv from 'dotenv';
-import { ConfigError, loadConfig, type Config } from './src/config.ts';
+import { loadConfigOrExit, type Config } from './src/config.ts';
 import { ClusterHub } from './src/fanout/clusterPrimary.ts';
 import { createLogger } from './src/observability/logger.ts';
 
@@ -26,16 +26,7 @@ const MAX_RESTART_DELAY_MS = 30_000;
 
 dotenv.config({ quiet: true });
 
-let cfg: Config;
-try {
-  cfg = loadConfig();
-} catch (err) {
-  if (err instanceof ConfigError) {
-    process.stderr.write(`configuration error: ${err.message}\n`);
-    process.exit(1);
-  }
-  throw err;
-}
+const cfg = loadConfigOrExit();
 const logger = createLogger(cfg.logLevel, { service: 'chat-server-primary' });
 
 if (!cluster.isPrimary) {

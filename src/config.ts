@@ -172,6 +172,22 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   return cfg;
 }
 
+/**
+ * {@link loadConfig} for process entry points: a {@link ConfigError} is printed to
+ * stderr (variable and expected form) and the process exits with status 1.
+ */
+export function loadConfigOrExit(env: Record<string, string | undefined> = process.env): Config {
+  try {
+    return loadConfig(env);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`configuration error: ${err.message}\n`);
+      process.exit(1);
+    }
+    throw err;
+  }
+}
+
 /** Render `.env.example`: every setting with its default and meaning (secrets blank). */
 export function renderEnvExample(): string {
   const lines = ['# Chat Server configuration. Generated from src/config.ts (tsx scripts/gen-env-example.ts).', '# Every variable is optional unless noted; the value shown is the default.', ''];

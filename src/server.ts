@@ -5,22 +5,13 @@
  */
 import dotenv from 'dotenv';
 import { createApp, StartupError } from './app.ts';
-import { ConfigError, loadConfig, type Config } from './config.ts';
+import { loadConfigOrExit } from './config.ts';
 import { createLogger } from './observability/logger.ts';
 import { startCpuProfile } from './observability/profiler.ts';
 
 dotenv.config({ quiet: true });
 
-let cfg: Config;
-try {
-  cfg = loadConfig();
-} catch (err) {
-  if (err instanceof ConfigError) {
-    process.stderr.write(`configuration error: ${err.message}\n`);
-    process.exit(1);
-  }
-  throw err;
-}
+const cfg = loadConfigOrExit();
 const logger = createLogger(cfg.logLevel);
 
 const stopProfile = await startCpuProfile(process.env.CPU_PROFILE_FILE);

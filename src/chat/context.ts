@@ -153,3 +153,28 @@ export async function editBody(deps: ChatDeps, actor: Actor, msg: MessageRecord,
   if (!editedAt) throw notFound('Message', 'messageId');
   return editedAt;
 }
+
+/**
+ * The view of a message just stored by `actor` (not read, edited or deleted yet; no
+ * reactions): the one the send paths render as M or G.
+ */
+export function freshView(actor: Actor, m: { id: string; conversationId: string; recipientId: string | null; content: string; replyTo?: string | null; clientMessageId?: string }, stored: { seq: number; createdAt: Date }): DirectView {
+  return {
+    id: m.id,
+    conversationId: m.conversationId,
+    seq: stored.seq,
+    senderId: actor.userId,
+    senderUsername: actor.username,
+    recipientId: m.recipientId,
+    content: m.content,
+    createdAt: stored.createdAt,
+    isRead: false,
+    readAt: null,
+    replyTo: m.replyTo ?? null,
+    isEdited: false,
+    editedAt: null,
+    isDeleted: false,
+    clientMessageId: m.clientMessageId ?? null,
+    reactions: [],
+  };
+}

@@ -8,7 +8,7 @@ import { v7 as uuidv7 } from 'uuid';
 import { ChatError, badRequest, notFound } from '../protocol/errors.ts';
 import { messageM, nowIso, type DirectView } from '../protocol/outbound.ts';
 import type { MessageRecord } from '../store/types.ts';
-import { directConversationId, editBody, findVisible, openAll, openRecord, publish, rateLimit, type Actor, type ChatDeps, type Reply } from './context.ts';
+import { directConversationId, editBody, findVisible, freshView, openAll, openRecord, publish, rateLimit, type Actor, type ChatDeps, type Reply } from './context.ts';
 
 /** `send_private_message` fields after validation. */
 export interface SendDirect {
@@ -68,24 +68,7 @@ export class DirectMessages {
       if (!view || res.existing.senderId !== actor.userId) throw new ChatError('INTERNAL_ERROR', 'Stored message could not be read');
       return { ...sentAck(view), duplicate: true };
     }
-    const view: DirectView = {
-      id,
-      conversationId: conv.id,
-      seq: res.seq,
-      senderId: actor.userId,
-      senderUsername: actor.username,
-      recipientId: cmd.recipientId,
-      content: cmd.content,
-      createdAt: res.createdAt,
-      isRead: false,
-      readAt: null,
-      replyTo: cmd.replyTo ?? null,
-      isEdited: false,
-      editedAt: null,
-      isDeleted: false,
-      clientMessageId: cmd.clientMessageId ?? null,
-      reactions: [],
-    };
+    const view = freshView(actor, { id, conversationId: conv.id, recipientId: cmd.recipientId, content: cmd.content, replyTo: cmd.replyTo, clientMessageId: cmd.clientMessageId }, res);
     const m = messageM(view);
     const event: Record<string, unknown> = { type: 'new_private_message', message: m, timestamp: m.timestamp };
     if (quoted) event.replyTo = { messageId: quoted.id, content: quoted.content, username: quoted.senderUsername, timestamp: quoted.createdAt.toISOString() };

@@ -8,7 +8,7 @@ import { v7 as uuidv7 } from 'uuid';
 import { ChatError, notFound } from '../protocol/errors.ts';
 import { groupG, nowIso, type DirectView } from '../protocol/outbound.ts';
 import type { MessageRecord } from '../store/types.ts';
-import { applyReaction, editBody, findVisible, openAll, openRecord, publish, rateLimit, type Actor, type ChatDeps, type Reply } from './context.ts';
+import { applyReaction, editBody, findVisible, freshView, openAll, openRecord, publish, rateLimit, type Actor, type ChatDeps, type Reply } from './context.ts';
 import type { Groups } from './groups.ts';
 import { parseMentions } from './mentions.ts';
 
@@ -64,22 +64,7 @@ export class GroupMessages {
     }
     if (announcement) await deps.stores.pins.pin(cmd.groupId, id, actor.userId);
     const g = groupG({
-      id,
-      conversationId: cmd.groupId,
-      seq: res.seq,
-      senderId: actor.userId,
-      senderUsername: actor.username,
-      recipientId: null,
-      content: cmd.content,
-      createdAt: res.createdAt,
-      isRead: false,
-      readAt: null,
-      replyTo: cmd.replyTo ?? null,
-      isEdited: false,
-      editedAt: null,
-      isDeleted: false,
-      clientMessageId: cmd.clientMessageId ?? null,
-      reactions: [],
+      ...freshView(actor, { id, conversationId: cmd.groupId, recipientId: null, content: cmd.content, replyTo: cmd.replyTo, clientMessageId: cmd.clientMessageId }, res),
       groupId: cmd.groupId,
       mentions,
       isAnnouncement: announcement,
