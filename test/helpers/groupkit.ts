@@ -6,18 +6,11 @@
 import { expect } from 'vitest';
 import type { Frame, TestClient } from './client.ts';
 import type { TestServer } from './server.ts';
+import { count, expectError, freshId, freshUsers, waitFor, ISO, MISSING_ID, UUID7 } from './dmkit.ts';
 
-let next = 100;
-/** A user id no other test of this file uses (ids ≥ 100: clear of the seeded demo users 1..3). */
-export const freshId = (): string => String(next++);
+/** Shared with the DM tests (dmkit.ts). */
+export { count, expectError, freshId, freshUsers, waitFor, ISO, MISSING_ID, UUID7 };
 
-/** Create `n` fresh users; `follows` are [follower, followee] index pairs. */
-export async function freshUsers(s: TestServer, n: number, follows: [number, number][] = []): Promise<string[]> {
-  const ids = Array.from({ length: n }, () => freshId());
-  await s.users(...ids);
-  if (follows.length) await s.follow(...follows.map(([a, b]) => [ids[a]!, ids[b]!] as [string, string]));
-  return ids;
-}
 
 /** Send `frame` and expect a direct reply of `type`; resolves it. */
 export async function ok(c: TestClient, frame: Record<string, unknown>, type: string): Promise<Frame> {
@@ -26,37 +19,6 @@ export async function ok(c: TestClient, frame: Record<string, unknown>, type: st
   return r;
 }
 
-/** Send `frame` and expect an `error` with `code` (and `field` when given); resolves the error frame. */
-export async function expectError(c: TestClient, frame: Record<string, unknown>, code: string, field?: string): Promise<Frame> {
-  const r = await c.request(frame);
-  expect(r, JSON.stringify(r)).toMatchObject({ type: 'error', code });
-  if (field !== undefined) expect(r.field).toBe(field);
-  return r;
-}
-
-/** Number of rows of `table` matching `where` (SQL with $1..). */
-export async function count(s: TestServer, table: string, where = 'true', params: unknown[] = []): Promise<number> {
-  const { rows } = await s.app.db.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${table} WHERE ${where}`, params);
-  return Number(rows[0]!.n);
-}
-
-/** Poll `fn` until it resolves truthy or `timeoutMs` passes (then throws). Resolves the value. */
-export async function waitFor<T>(fn: () => Promise<T>, timeoutMs = 3000, everyMs = 25): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}
-
-/** An ISO-8601 UTC timestamp string. */
-export const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
-/** A UUIDv7 string. */
-export const UUID7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
-/** A UUID that names no message. */
-export const MISSING_ID = '01890000-0000-7000-8000-000000000000';
 /** Presence events (PROTOCOL §8), which group members get about each other as contacts. */
 export const PRESENCE = new Set(['user_online', 'user_offline']);
 /** A group id that names no group. */
