@@ -112,7 +112,7 @@ export const SETTINGS = {
   singleSession: s('SINGLE_SESSION', false, bool, 'A new login closes the older connections with 4409 (§3)'),
   sessionRecheckMs: s('SESSION_RECHECK_MS', 60000, int(100), 'Revoked jti / deleted user re-check interval, ms (§3)'),
   heartbeatIntervalMs: s('HEARTBEAT_INTERVAL_MS', 25000, int(100), 'WebSocket ping interval, ms (§3)'),
-  heartbeatTimeoutMs: s('HEARTBEAT_TIMEOUT_MS', 10000, int(50), 'Pong deadline after a ping, ms (§3)'),
+  heartbeatTimeoutMs: s('HEARTBEAT_TIMEOUT_MS', 10000, int(50), 'Pong deadline after a ping, ms; must be below HEARTBEAT_INTERVAL_MS (§3)'),
   maxConnectionsPerUser: s('MAX_CONNECTIONS_PER_USER', 10, int(1), 'Devices per user; more → close 4429 (§3)'),
   sendQueueLimitBytes: s('SEND_QUEUE_LIMIT_BYTES', 1048576, int(1024), 'Per-connection queued outbound bytes before close 4503 (§2.3)'),
   messageRateLimit: s('MESSAGE_RATE_LIMIT', 30, int(1), 'Sends per user per window (§4)'),

@@ -11,7 +11,7 @@ import type { RelationPolicy } from '../policy/relations.ts';
 import type { LimitKind, RateLimits } from '../policy/rateLimits.ts';
 import type { Presence } from '../presence/presence.ts';
 import { ChatError, notFound } from '../protocol/errors.ts';
-import type { DirectView } from '../protocol/outbound.ts';
+import { nowIso, type DirectView } from '../protocol/outbound.ts';
 import type { Stores } from '../store/index.ts';
 import type { MessageRecord } from '../store/types.ts';
 
@@ -124,10 +124,11 @@ export async function findVisible(deps: ChatDeps, actor: Actor, messageId: strin
 }
 
 /**
- * Add or remove the actor's `reaction` on `msg` (PROTOCOL §6, §7). Resolves the
- * reaction object of the events. REACTION_EXISTS / REACTION_NOT_FOUND.
+ * Add or remove the actor's `reaction` on `msg` and build the event (PROTOCOL §6
+ * `reaction_added`/`reaction_removed` with `conversationId`; §7 `group_reaction_*` with
+ * `groupId`). REACTION_EXISTS / REACTION_NOT_FOUND.
  */
-export async function applyReaction(deps: ChatDeps, actor: Actor, msg: MessageRecord, reaction: string, add: boolean): Promise<Record<string, unknown>> {
+export async function applyReaction(deps: ChatDeps, actor: Actor, msg: MessageRecord, reaction: string, add: boolean): Promise<Reply> {
   let at: Date;
   if (add) {
     const created = await deps.stores.reactions.add(msg.id, actor.userId, reaction);
@@ -137,7 +138,15 @@ export async function applyReaction(deps: ChatDeps, actor: Actor, msg: MessageRe
     if (!(await deps.stores.reactions.remove(msg.id, actor.userId, reaction))) throw new ChatError('REACTION_NOT_FOUND', 'No such reaction of yours', { field: 'reaction' });
     at = new Date();
   }
-  return { userId: actor.userId, username: actor.username, reaction, timestamp: at.toISOString() };
+  const where = msg.groupId ? { groupId: msg.groupId } : { conversationId: msg.conversationId };
+  return {
+    type: `${msg.groupId ? 'group_' : ''}reaction_${add ? 'added' : 'removed'}`,
+    messageId: msg.id,
+    ...where,
+    reaction: { userId: actor.userId, username: actor.username, reaction, timestamp: at.toISOString() },
+    emoji: reaction,
+    timestamp: nowIso(),
+  };
 }
 
 /**

@@ -152,15 +152,7 @@ export class GroupMessages {
   async react(actor: Actor, msg: MessageRecord, reaction: string, add: boolean): Promise<Reply> {
     const { deps } = this;
     const audience = await this.audienceOf(actor, msg.groupId!);
-    const reactionObj = await applyReaction(deps, actor, msg, reaction, add);
-    const event = {
-      type: add ? 'group_reaction_added' : 'group_reaction_removed',
-      messageId: msg.id,
-      groupId: msg.groupId,
-      reaction: reactionObj,
-      emoji: reaction,
-      timestamp: nowIso(),
-    };
+    const event = await applyReaction(deps, actor, msg, reaction, add);
     publish(deps, audience, event, actor.connId);
     return event;
   }

@@ -38,15 +38,7 @@ export class MessageActions {
       if (!this.groupActions) throw notFound('Message', 'messageId');
       return this.groupActions.react(actor, msg, reaction, add, true);
     }
-    const reactionObj = await applyReaction(deps, actor, msg, reaction, add);
-    const event = {
-      type: add ? 'reaction_added' : 'reaction_removed',
-      messageId: msg.id,
-      conversationId: msg.conversationId,
-      reaction: reactionObj,
-      emoji: reaction,
-      timestamp: nowIso(),
-    };
+    const event = await applyReaction(deps, actor, msg, reaction, add);
     publish(deps, participants(msg), event, actor.connId);
     return event;
   }

@@ -78,3 +78,7 @@ export const UUID7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0
 
 /** A random UUID that names no message. */
 export const MISSING_ID = '01890000-0000-7000-8000-000000000000';
+
+const DM_EVENTS = new Set(['new_private_message', 'private_message_sent', 'message_edited', 'message_deleted', 'message_read', 'message_status', 'message_marked_read', 'reaction_added', 'reaction_removed', 'conversation_deleted']);
+/** Any DM event (presence and other unrelated frames do not count). */
+export const dmEvent = (f: Frame): boolean => DM_EVENTS.has(f.type);

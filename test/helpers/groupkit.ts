@@ -11,7 +11,6 @@ import { count, expectError, freshId, freshUsers, waitFor, ISO, MISSING_ID, UUID
 /** Shared with the DM tests (dmkit.ts). */
 export { count, expectError, freshId, freshUsers, waitFor, ISO, MISSING_ID, UUID7 };
 
-
 /** Send `frame` and expect a direct reply of `type`; resolves it. */
 export async function ok(c: TestClient, frame: Record<string, unknown>, type: string): Promise<Frame> {
   const r = await c.request(frame);
@@ -128,3 +127,14 @@ export async function syncUntil(w: Who, cursor: string | undefined, pred: (r: Fr
     throw new Error(`sync condition not met; last: ${JSON.stringify(last).slice(0, 1500)}`);
   }
 }
+
+/** The entry of `groupId` in `w`'s get_user_groups (asserted present). */
+export async function userGroup(w: Who, groupId: string): Promise<Frame> {
+  const r = await ok(w.c, { type: 'get_user_groups' }, 'user_groups');
+  const g = (r.groups as Frame[]).find((x) => x.groupId === groupId);
+  expect(g, JSON.stringify(r)).toBeDefined();
+  return g!;
+}
+
+/** Matches the `new_group_message` of message `id`. */
+export const newMsg = (id: string) => (f: Frame): boolean => f.type === 'new_group_message' && f.message.id === id;

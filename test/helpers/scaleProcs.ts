@@ -280,3 +280,11 @@ export async function startPrivateRedis(port?: number): Promise<PrivateRedis> {
     },
   };
 }
+
+/**
+ * A server process on a free port sharing `dbUrl` and the Redis at `redisUrl` under key
+ * prefix `prefix` (one per test file), with `extra` settings.
+ */
+export async function spawnRedisInstance(dbUrl: string, redisUrl: string, prefix: string, extra: Record<string, string> = {}): Promise<Proc> {
+  return spawnServer({ PORT: String(await freePort()), DATABASE_URL: dbUrl, REDIS_URL: redisUrl, REDIS_KEY_PREFIX: prefix, ...extra });
+}

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addBlock } from '../../src/store/devData.ts';
 import type { Frame } from '../helpers/client.ts';
-import { count, expectError, freshUsers, history, ISO, MISSING_ID, mutualPair, sendOk } from '../helpers/dmkit.ts';
+import { count, dmEvent, expectError, freshUsers, history, ISO, MISSING_ID, mutualPair, sendOk } from '../helpers/dmkit.ts';
 import { sleep, startServer, type TestServer } from '../helpers/server.ts';
 
 const EDIT_WINDOW_MS = 600;
@@ -19,10 +19,6 @@ beforeAll(async () => {
 afterAll(() => s?.close());
 
 const contents = (h: Frame): string[] => h.messages.map((m: Frame) => m.content);
-
-const DM_EVENTS = new Set(['new_private_message', 'private_message_sent', 'message_edited', 'message_deleted', 'message_read', 'message_status', 'message_marked_read', 'reaction_added', 'reaction_removed', 'conversation_deleted']);
-/** Any DM event (presence and other unrelated frames do not count). */
-const dmEvent = (f: Frame): boolean => DM_EVENTS.has(f.type);
 
 describe('edit_message (alias edit_private_message)', () => {
   it('edits: reply and message_edited to both participants\' other devices; history shows the new text', async () => {

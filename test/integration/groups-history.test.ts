@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addBlock } from '../../src/store/devData.ts';
 import type { Frame } from '../helpers/client.ts';
-import { ISO, MISSING_ID, UUID7, allGet, expectError, freshUsers, groupHistory, idsOf, makeGroup, ok, say, syncUntil, type Who } from '../helpers/groupkit.ts';
+import { ISO, MISSING_ID, UUID7, allGet, newMsg, userGroup, expectError, freshUsers, groupHistory, idsOf, makeGroup, ok, say, syncUntil, type Who } from '../helpers/groupkit.ts';
 import { startServer, type TestServer } from '../helpers/server.ts';
 
 let s: TestServer;
@@ -13,15 +13,6 @@ beforeAll(async () => {
   s = await startServer({ TYPING_TIMEOUT_MS: '400' });
 });
 afterAll(() => s?.close());
-
-const userGroup = async (w: Who, groupId: string): Promise<Frame> => {
-  const r = await ok(w.c, { type: 'get_user_groups' }, 'user_groups');
-  const g = (r.groups as Frame[]).find((x) => x.groupId === groupId);
-  expect(g, JSON.stringify(r)).toBeDefined();
-  return g!;
-};
-const mentionedOf = (id: string) => (f: Frame) => f.type === 'mentioned_in_group' && f.messageId === id;
-const newMsg = (id: string) => (f: Frame) => f.type === 'new_group_message' && f.message.id === id;
 
 describe('history paging with edits and deletions', () => {
   it('offset and before, hasMore, total; edited text with isEdited; deleted-for-everyone gone; deleted-for-me gone only for that member', async () => {

@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Frame, TestClient } from '../helpers/client.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
-import { Fixture, freePort, getJson, scaleEnabled, spawnServer, startPrivateRedis, until, warnIfSkipped, type PrivateRedis, type Proc } from '../helpers/scaleProcs.ts';
+import { Fixture, freePort, getJson, scaleEnabled, spawnRedisInstance, spawnServer, startPrivateRedis, until, warnIfSkipped, type PrivateRedis, type Proc } from '../helpers/scaleProcs.ts';
 
 warnIfSkipped('scale-outage.test.ts');
 
@@ -19,11 +19,7 @@ let i1: Proc;
 let i2: Proc;
 
 async function instance(): Promise<Proc> {
-  return spawnServer({
-    PORT: String(await freePort()),
-    DATABASE_URL: db.url!,
-    REDIS_URL: redis.url,
-    REDIS_KEY_PREFIX: 't:scale-out:',
+  return spawnRedisInstance(db.url!, redis.url, 't:scale-out:', {
     MESSAGE_RATE_LIMIT: '1000',
     PRESENCE_HEARTBEAT_MS: '300',
     PRESENCE_TTL_MS: '1500',

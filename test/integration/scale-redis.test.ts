@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Frame, TestClient } from '../helpers/client.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
-import { clearRedisPrefix, Fixture, freePort, getJson, scaleEnabled, sleep, spawnServer, until, warnIfSkipped, type Proc } from '../helpers/scaleProcs.ts';
+import { clearRedisPrefix, Fixture, freePort, getJson, scaleEnabled, sleep, spawnRedisInstance, spawnServer, until, warnIfSkipped, type Proc } from '../helpers/scaleProcs.ts';
 
 warnIfSkipped('scale-redis.test.ts');
 
@@ -25,11 +25,7 @@ let ipSeq = 10;
 const nextIp = () => `127.0.0.${ipSeq++}`;
 
 async function instance(): Promise<Proc> {
-  return spawnServer({
-    PORT: String(await freePort()),
-    DATABASE_URL: db.url!,
-    REDIS_URL: process.env.TEST_REDIS_URL!,
-    REDIS_KEY_PREFIX: PREFIX,
+  return spawnRedisInstance(db.url!, process.env.TEST_REDIS_URL!, PREFIX, {
     OFFLINE_GRACE_MS: String(GRACE_MS),
     PRESENCE_HEARTBEAT_MS: String(HEARTBEAT_MS),
     PRESENCE_TTL_MS: String(TTL_MS),

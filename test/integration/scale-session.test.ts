@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
-import { clearRedisPrefix, Fixture, freePort, scaleEnabled, spawnServer, warnIfSkipped, type Proc } from '../helpers/scaleProcs.ts';
+import { clearRedisPrefix, Fixture, freePort, scaleEnabled, spawnRedisInstance, spawnServer, warnIfSkipped, type Proc } from '../helpers/scaleProcs.ts';
 
 warnIfSkipped('scale-session.test.ts');
 
@@ -17,11 +17,7 @@ let i1: Proc;
 let i2: Proc;
 
 async function instance(): Promise<Proc> {
-  return spawnServer({
-    PORT: String(await freePort()),
-    DATABASE_URL: db.url!,
-    REDIS_URL: process.env.TEST_REDIS_URL!,
-    REDIS_KEY_PREFIX: PREFIX,
+  return spawnRedisInstance(db.url!, process.env.TEST_REDIS_URL!, PREFIX, {
     SINGLE_SESSION: 'true',
     MESSAGE_RATE_LIMIT: '1000',
   });
