@@ -1,7 +1,9 @@
 /**
- * Coalescing of concurrent requests into batches: requests that arrive while earlier
- * batches are in flight are run together by one call of `run` (one statement, one round
- * trip). At low load a request runs at once, alone (no added latency).
+ * Coalescing of concurrent requests into batches: requests made in the same event-loop
+ * turn (e.g. the frames of every socket read in one poll phase), and those that arrive
+ * while earlier batches are in flight, are run together by one call of `run` (one
+ * statement, one round trip). A lone request waits only for the end of the current turn
+ * (`setImmediate`, microseconds), never for a timer.
  */
 
 /** Tuning: batches in flight at once, and items per batch. */
@@ -18,6 +20,7 @@ export interface CoalesceOptions {
 export class Coalescer<I, O> {
   private queue: { item: I; resolve(o: O): void; reject(err: unknown): void }[] = [];
   private inFlight = 0;
+  private scheduled = false;
 
   constructor(
     private readonly run: (items: I[]) => Promise<(O | Error)[]>,
@@ -28,7 +31,12 @@ export class Coalescer<I, O> {
   add(item: I): Promise<O> {
     return new Promise((resolve, reject) => {
       this.queue.push({ item, resolve, reject });
-      this.pump();
+      if (this.scheduled) return;
+      this.scheduled = true;
+      setImmediate(() => {
+        this.scheduled = false;
+        this.pump();
+      });
     });
   }
 

@@ -29,7 +29,7 @@ export function createStores(db: Db): Stores {
   return {
     db,
     users: new UserStore(db, db.kind === 'pg' ? { maxInFlight: 4, maxBatch: 500 } : undefined),
-    relations: new RelationStore(db),
+    relations: new RelationStore(db, db.kind === 'pg' ? { maxInFlight: 2, maxBatch: 500 } : undefined),
     messages: new MessageStore(db, db.kind === 'pg' ? { maxInFlight: 4, maxBatch: 256 } : undefined),
     history: new HistoryStore(db),
     reactions: new ReactionStore(db),

@@ -2,6 +2,7 @@
  * Reads of the backend's relationship tables (`user_follows`, `blocked_relationships`).
  * Read-only.
  */
+import { Coalescer, type CoalesceOptions } from './coalesce.ts';
 import type { Queryable } from './db.ts';
 
 /** Relationship of an ordered pair (a, b). */
@@ -16,7 +17,15 @@ export interface PairRelation {
 
 /** Follow and block lookups. */
 export class RelationStore {
-  constructor(private readonly db: Queryable) {}
+  private readonly contactsBatch: Coalescer<string, Set<string>> | undefined;
+
+  /** @param batchContacts coalesce concurrent {@link contacts} lookups into one query (PostgreSQL) */
+  constructor(
+    private readonly db: Queryable,
+    batchContacts?: CoalesceOptions,
+  ) {
+    this.contactsBatch = batchContacts ? new Coalescer((ids) => this.contactsMany(ids), batchContacts) : undefined;
+  }
 
   /** Everything the DM rules need about (a, b), in one round trip. Throws on database errors. */
   async pair(a: string, b: string): Promise<PairRelation> {
@@ -74,25 +83,38 @@ export class RelationStore {
   }
 
   /**
-   * The presence contacts of `userId` in one query (PROTOCOL §8): users they follow or who
-   * follow them, plus members of active groups they share, minus anyone in a block
-   * relation with them, minus themselves.
+   * The presence contacts of `userId` (PROTOCOL §8): users they follow or who follow
+   * them, plus members of active groups they share, minus anyone in a block relation with
+   * them, minus themselves. Concurrent calls share one query ({@link contactsMany}) on
+   * PostgreSQL. Throws on database errors.
    */
-  async contacts(userId: string): Promise<Set<string>> {
-    const { rows } = await this.db.query<{ id: string }>(
-      `WITH c AS (
-         SELECT followee_id::text AS id FROM user_follows WHERE follower_id = $1::text::bigint
-         UNION SELECT follower_id::text FROM user_follows WHERE followee_id = $1::text::bigint
-         UNION SELECT o.user_id FROM group_members me
-           JOIN group_chats g ON g.group_id = me.group_id AND g.is_active
-           JOIN group_members o ON o.group_id = me.group_id
-           WHERE me.user_id = $1::text),
+  contacts(userId: string): Promise<Set<string>> {
+    return this.contactsBatch ? this.contactsBatch.add(userId) : this.contactsMany([userId]).then((r) => r[0]!);
+  }
+
+  /**
+   * {@link contacts} of several users in one query: one set per input id, in input order
+   * (a repeated id gets the same set). Throws on database errors.
+   */
+  async contactsMany(userIds: readonly string[]): Promise<Set<string>[]> {
+    const { rows } = await this.db.query<{ u: string; id: string }>(
+      `WITH me AS (SELECT DISTINCT u FROM unnest($1::text[]) AS t(u)),
+       c AS (
+         SELECT me.u, f.followee_id::text AS id FROM me JOIN user_follows f ON f.follower_id = me.u::bigint
+         UNION SELECT me.u, f.follower_id::text FROM me JOIN user_follows f ON f.followee_id = me.u::bigint
+         UNION SELECT me.u, o.user_id FROM me
+           JOIN group_members mine ON mine.user_id = me.u
+           JOIN group_chats g ON g.group_id = mine.group_id AND g.is_active
+           JOIN group_members o ON o.group_id = mine.group_id),
        b AS (
-         SELECT blocked_id::text AS id FROM blocked_relationships WHERE blocker_id = $1::text::bigint
-         UNION SELECT blocker_id::text FROM blocked_relationships WHERE blocked_id = $1::text::bigint)
-       SELECT c.id FROM c WHERE c.id <> $1::text AND NOT EXISTS (SELECT 1 FROM b WHERE b.id = c.id)`,
-      [userId],
+         SELECT me.u, br.blocked_id::text AS id FROM me JOIN blocked_relationships br ON br.blocker_id = me.u::bigint
+         UNION SELECT me.u, br.blocker_id::text FROM me JOIN blocked_relationships br ON br.blocked_id = me.u::bigint)
+       SELECT c.u, c.id FROM c WHERE c.id <> c.u AND NOT EXISTS (SELECT 1 FROM b WHERE b.u = c.u AND b.id = c.id)`,
+      [userIds],
     );
-    return new Set(rows.map((r) => r.id));
+    const byUser = new Map<string, Set<string>>();
+    for (const id of userIds) if (!byUser.has(id)) byUser.set(id, new Set());
+    for (const r of rows) byUser.get(r.u)?.add(r.id);
+    return userIds.map((id) => byUser.get(id)!);
   }
 }
