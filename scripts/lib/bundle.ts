@@ -1,12 +1,21 @@
 /**
- * The one esbuild configuration for running the server on plain `node`: ESM, packages
- * external, code splitting (so lazily imported PGlite and the Redis client stay out of
- * start-up), chunks beside the entries. `outdir` must be two levels below the repo root
- * (like `src/<dir>/`) so the server's `../../sql/` resolves.
+ * The one esbuild configuration for running the server on plain `node`: ESM, minified,
+ * the npm dependencies bundled in (fewer module records and much less retained source
+ * text: base RSS about 74 -> 63 MB idle on PostgreSQL), code splitting (so the lazily
+ * imported Redis client stays out of start-up), chunks beside the entries.
+ *
+ * Left external, resolved from `node_modules` at run time: the native addons `ws` loads
+ * optionally (`bufferutil`, `utf-8-validate`), PGlite (it loads its WebAssembly and data
+ * files relative to its own package) and `pg-native` (optional, not installed). CommonJS
+ * dependencies get a real `require` through a `createRequire` banner. `outdir` must be two
+ * levels below the repo root (like `src/<dir>/`) so the server's `../../sql/` resolves.
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { build } from 'esbuild';
+
+/** Packages that stay outside the bundle (see above). */
+export const BUNDLE_EXTERNAL = ['bufferutil', 'utf-8-validate', '@electric-sql/pglite', '@electric-sql/pglite/*', 'pg-native'];
 
 /** Bundle `entryPoints` (output name → entry path, relative to `repoRoot`) into `outdir` as `<name>.mjs`. */
 export async function bundleServer(repoRoot: string, entryPoints: Record<string, string>, outdir: string): Promise<void> {
@@ -22,7 +31,11 @@ export async function bundleServer(repoRoot: string, entryPoints: Record<string,
     platform: 'node',
     format: 'esm',
     target: 'node20',
-    packages: 'external',
+    external: BUNDLE_EXTERNAL,
+    minify: true,
+    // Keep class and function names: stack traces and logs stay readable.
+    keepNames: true,
+    banner: { js: "import { createRequire as __chatCreateRequire } from 'node:module'; const require = __chatCreateRequire(import.meta.url);" },
     logLevel: 'warning',
   });
 }
