@@ -34,6 +34,8 @@ export interface BenchOptions {
   contentBytes: number;
   /** Connections in the idle/connect scenarios. */
   connections: number;
+  /** Idle time before the steady RSS reading of the idle scenario, ms. */
+  idleSettleMs: number;
   /** In-flight connection attempts per load generator. */
   connectConcurrency: number;
   /** Members (online, one connection each) of the fan-out group. */
@@ -61,6 +63,7 @@ const HELP = `usage: npm run bench -- [options]
   --pairs N            sender/recipient pairs (200)      --devices N  devices per recipient (2)
   --content-bytes N    message size (100)
   --connections N      idle/connect connections (10000)  --connect-concurrency N per loadgen (200)
+  --idle-settle S      idle time before the steady RSS reading (30; one more reading at 5 s)
   --group-size N       group members online (1000)       --group-rate N  group msgs/s (100)
   --group-senders N    members sending (10)
   --source-ips N       bind clients to N loopback addresses 127.1.x.y (0 = no)
@@ -87,6 +90,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
       devices: { type: 'string' },
       'content-bytes': { type: 'string' },
       connections: { type: 'string' },
+      'idle-settle': { type: 'string' },
       'connect-concurrency': { type: 'string' },
       'group-size': { type: 'string' },
       'group-rate': { type: 'string' },
@@ -130,6 +134,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
     devices: Math.round(num('devices', values.devices, 2, 1, 10)),
     contentBytes: Math.round(num('content-bytes', values['content-bytes'], 100, 40, 20_000)),
     connections: Math.round(num('connections', values.connections, 10_000, 1, 200_000)),
+    idleSettleMs: num('idle-settle', values['idle-settle'], 30, 5, 600) * 1000,
     connectConcurrency: Math.round(num('connect-concurrency', values['connect-concurrency'], 200, 1, 10_000)),
     groupSize: Math.round(num('group-size', values['group-size'], 1000, 2, 100_000)),
     groupRate: num('group-rate', values['group-rate'], 100, 0.1, 100_000),

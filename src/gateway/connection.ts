@@ -4,7 +4,7 @@
  * token refresh and expiry, protocol-error budget, outbound backpressure.
  */
 import { randomUUID } from 'node:crypto';
-import type { WebSocket, RawData } from 'ws';
+import { WebSocket, type RawData } from 'ws';
 import type { Identity } from '../auth/identity.ts';
 import { encodeCursor } from '../chat/cursor.ts';
 import { AFTER_REPLY, type Actor } from '../chat/context.ts';
@@ -19,7 +19,6 @@ const MAX_AUTH_FAILURES = 5;
 const PROTOCOL_ERROR_WINDOW_MS = 60_000;
 const PAUSE_AT = 32;
 const RESUME_AT = 8;
-const MAX_TIMEOUT = 2 ** 31 - 1;
 /** Replies that mean a new message was committed. */
 const STORED_REPLIES = new Set(['private_message_sent', 'group_message_sent', 'announcement_sent']);
 
@@ -44,10 +43,7 @@ export class Connection {
   private draining = false;
   /** While admission runs: deliveries wait here so that `auth_success` is the first frame after it (PROTOCOL §3). */
   private deferred: (string | Buffer)[] | null = null;
-  private errorTimes: number[] = [];
-  private authTimer: NodeJS.Timeout | undefined;
-  private warnTimer: NodeJS.Timeout | undefined;
-  private expiryTimer: NodeJS.Timeout | undefined;
+  private errorTimes: number[] | undefined;
   private actorCache: Actor | undefined;
 
   /**
@@ -59,15 +55,17 @@ export class Connection {
   constructor(
     readonly ws: WebSocket,
     readonly ip: string,
-    private readonly host: GatewayHost,
+    readonly host: GatewayHost,
     bearer: string | undefined,
   ) {
-    ws.on('message', (data, isBinary) => this.onMessage(data, isBinary));
-    ws.on('pong', () => (this.alive = true));
-    ws.on('close', () => this.cleanup());
-    ws.on('error', (err) => host.logger.debug('socket error', { connId: this.id, err: err.message }));
+    // Shared listeners (no closures per connection): `this` is the socket, which knows its Connection.
+    (ws as ConnSocket).conn = this;
+    ws.on('message', onSocketMessage);
+    ws.on('pong', onSocketPong);
+    ws.on('close', onSocketClose);
+    ws.on('error', onSocketError);
     this.sendFrame(connectedFrame(this.id));
-    this.authTimer = setTimeout(() => this.close(CloseCode.AUTH_TIMEOUT, 'Authentication timeout'), host.settings.authTimeoutMs);
+    host.deadlines.auth.set(this, Date.now() + host.settings.authTimeoutMs);
     if (bearer !== undefined) this.enqueue(() => this.authenticate(bearer, undefined));
   }
 
@@ -127,7 +125,24 @@ export class Connection {
     return this.chain;
   }
 
-  private onMessage(data: RawData, isBinary: boolean): void {
+  /** The authentication deadline passed (PROTOCOL §3 item 5): close 4408. Called by the gateway's deadline wheel. */
+  authDeadlinePassed(): void {
+    if (!this.identity) this.close(CloseCode.AUTH_TIMEOUT, 'Authentication timeout');
+  }
+
+  /** 60 s before `exp` (PROTOCOL §3 item 6): `token_expiring`. Called by the gateway's deadline wheel. */
+  tokenExpiring(): void {
+    if (!this.identity || this.closed) return;
+    this.sendFrame({ type: 'token_expiring', expiresAt: new Date(this.identity.expiresAtMs).toISOString(), timestamp: nowIso() });
+  }
+
+  /** `exp` + leeway passed without a refresh (PROTOCOL §3 item 6): close 4401. Called by the gateway's deadline wheel. */
+  tokenExpired(): void {
+    this.close(CloseCode.AUTH_FAILED, 'Token expired');
+  }
+
+  /** Socket events (see the shared listeners below). */
+  onMessage(data: RawData, isBinary: boolean): void {
     if (this.closed || this.draining) return;
     if (isBinary) {
       this.enqueue(async () => this.sendError(new ChatError('BAD_REQUEST', 'binary frames are not supported; send JSON text'), undefined));
@@ -208,9 +223,10 @@ export class Connection {
     this.sendFrame(errorFrame(err, errorId ?? (err as ChatError & { errorId?: string }).errorId), requestId);
     if (err.code !== 'BAD_REQUEST' && err.code !== 'UNKNOWN_TYPE') return;
     const now = Date.now();
-    this.errorTimes.push(now);
-    while (this.errorTimes.length > 0 && now - this.errorTimes[0]! > PROTOCOL_ERROR_WINDOW_MS) this.errorTimes.shift();
-    if (this.errorTimes.length >= this.host.settings.protocolErrorLimit) this.close(CloseCode.TOO_MANY_INVALID, 'Too many invalid frames');
+    const times = (this.errorTimes ??= []);
+    times.push(now);
+    while (times.length > 0 && now - times[0]! > PROTOCOL_ERROR_WINDOW_MS) times.shift();
+    if (times.length >= this.host.settings.protocolErrorLimit) this.close(CloseCode.TOO_MANY_INVALID, 'Too many invalid frames');
   }
 
   /** `authenticate` (PROTOCOL §3 items 2–6, 9). */
@@ -245,7 +261,7 @@ export class Connection {
       this.deferred = null;
       if (admitted && !this.closed) {
         this.identity = id;
-        clearTimeout(this.authTimer);
+        this.host.deadlines.auth.clear(this);
         this.sendFrame(authSuccessFrame(id.user, id.expiresAtMs, encodeCursor({ x: id.xmin, i: '', t: Date.now() })), requestId);
         for (const f of deferred) this.sendRaw(f);
       }
@@ -261,24 +277,43 @@ export class Connection {
 
   /** `token_expiring` 60 s before `exp`; close 4401 at `exp` + leeway unless refreshed (PROTOCOL §3 item 6). */
   private scheduleExpiry(): void {
-    clearTimeout(this.warnTimer);
-    clearTimeout(this.expiryTimer);
     const exp = this.identity!.expiresAtMs;
-    const now = Date.now();
-    const warnIn = Math.max(0, exp - 60_000 - now);
-    const closeIn = exp + this.host.settings.jwtClockToleranceS * 1000 - now;
-    if (warnIn <= MAX_TIMEOUT) {
-      this.warnTimer = setTimeout(() => this.sendFrame({ type: 'token_expiring', expiresAt: new Date(exp).toISOString(), timestamp: nowIso() }), warnIn);
-    }
-    if (closeIn <= MAX_TIMEOUT) this.expiryTimer = setTimeout(() => this.close(CloseCode.AUTH_FAILED, 'Token expired'), Math.max(0, closeIn));
+    const { deadlines, settings } = this.host;
+    // Already within the last minute: warn at once (a past time fires at the next tick).
+    deadlines.tokenWarning.set(this, exp - 60_000);
+    deadlines.tokenExpiry.set(this, exp + settings.jwtClockToleranceS * 1000);
   }
 
-  private cleanup(): void {
+  /** The socket closed. */
+  cleanup(): void {
     this.closed = true;
-    clearTimeout(this.authTimer);
-    clearTimeout(this.warnTimer);
-    clearTimeout(this.expiryTimer);
+    const { deadlines } = this.host;
+    deadlines.auth.clear(this);
+    deadlines.tokenWarning.clear(this);
+    deadlines.tokenExpiry.clear(this);
     this.held = [];
     this.host.connectionClosed(this);
   }
+}
+
+/**
+ * The accepted socket's class (the `ws` server's `WebSocket` option): it points back at its
+ * Connection, so one set of listeners serves every socket.
+ */
+export class ConnSocket extends WebSocket {
+  conn!: Connection;
+}
+
+function onSocketMessage(this: WebSocket, data: RawData, isBinary: boolean): void {
+  (this as ConnSocket).conn.onMessage(data, isBinary);
+}
+function onSocketPong(this: WebSocket): void {
+  (this as ConnSocket).conn.alive = true;
+}
+function onSocketClose(this: WebSocket): void {
+  (this as ConnSocket).conn.cleanup();
+}
+function onSocketError(this: WebSocket, err: Error): void {
+  const conn = (this as ConnSocket).conn;
+  conn.host.logger.debug('socket error', { connId: conn.id, err: err.message });
 }

@@ -20,9 +20,10 @@ import { nowIso } from '../protocol/outbound.ts';
 import { DbUnavailableError } from '../store/db.ts';
 import { isConnectionError } from '../store/pgDb.ts';
 import { clientIp, originAllowed, type IpConnectionCounter } from './admission.ts';
-import { Connection } from './connection.ts';
+import { Connection, ConnSocket } from './connection.ts';
+import { DeadlineWheel } from './deadlines.ts';
 import type { Handler } from './dispatch.ts';
-import type { GatewayHost, GatewayMetrics, GatewaySettings } from './host.ts';
+import type { ConnectionDeadlines, GatewayHost, GatewayMetrics, GatewaySettings } from './host.ts';
 import { ConnectionRegistry } from './registry.ts';
 
 /** Hooks other parts attach to connection events (presence notifications, typing). */
@@ -59,6 +60,11 @@ export class Gateway implements GatewayHost {
   readonly metrics?: GatewayMetrics;
   /** Authenticated connections by user (delivery target of the bus). */
   readonly registry = new ConnectionRegistry<Connection>();
+  readonly deadlines: ConnectionDeadlines = {
+    auth: new DeadlineWheel<Connection>(DEADLINE_RESOLUTION_MS, (c) => c.authDeadlinePassed()),
+    tokenWarning: new DeadlineWheel<Connection>(DEADLINE_RESOLUTION_MS, (c) => c.tokenExpiring()),
+    tokenExpiry: new DeadlineWheel<Connection>(DEADLINE_RESOLUTION_MS, (c) => c.tokenExpired()),
+  };
   private readonly all = new Set<Connection>();
   private readonly wss: WebSocketServer;
   private heartbeatTimer: NodeJS.Timeout | undefined;
@@ -76,6 +82,7 @@ export class Gateway implements GatewayHost {
       clientTracking: false,
       maxPayload: deps.settings.maxPayloadBytes,
       perMessageDeflate: deps.settings.wsCompression,
+      WebSocket: ConnSocket,
     });
   }
 
@@ -104,7 +111,8 @@ export class Gateway implements GatewayHost {
   }
 
   private async onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
-    socket.on('error', () => socket.destroy());
+    const onError = () => socket.destroy();
+    socket.on('error', onError);
     if (this.draining) return reject(socket, 503, 'Service Unavailable');
     if (!originAllowed(req.headers.origin, this.settings.allowedOrigins)) return reject(socket, 403, 'Forbidden');
     const ip = clientIp(req, this.settings.trustProxy);
@@ -118,6 +126,8 @@ export class Gateway implements GatewayHost {
     const auth = req.headers.authorization;
     const bearer = auth && /^Bearer\s+/i.test(auth) ? auth.replace(/^Bearer\s+/i, '').trim() : undefined;
     this.wss.handleUpgrade(req, socket, head, (ws) => {
+      // From here the ws library handles socket errors (and destroys the socket).
+      socket.removeListener('error', onError);
       const conn = new Connection(ws, ip, this, bearer);
       this.all.add(conn);
     });
@@ -158,7 +168,7 @@ export class Gateway implements GatewayHost {
       try {
         count = await this.deps.presence.connectionCount(userId);
       } catch {
-        count = this.registry.of(userId).size;
+        count = this.registry.of(userId).length;
       }
       if (count >= s.maxConnectionsPerUser) {
         conn.close(CloseCode.TOO_MANY_DEVICES, 'Too many devices');
@@ -253,6 +263,7 @@ export class Gateway implements GatewayHost {
     this.draining = true;
     clearInterval(this.heartbeatTimer);
     clearInterval(this.recheckTimer);
+    this.stopDeadlines();
     const deadline = Date.now() + timeoutMs;
     await Promise.all(
       [...this.all].map((c) =>
@@ -263,14 +274,22 @@ export class Gateway implements GatewayHost {
     for (const c of this.all) c.ws.terminate();
   }
 
+  private stopDeadlines(): void {
+    for (const w of Object.values(this.deadlines)) w.close();
+  }
+
   /** Stop timers and terminate every socket now. */
   close(): void {
     clearInterval(this.heartbeatTimer);
     clearInterval(this.recheckTimer);
+    this.stopDeadlines();
     for (const c of this.all) c.ws.terminate();
     this.wss.close();
   }
 }
+
+/** Deadlines fire at most this late, ms (PROTOCOL §3 gives them in seconds). */
+const DEADLINE_RESOLUTION_MS = 100;
 
 function reject(socket: Duplex, status: number, text: string): void {
   if (socket.destroyed) return;

@@ -6,6 +6,17 @@ import type { Logger } from '../observability/logger.ts';
 import type { ChatError } from '../protocol/errors.ts';
 import type { DecodedFrame, FrameDecoder } from '../protocol/inbound.ts';
 import type { Connection } from './connection.ts';
+import type { DeadlineWheel } from './deadlines.ts';
+
+/** The per-connection deadlines (PROTOCOL §3 items 5–6), one timer each for all connections. */
+export interface ConnectionDeadlines {
+  /** Close 4408 unless authenticated by then. */
+  auth: DeadlineWheel<Connection>;
+  /** `token_expiring`, 60 s before `exp`. */
+  tokenWarning: DeadlineWheel<Connection>;
+  /** Close 4401 at `exp` + leeway unless refreshed. */
+  tokenExpiry: DeadlineWheel<Connection>;
+}
 
 /** Settings the gateway reads (a slice of Config; ms, bytes, counts). */
 export interface GatewaySettings {
@@ -42,6 +53,8 @@ export interface GatewayHost {
   decoder: FrameDecoder;
   verifier: TokenVerifier;
   metrics?: GatewayMetrics;
+  /** Shared deadline timers of every connection. */
+  deadlines: ConnectionDeadlines;
   /** Run an authenticated command; resolves its reply or throws. */
   dispatch(actor: Actor, frame: DecodedFrame): Promise<Reply>;
   /** Map any thrown value to a protocol error (logging internal ones with an errorId). */

@@ -12,35 +12,43 @@ export interface Deliverable {
   close(code: number, reason: string): void;
 }
 
-/** userId → connections. */
+/**
+ * userId → connections. A user's connections are a small array (at most
+ * MAX_CONNECTIONS_PER_USER): about 100 bytes less per user than a Set.
+ */
 export class ConnectionRegistry<C extends Deliverable = Deliverable> {
-  private readonly byUser = new Map<string, Set<C>>();
+  private readonly byUser = new Map<string, C[]>();
   private count = 0;
 
   /** Register `conn` for `userId`. Resolves true when it is this process's first connection of that user. */
   add(userId: string, conn: C): boolean {
-    let set = this.byUser.get(userId);
-    const first = !set;
-    if (!set) this.byUser.set(userId, (set = new Set()));
-    if (!set.has(conn)) {
-      set.add(conn);
+    const list = this.byUser.get(userId);
+    if (!list) {
+      this.byUser.set(userId, [conn]);
+      this.count++;
+      return true;
+    }
+    if (!list.includes(conn)) {
+      list.push(conn);
       this.count++;
     }
-    return first;
+    return false;
   }
 
   /** Unregister. Resolves true when the user has no connection left on this process. */
   remove(userId: string, conn: C): boolean {
-    const set = this.byUser.get(userId);
-    if (!set || !set.delete(conn)) return false;
+    const list = this.byUser.get(userId);
+    const i = list ? list.indexOf(conn) : -1;
+    if (i < 0) return false;
+    list!.splice(i, 1);
     this.count--;
-    if (set.size > 0) return false;
+    if (list!.length > 0) return false;
     this.byUser.delete(userId);
     return true;
   }
 
   /** Connections of `userId` here (empty when none). */
-  of(userId: string): ReadonlySet<C> {
+  of(userId: string): readonly C[] {
     return this.byUser.get(userId) ?? EMPTY;
   }
 
@@ -53,9 +61,10 @@ export class ConnectionRegistry<C extends Deliverable = Deliverable> {
     let n = 0;
     let data: Buffer | undefined;
     for (const userId of d.userIds) {
-      const set = this.byUser.get(userId);
-      if (!set) continue;
-      for (const conn of set) {
+      const list = this.byUser.get(userId);
+      if (!list) continue;
+      // A copy when closing: close handlers may remove connections from the list.
+      for (const conn of d.close ? [...list] : list) {
         if (conn.id === d.exceptConnId) continue;
         if (d.frame) {
           data ??= Buffer.from(d.frame, 'utf8');
@@ -80,8 +89,8 @@ export class ConnectionRegistry<C extends Deliverable = Deliverable> {
 
   /** Every connection (for re-checks and drain). */
   *all(): IterableIterator<C> {
-    for (const set of this.byUser.values()) yield* set;
+    for (const list of this.byUser.values()) yield* list;
   }
 }
 
-const EMPTY: ReadonlySet<never> = new Set();
+const EMPTY: readonly never[] = [];

@@ -5,11 +5,12 @@
  * summarise it with `tsx scripts/profile-summary.ts FILE`.
  */
 import { writeFileSync } from 'node:fs';
-import { Session } from 'node:inspector/promises';
 
 /** Start profiling when `file` is set; resolves a function that stops and writes the profile. */
 export async function startCpuProfile(file: string | undefined): Promise<() => Promise<void>> {
   if (!file) return async () => {};
+  // Loaded only when profiling: the inspector modules cost memory in every process.
+  const { Session } = await import('node:inspector/promises');
   const session = new Session();
   session.connect();
   await session.post('Profiler.enable');
