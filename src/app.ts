@@ -98,6 +98,7 @@ async function openDb(cfg: Config, logger: Logger, observer: DbObserver): Promis
       statementTimeoutMs: cfg.dbStatementTimeoutMs,
       connectTimeoutMs: cfg.dbConnectTimeoutMs,
       idleTimeoutMs: cfg.dbIdleTimeoutMs,
+      preparedStatements: cfg.dbPreparedStatements,
       observer,
     },
     logger,

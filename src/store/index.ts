@@ -28,12 +28,14 @@ export interface Stores {
 export function createStores(db: Db): Stores {
   return {
     db,
-    users: new UserStore(db, db.kind === 'pg' ? { maxInFlight: 4, maxBatch: 500 } : undefined),
-    relations: new RelationStore(db, db.kind === 'pg' ? { maxInFlight: 2, maxBatch: 500 } : undefined),
+    // Batch tuning (coalesce.ts). Authentication and presence lookups may wait a few ms under
+    // load to share a statement; message inserts never wait (acks are latency-bound).
+    users: new UserStore(db, db.kind === 'pg' ? { maxInFlight: 4, maxBatch: 500, minIntervalMs: 2 } : undefined),
+    relations: new RelationStore(db, db.kind === 'pg' ? { maxInFlight: 2, maxBatch: 500, minIntervalMs: 5 } : undefined),
     messages: new MessageStore(db, db.kind === 'pg' ? { maxInFlight: 4, maxBatch: 256 } : undefined),
     history: new HistoryStore(db),
     reactions: new ReactionStore(db),
-    status: new StatusStore(db, db.kind === 'pg' ? { maxInFlight: 2, maxBatch: 500 } : undefined),
+    status: new StatusStore(db, db.kind === 'pg' ? { maxInFlight: 1, maxBatch: 1000, minIntervalMs: 20 } : undefined),
     sync: new SyncStore(db),
     groups: new GroupStore(db),
     pins: new PinStore(db),

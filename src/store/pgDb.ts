@@ -5,7 +5,7 @@
  */
 import pg from 'pg';
 import type { Logger } from 'winston';
-import { DbUnavailableError, type Db, type Queryable, type QueryResult } from './db.ts';
+import { DbUnavailableError, sqlState, type Db, type Queryable, type QueryResult } from './db.ts';
 
 /** Pool settings (ms). */
 export interface PgOptions {
@@ -22,6 +22,12 @@ export interface PgOptions {
   idleTimeoutMs: number;
   /** application_name shown in pg_stat_activity. */
   applicationName?: string;
+  /**
+   * Run statements that have parameters as named prepared statements: PostgreSQL parses
+   * and plans each distinct SQL text once per connection instead of on every call. Off
+   * for poolers that cannot keep prepared statements (PgBouncer in transaction mode before 1.21).
+   */
+  preparedStatements?: boolean;
   /** Timing callbacks (metrics): pool wait and statement time, ms. */
   observer?: DbObserver;
 }
@@ -59,6 +65,34 @@ function wrap(err: unknown): unknown {
   return isConnectionError(err) && !(err instanceof DbUnavailableError) ? new DbUnavailableError('database unavailable', err) : err;
 }
 
+/**
+ * Names for prepared statements: one per distinct SQL text, the same in every connection
+ * of the pool (pg prepares a name on a connection the first time it runs there). Bounded:
+ * past {@link MAX_PREPARED} distinct texts, new ones run unnamed.
+ */
+class StatementNames {
+  private readonly byText = new Map<string, string | null>();
+  constructor(private readonly enabled: boolean) {}
+  /** The name for `sql`, or undefined to run it unnamed. */
+  of(sql: string): string | undefined {
+    if (!this.enabled) return undefined;
+    let n = this.byText.get(sql);
+    if (n === undefined) {
+      if (this.byText.size >= MAX_PREPARED) return undefined;
+      n = `chat_${this.byText.size + 1}`;
+      this.byText.set(sql, n);
+    }
+    return n ?? undefined;
+  }
+  /** Never prepare `sql` again (its prepared plan went stale). */
+  forget(sql: string): void {
+    this.byText.set(sql, null);
+  }
+}
+
+/** Distinct statement texts prepared at most (our SQL is a fixed set of about 100). */
+const MAX_PREPARED = 500;
+
 /** Create a pool-backed {@link Db}. Does not connect until the first query. */
 export function createPgDb(opts: PgOptions, logger: Logger): Db & { poolStats(): PoolStats } {
   const pool = new pg.Pool({
@@ -80,12 +114,21 @@ export function createPgDb(opts: PgOptions, logger: Logger): Db & { poolStats():
   pool.on('error', (err) => logger.warn('idle database connection failed', { err: err.message }));
 
   const obs = opts.observer;
+  const names = new StatementNames(opts.preparedStatements ?? false);
   const run = async <T>(q: { query: pg.Pool['query'] }, sql: string, params?: readonly unknown[]): Promise<QueryResult<T>> => {
     const t0 = obs ? performance.now() : 0;
+    const values = params as unknown[] | undefined;
+    const name = values?.length ? names.of(sql) : undefined;
     try {
-      const r = await q.query(sql, params as unknown[] | undefined);
+      const r = name ? await q.query({ name, text: sql, values }) : await q.query(sql, values);
       return { rows: r.rows as T[], rowCount: r.rowCount ?? 0 };
     } catch (err) {
+      if (name && sqlState(err) === '0A000') {
+        // "cached plan must not change result type": a table behind `SELECT *` changed
+        // under a prepared statement (a migration by a newer instance). Stop preparing it.
+        names.forget(sql);
+        return run<T>(q, sql, params);
+      }
       throw wrap(err);
     } finally {
       if (obs) obs.query(performance.now() - t0);
