@@ -5,7 +5,7 @@
  */
 import pg from 'pg';
 import type { Logger } from 'winston';
-import { DbUnavailableError, sqlState, type Db, type Queryable, type QueryResult } from './db.ts';
+import { DbUnavailableError, sqlState, type Db, type Queryable, type QueryOptions, type QueryResult } from './db.ts';
 
 /** Pool settings (ms). */
 export interface PgOptions {
@@ -23,9 +23,10 @@ export interface PgOptions {
   /** application_name shown in pg_stat_activity. */
   applicationName?: string;
   /**
-   * Run statements that have parameters as named prepared statements: PostgreSQL parses
-   * and plans each distinct SQL text once per connection instead of on every call. Off
-   * for poolers that cannot keep prepared statements (PgBouncer in transaction mode before 1.21).
+   * Honour {@link QueryOptions.prepare}: run those statements as named prepared statements
+   * (PostgreSQL parses each distinct SQL text once per connection instead of on every
+   * call). Off for poolers that cannot keep prepared statements (PgBouncer in transaction
+   * mode before 1.21).
    */
   preparedStatements?: boolean;
   /** Timing callbacks (metrics): pool wait and statement time, ms. */
@@ -115,10 +116,10 @@ export function createPgDb(opts: PgOptions, logger: Logger): Db & { poolStats():
 
   const obs = opts.observer;
   const names = new StatementNames(opts.preparedStatements ?? false);
-  const run = async <T>(q: { query: pg.Pool['query'] }, sql: string, params?: readonly unknown[]): Promise<QueryResult<T>> => {
+  const run = async <T>(q: { query: pg.Pool['query'] }, sql: string, params?: readonly unknown[], qo?: QueryOptions): Promise<QueryResult<T>> => {
     const t0 = obs ? performance.now() : 0;
     const values = params as unknown[] | undefined;
-    const name = values?.length ? names.of(sql) : undefined;
+    const name = qo?.prepare && values?.length ? names.of(sql) : undefined;
     try {
       const r = name ? await q.query({ name, text: sql, values }) : await q.query(sql, values);
       return { rows: r.rows as T[], rowCount: r.rowCount ?? 0 };
@@ -157,11 +158,11 @@ export function createPgDb(opts: PgOptions, logger: Logger): Db & { poolStats():
     }
   };
   /** One statement on a pooled connection (pool wait and statement timed separately). */
-  const pooled = async <T>(sql: string, params?: readonly unknown[]): Promise<QueryResult<T>> => {
+  const pooled = async <T>(sql: string, params?: readonly unknown[], qo?: QueryOptions): Promise<QueryResult<T>> => {
     const client = await acquire();
     let broken = false;
     try {
-      return await run<T>(client as unknown as pg.Pool, sql, params);
+      return await run<T>(client as unknown as pg.Pool, sql, params, qo);
     } catch (err) {
       broken = isConnectionError(err);
       throw err;
@@ -172,11 +173,11 @@ export function createPgDb(opts: PgOptions, logger: Logger): Db & { poolStats():
 
   return {
     kind: 'pg',
-    query: (sql, params) => pooled(sql, params),
+    query: (sql, params, qo) => pooled(sql, params, qo),
     poolStats: () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount }),
     async transaction(fn) {
       const client = await acquire();
-      const tx: Queryable = { query: (sql, params) => run(client as unknown as pg.Pool, sql, params) };
+      const tx: Queryable = { query: (sql, params, qo) => run(client as unknown as pg.Pool, sql, params, qo) };
       let broken = false;
       try {
         await tx.query('BEGIN');

@@ -111,6 +111,7 @@ export class RelationStore {
          UNION SELECT me.u, br.blocker_id::text FROM me JOIN blocked_relationships br ON br.blocked_id = me.u::bigint)
        SELECT c.u, c.id FROM c WHERE c.id <> c.u AND NOT EXISTS (SELECT 1 FROM b WHERE b.u = c.u AND b.id = c.id)`,
       [userIds],
+      { prepare: true },
     );
     const byUser = new Map<string, Set<string>>();
     for (const id of userIds) if (!byUser.has(id)) byUser.set(id, new Set());

@@ -33,6 +33,7 @@ export class StatusStore {
          last_seen = CASE WHEN EXCLUDED.is_online THEN user_status.last_seen ELSE now() END, updated_at = now()
        RETURNING user_id, last_seen`,
       [[...last.keys()], [...last.values()]],
+      { prepare: true },
     );
     const byUser = new Map(rows.map((r) => [r.user_id, r.last_seen]));
     return items.map((it) => byUser.get(it.userId) ?? null);

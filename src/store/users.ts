@@ -69,6 +69,7 @@ export class UserStore {
        LEFT JOIN users_auth u ON u.user_id = r.uid LEFT JOIN user_profile_info p ON p.user_id = u.user_id
        ORDER BY r.i`,
       [items.map((x) => x.userId), items.map((x) => x.jti)],
+      { prepare: true },
     );
     return rows.map((r) => ({ revoked: r.revoked === true, xmin: String(r.xmin), user: r.user_id == null ? null : toUser(r) }));
   }
@@ -99,6 +100,7 @@ export class UserStore {
        WHERE NOT EXISTS (SELECT 1 FROM users_auth u WHERE u.user_id = s.uid)
           OR (s.jti IS NOT NULL AND EXISTS (SELECT 1 FROM jwt_revocation r WHERE r.jti = s.jti))`,
       [sessions.map((s) => s.userId), sessions.map((s) => s.jti)],
+      { prepare: true },
     );
     return rows.map((r) => Number(r.i) - 1);
   }

@@ -1,0 +1,76 @@
+/**
+ * Named prepared statements (store/pgDb.ts, QueryOptions.prepare) on real PostgreSQL:
+ * the statement is prepared once per connection and reused; without the option, or with
+ * DB_PREPARED_STATEMENTS off, nothing is prepared; a prepared `SELECT *` whose table
+ * changed underneath (a newer instance's migration) falls back to unnamed runs instead of
+ * failing.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLogger } from '../../src/observability/logger.ts';
+import type { Db } from '../../src/store/db.ts';
+import { createPgDb } from '../../src/store/pgDb.ts';
+import { createTestDatabase, onPostgres, type TestDatabase } from '../helpers/db.ts';
+
+let database: TestDatabase;
+
+function open(preparedStatements: boolean): Db {
+  return createPgDb(
+    { connectionString: database.url, poolSize: 1, statementTimeoutMs: 5000, connectTimeoutMs: 5000, idleTimeoutMs: 10_000, preparedStatements },
+    createLogger('error', { silent: true }),
+  );
+}
+
+/** Names of the statements prepared on the pool's (single) connection. */
+async function prepared(db: Db): Promise<string[]> {
+  const { rows } = await db.query<{ name: string }>('SELECT name FROM pg_prepared_statements ORDER BY name');
+  return rows.map((r) => r.name);
+}
+
+describe.skipIf(!onPostgres)('prepared statements (PostgreSQL)', () => {
+  beforeAll(async () => {
+    database = await createTestDatabase();
+  });
+  afterAll(async () => {
+    await database?.drop();
+  });
+
+  it('prepares a statement once per connection when asked, and only then', async () => {
+    const db = open(true);
+    try {
+      await db.query('SELECT $1::int + 1 AS n', [1]);
+      expect(await prepared(db)).toEqual([]);
+      for (let i = 0; i < 3; i++) {
+        const { rows } = await db.query<{ n: number }>('SELECT $1::int + 2 AS n', [i], { prepare: true });
+        expect(rows[0]!.n).toBe(i + 2);
+      }
+      expect(await prepared(db)).toHaveLength(1);
+    } finally {
+      await db.close();
+    }
+  });
+
+  it('prepares nothing with DB_PREPARED_STATEMENTS off', async () => {
+    const db = open(false);
+    try {
+      await db.query('SELECT $1::int + 3 AS n', [1], { prepare: true });
+      expect(await prepared(db)).toEqual([]);
+    } finally {
+      await db.close();
+    }
+  });
+
+  it('falls back to unnamed runs when a prepared SELECT * changes its result type', async () => {
+    const db = open(true);
+    try {
+      await db.query('CREATE TABLE prep_t (id int PRIMARY KEY, a text)');
+      await db.query("INSERT INTO prep_t VALUES (1, 'x')");
+      const sql = 'SELECT * FROM prep_t WHERE id = $1';
+      expect((await db.query(sql, [1], { prepare: true })).rows).toEqual([{ id: 1, a: 'x' }]);
+      await db.query('ALTER TABLE prep_t ADD COLUMN b int DEFAULT 7');
+      expect((await db.query(sql, [1], { prepare: true })).rows).toEqual([{ id: 1, a: 'x', b: 7 }]);
+      expect((await db.query(sql, [1], { prepare: true })).rows).toEqual([{ id: 1, a: 'x', b: 7 }]);
+    } finally {
+      await db.close();
+    }
+  });
+});
