@@ -9,7 +9,16 @@ import { bundleServer } from '../lib/bundle.ts';
 
 /** Bundle `entry` (relative to `repoRoot`); resolves to the output path relative to `repoRoot`. */
 export async function bundleEntry(repoRoot: string, entry: string): Promise<string> {
-  const name = entry.replace(/^.*\//, '').replace(/\.ts$/, '');
-  await bundleServer(repoRoot, { [name]: entry }, '.tmp/bench-build');
-  return `.tmp/bench-build/${name}.mjs`;
+  return (await bundleEntries(repoRoot, [entry]))[0]!;
+}
+
+/**
+ * Bundle several entries in one build (shared chunks); resolves their output paths
+ * relative to `repoRoot`, in order. A bundled `cluster-server` forks the `server` bundle
+ * beside it, as `npm run start:cluster:prod` does.
+ */
+export async function bundleEntries(repoRoot: string, entries: readonly string[]): Promise<string[]> {
+  const names = entries.map((e) => e.replace(/^.*\//, '').replace(/\.ts$/, ''));
+  await bundleServer(repoRoot, Object.fromEntries(names.map((n, i) => [n, entries[i]!])), '.tmp/bench-build');
+  return names.map((n) => `.tmp/bench-build/${n}.mjs`);
 }

@@ -142,12 +142,12 @@ export const SERVER_ENTRY = process.env.BENCH_SERVER_ENTRY ?? 'src/server.ts';
 export const CLUSTER_ENTRY = process.env.BENCH_CLUSTER_ENTRY ?? 'cluster-server.ts';
 
 /**
- * Start the single-process server (`ctx.serverEntry`, under tsx unless bundled) or the
- * cluster entry (always under tsx) for run `label`, logging to the infra log dir.
+ * Start the single-process server (`ctx.serverEntry`) or the cluster entry
+ * (`ctx.clusterEntry`), under tsx unless bundled, for run `label`, logging to the infra log dir.
  */
 export function bootServer(ctx: BenchContext, env: Record<string, string>, label: string, cluster = false): Promise<ServerProcess> {
-  const entry = cluster ? CLUSTER_ENTRY : ctx.serverEntry;
-  const loader = !cluster && entry.endsWith('.mjs') ? 'none' : 'tsx';
+  const entry = cluster ? ctx.clusterEntry : ctx.serverEntry;
+  const loader = entry.endsWith('.mjs') ? 'none' : 'tsx';
   return startServer(env, { cwd: REPO_ROOT, entry, loader, logFile: join(ctx.infra.logDir, `${label}.log`), readyTimeoutMs: 90_000 });
 }
 
@@ -251,4 +251,6 @@ export interface BenchContext {
   infra: Infra;
   /** {@link SERVER_ENTRY}, or its esbuild bundle (`.mjs`, run on plain node) with `--bundle`. */
   serverEntry: string;
+  /** {@link CLUSTER_ENTRY}, or its bundle with `--bundle`. */
+  clusterEntry: string;
 }

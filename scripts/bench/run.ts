@@ -13,7 +13,7 @@ import { anyMiss, renderTable, summarizeRuns, type RunResult, type ScenarioOutco
 import { clusterFigures, latencyFigures, measureDm, memoryFigures, throughputFigures, type DmMeasure } from './scenarios/dm.ts';
 import { connectFigures, idleFigures, measureConnections } from './scenarios/connections.ts';
 import { groupFigures, measureGroup } from './scenarios/group.ts';
-import { bundleEntry } from './bundle.ts';
+import { bundleEntries } from './bundle.ts';
 
 const TITLES: Record<ScenarioId, string> = {
   'dm-throughput': 'durable DM throughput (encrypt, commit, ack, deliver to every recipient device)',
@@ -159,11 +159,12 @@ async function main(): Promise<void> {
   if (!existsSync(join(REPO_ROOT, SERVER_ENTRY))) {
     out.fail([...SCENARIO_IDS], 'error', `${SERVER_ENTRY} not found`);
   } else {
-    log(`server ${SERVER_ENTRY}${opts.bundle ? ' (bundled, plain node)' : ' (node --import tsx)'}; scenarios ${opts.scenarios.join(', ')}; ${opts.runs} run(s) of ${opts.warmupMs / 1000}+${opts.durationMs / 1000} s; ${opts.loadgens} load generators`);
+    log(`server ${SERVER_ENTRY} (cluster: ${CLUSTER_ENTRY})${opts.bundle ? ' (bundled, plain node)' : ' (node --import tsx)'}; scenarios ${opts.scenarios.join(', ')}; ${opts.runs} run(s) of ${opts.warmupMs / 1000}+${opts.durationMs / 1000} s; ${opts.loadgens} load generators`);
     try {
-      const serverEntry = opts.bundle ? await bundleEntry(REPO_ROOT, SERVER_ENTRY) : SERVER_ENTRY;
+      // With --bundle both the single process and the cluster run as built (plain node).
+      const [serverEntry, clusterEntry] = opts.bundle ? await bundleEntries(REPO_ROOT, [SERVER_ENTRY, CLUSTER_ENTRY]) : [SERVER_ENTRY, CLUSTER_ENTRY];
       const infra = await startInfra(opts.keepLogs);
-      ctx = { opts, infra, serverEntry };
+      ctx = { opts, infra, serverEntry: serverEntry!, clusterEntry: clusterEntry! };
       log(`database: ${infra.givenDb ? 'BENCH_DATABASE_URL' : `private PostgreSQL on port ${infra.ownPg!.port}`}; server logs in ${infra.logDir}`);
       try {
         await runAll(ctx, out);

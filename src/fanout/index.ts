@@ -79,7 +79,7 @@ export function newInstanceId(): string {
 
 async function redisDistribution(cfg: Config, logger: Logger): Promise<Distribution> {
   // Loaded only when Redis is configured (the redis client is not needed otherwise).
-  const [{ RedisPresence }, { RedisBus }, { closeRedis, createRedis, waitReady }] = await Promise.all([
+  const [{ RedisPresence }, { RedisBus }, { closeRedis, COMMAND_STALL_WATCH, createRedis, waitReady }] = await Promise.all([
     import('../presence/redisPresence.ts'),
     import('./redisBus.ts'),
     import('./redisClient.ts'),
@@ -87,7 +87,7 @@ async function redisDistribution(cfg: Config, logger: Logger): Promise<Distribut
   const url = cfg.redisUrl!;
   const prefix = cfg.redisKeyPrefix;
   const instanceId = newInstanceId();
-  const cmd = createRedis(url, 'command', logger);
+  const cmd = createRedis(url, 'command', logger, { stallWatch: COMMAND_STALL_WATCH });
   const sub = createRedis(url, 'subscriber', logger);
   const [a, b] = await Promise.all([waitReady(cmd, REDIS_STARTUP_WAIT_MS), waitReady(sub, REDIS_STARTUP_WAIT_MS)]);
   if (!a || !b) logger.warn('redis not reachable at startup: serving degraded (this process only) until it is');
