@@ -5,7 +5,7 @@
  * for a process's RSS and CPU time.
  */
 import { spawn } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort, isAlive, signalPid, track, untrack, waitExit, waitUntil } from './proc.ts';
@@ -55,15 +55,34 @@ export function rssOf(pid: number): number {
   }
 }
 
-/** CPU time (utime + stime) of `pid` in seconds from /proc/PID/stat (0 when unreadable; assumes 100 ticks/s). */
+/**
+ * CPU time (utime + stime) of `pid` and of its live child processes (the cluster
+ * server's workers), in seconds from /proc/PID/stat (0 when unreadable; assumes 100 ticks/s).
+ */
 export function cpuSecondsOf(pid: number): number {
+  const own = statOf(pid);
+  if (!own) return 0;
+  let total = own.cpu;
+  try {
+    for (const d of readdirSync('/proc')) {
+      if (!/^\d+$/.test(d) || Number(d) === pid) continue;
+      const st = statOf(Number(d));
+      if (st && st.ppid === pid) total += st.cpu;
+    }
+  } catch {
+    // /proc unreadable: own time only
+  }
+  return total;
+}
+
+function statOf(pid: number): { ppid: number; cpu: number } | null {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
+    // Fields after the parenthesised command name: state is field 3, ppid 4, utime 14, stime 15.
     const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(rest[11]) + Number(rest[12])) / 100;
+    return { ppid: Number(rest[1]), cpu: (Number(rest[11]) + Number(rest[12])) / 100 };
   } catch {
-    return 0;
+    return null;
   }
 }
 

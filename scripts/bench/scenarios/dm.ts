@@ -61,7 +61,7 @@ export async function measureDm(ctx: BenchContext, rate: number, target: DmTarge
     const rssConnected = target.cluster ? 0 : server.rssBytes();
     const gen = `${target.label.replace(/[^a-z0-9]/gi, '')}${Date.now() % 1e6}`;
     const plans = splitPlans({ kind: 'dm', gen, startAt: nowMs() + 1000, warmupMs: opts.warmupMs, durationMs: opts.durationMs, contentBytes: opts.contentBytes }, senders, rate);
-    const traffic = await driveTraffic(lg, plans, D, opts, target.cluster ? undefined : server);
+    const traffic = await driveTraffic(lg, plans, D, opts, server);
     assertAlive(server, 'during the run');
     await sleep(1000);
     const rssAfter = target.cluster ? 0 : server.rssBytes();
@@ -143,6 +143,10 @@ export function clusterFigures(cluster: DmMeasure, single: DmMeasure): RunResult
       { name: '1-process acked DM/s (ack <= 1 s)', unit: '/s', value: s.ackedPerSec },
       { name: 'cluster ack p99', unit: 'ms', value: c.ack.p99 },
       { name: '1-process ack p99', unit: 'ms', value: s.ack.p99 },
+      { name: 'cluster ack p50', unit: 'ms', value: c.ack.p50 },
+      { name: '1-process ack p50', unit: 'ms', value: s.ack.p50 },
+      { name: 'cluster CPU (primary + workers)', unit: '% core', value: c.serverCpuPct },
+      { name: '1-process CPU', unit: '% core', value: s.serverCpuPct },
       { name: 'cluster lost', unit: 'msgs', value: c.lost, target: { op: '==', value: 0, judge: 'worst' } },
     ],
     info: { cluster: info(cluster), single: { rate: single.rate, traffic: single.traffic } },
