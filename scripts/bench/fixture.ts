@@ -13,7 +13,7 @@ import winston from 'winston';
 import { createPgDb } from '../../src/store/pgDb.ts';
 import { applyDevSchema } from '../../src/store/migrate.ts';
 import { addFollows, upsertUsers, type DevUser } from '../../src/store/devData.ts';
-import { createDatabase, startPostgres, startRedis, startServer, tail, type PostgresService, type RedisService, type ServerProcess } from '../lib/services.ts';
+import { createDatabase, prodNodeFlags, startPostgres, startRedis, startServer, tail, type PostgresService, type RedisService, type ServerProcess } from '../lib/services.ts';
 import { track, untrack, waitExit } from '../lib/proc.ts';
 import type { BenchOptions } from './args.ts';
 import type { LgReply, LgRequest } from './ipc.ts';
@@ -148,7 +148,9 @@ export const CLUSTER_ENTRY = process.env.BENCH_CLUSTER_ENTRY ?? 'cluster-server.
 export function bootServer(ctx: BenchContext, env: Record<string, string>, label: string, cluster = false): Promise<ServerProcess> {
   const entry = cluster ? ctx.clusterEntry : ctx.serverEntry;
   const loader = entry.endsWith('.mjs') ? 'none' : 'tsx';
-  return startServer(env, { cwd: REPO_ROOT, entry, loader, logFile: join(ctx.infra.logDir, `${label}.log`), readyTimeoutMs: 90_000 });
+  // A build runs with the node options of `npm run start:prod` (workers inherit them).
+  const nodeFlags = loader === 'none' ? prodNodeFlags(REPO_ROOT) : [];
+  return startServer(env, { cwd: REPO_ROOT, entry, loader, nodeFlags, logFile: join(ctx.infra.logDir, `${label}.log`), readyTimeoutMs: 90_000 });
 }
 
 /** Throw (with the log tail) when the server process is gone: a crash during a run is a failure, not a figure. */

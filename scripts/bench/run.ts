@@ -89,7 +89,7 @@ async function runAll(ctx: BenchContext, out: Outcomes): Promise<void> {
   const { opts } = ctx;
   const baseline: DmMeasure[] = [];
   await repeat(out, ['dm-throughput', 'memory'], opts.runs, async (r) => {
-    const m = await measureDm(ctx, opts.throughputRate, { label: `dmtp_r${r}` });
+    const m = await measureDm(ctx, opts.throughputRate, { label: `dmtp_r${r}`, settle: out.has('memory') });
     if (m.unavailable) return m.unavailable;
     baseline.push(m);
     out.add('dm-throughput', throughputFigures(m));

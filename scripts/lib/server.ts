@@ -18,6 +18,8 @@ export interface ServerOptions {
   entry?: string;
   /** `tsx` (default): run with `node --import tsx`; `none`: plain `node` (a compiled .mjs entry). */
   loader?: 'tsx' | 'none';
+  /** Node options before the entry (e.g. the flags `npm run start:prod` uses). */
+  nodeFlags?: readonly string[];
   /** Bound on reaching `/ready` 200, ms (default 60 000). */
   readyTimeoutMs?: number;
   /** File receiving the server's stdout and stderr (default: a temp file, deleted by a clean `stop()`). */
@@ -108,7 +110,7 @@ export async function startServer(env: Record<string, string>, opts: ServerOptio
   const logFile = opts.logFile ?? join(ownLogDir!, 'server.log');
   const fullEnv: Record<string, string> = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp', HOST: '127.0.0.1', ...env, PORT: String(port) };
   const logFd = openSync(logFile, 'a');
-  const nodeArgs = opts.loader === 'none' ? [] : ['--import', 'tsx'];
+  const nodeArgs = [...(opts.nodeFlags ?? []), ...(opts.loader === 'none' ? [] : ['--import', 'tsx'])];
   const child = spawn(process.execPath, [...nodeArgs, entry], { cwd: opts.cwd, env: fullEnv, stdio: ['ignore', logFd, logFd] });
   closeSync(logFd);
   if (!child.pid) throw new Error(`${entry}: spawn failed`);
@@ -155,4 +157,14 @@ export async function startServer(env: Record<string, string>, opts: ServerOptio
       return clean;
     },
   };
+}
+
+/**
+ * The node options of `npm run start:prod` (the `--…` words between `node` and the entry
+ * in package.json), so that benchmarks run the build exactly as production does.
+ */
+export function prodNodeFlags(repoRoot: string): string[] {
+  const pkg = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { scripts?: Record<string, string> };
+  const words = (pkg.scripts?.['start:prod'] ?? '').trim().split(/\s+/);
+  return words[0] === 'node' ? words.slice(1).filter((w) => w.startsWith('--')) : [];
 }

@@ -18,7 +18,7 @@ import { freePort, isAlive, signalPid, track, untrack, waitExit, waitUntil } fro
 import { tail } from './server.ts';
 
 export { freePort, killAllTracked, sleep, waitUntil } from './proc.ts';
-export { startServer, rssOf, cpuSecondsOf, tail, type ServerOptions, type ServerProcess } from './server.ts';
+export { startServer, rssOf, cpuSecondsOf, prodNodeFlags, tail, type ServerOptions, type ServerProcess } from './server.ts';
 
 /** Directory of the PostgreSQL 15 binaries. */
 export const PG_BIN = process.env.PG_BIN ?? '/usr/lib/postgresql/15/bin';

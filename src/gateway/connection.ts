@@ -4,6 +4,7 @@
  * token refresh and expiry, protocol-error budget, outbound backpressure.
  */
 import { randomUUID } from 'node:crypto';
+import type { Duplex } from 'node:stream';
 import { WebSocket, type RawData } from 'ws';
 import type { Identity } from '../auth/identity.ts';
 import { encodeCursor } from '../chat/cursor.ts';
@@ -82,8 +83,14 @@ export class Connection {
    * buffers freed) instead (PROTOCOL §2.3 slow consumer).
    */
   sendRaw(frame: string | Buffer): void {
+    this.write(frame, true);
+  }
+
+  /** {@link sendRaw}; `count` false when the caller counts the frame (fan-outs count once per delivery). */
+  private write(frame: string | Buffer, count: boolean): void {
     if (this.closed) return;
     if (this.deferred) {
+      // Held during admission: deliveries, already counted by the registry.
       this.deferred.push(frame);
       return;
     }
@@ -92,8 +99,30 @@ export class Connection {
       this.close(CloseCode.SLOW_CONSUMER, 'Slow consumer', 1000);
       return;
     }
-    this.host.metrics?.frameOut(frame);
+    if (count) this.host.metrics?.frameOut(frame);
     this.ws.send(frame, { binary: false });
+  }
+
+  /**
+   * Write a frame of a fan-out: `wsFrame` is the complete WebSocket frame (see
+   * ./wsFrame.ts) of `payload`, built once for every recipient and written straight to
+   * the socket. Same rules as {@link sendRaw} (held back during admission, 4503 past the
+   * queue limit). Falls back to {@link sendRaw} with permessage-deflate (frames differ per
+   * socket then) or when the socket is not open. Metrics are the caller's (once per fan-out).
+   */
+  sendPrepared(wsFrame: Buffer, payload: Buffer): void {
+    if (this.closed) return;
+    const sock = this.ws as ConnSocket;
+    if (this.deferred || this.host.settings.wsCompression || sock.readyState !== WebSocket.OPEN) {
+      this.write(payload, false);
+      return;
+    }
+    if (sock.bufferedAmount + wsFrame.length > this.host.settings.sendQueueLimitBytes) {
+      this.host.logger.warn('slow consumer disconnected', { connId: this.id, userId: this.identity?.user.id, buffered: sock.bufferedAmount });
+      this.close(CloseCode.SLOW_CONSUMER, 'Slow consumer', 1000);
+      return;
+    }
+    sock.rawSocket().write(wsFrame);
   }
 
   /** Serialise and send one frame, adding `requestId` when given. */
@@ -263,7 +292,7 @@ export class Connection {
         this.identity = id;
         this.host.deadlines.auth.clear(this);
         this.sendFrame(authSuccessFrame(id.user, id.expiresAtMs, encodeCursor({ x: id.xmin, i: '', t: Date.now() })), requestId);
-        for (const f of deferred) this.sendRaw(f);
+        for (const f of deferred) this.write(f, false);
       }
     }
     if (!admitted || this.closed) return;
@@ -302,6 +331,15 @@ export class Connection {
  */
 export class ConnSocket extends WebSocket {
   conn!: Connection;
+
+  /**
+   * The underlying TCP socket (`ws` keeps it as `_socket`). Written to directly only with
+   * complete frames and only while open and without permessage-deflate, when `ws`'s own
+   * sender never holds data back, so frame order is kept.
+   */
+  rawSocket(): Duplex {
+    return (this as unknown as { _socket: Duplex })._socket;
+  }
 }
 
 function onSocketMessage(this: WebSocket, data: RawData, isBinary: boolean): void {

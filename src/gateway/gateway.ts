@@ -59,7 +59,7 @@ export class Gateway implements GatewayHost {
   readonly verifier: TokenVerifier;
   readonly metrics?: GatewayMetrics;
   /** Authenticated connections by user (delivery target of the bus). */
-  readonly registry = new ConnectionRegistry<Connection>();
+  readonly registry = new ConnectionRegistry<Connection>((payload, n) => this.metrics?.framesOutMany(payload, n));
   readonly deadlines: ConnectionDeadlines = {
     auth: new DeadlineWheel<Connection>(DEADLINE_RESOLUTION_MS, (c) => c.authDeadlinePassed()),
     tokenWarning: new DeadlineWheel<Connection>(DEADLINE_RESOLUTION_MS, (c) => c.tokenExpiring()),

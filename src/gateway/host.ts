@@ -41,6 +41,8 @@ export interface GatewayMetrics {
   frameIn(): void;
   /** A frame was written (text, or its UTF-8 bytes). */
   frameOut(frame: string | Buffer): void;
+  /** The same frame was written to `n` connections (one fan-out). */
+  framesOutMany(frame: string | Buffer, n: number): void;
   commandDone(type: string, ms: number, errorCode: string | null): void;
   /** A message was committed (a send acknowledged without `duplicate`). */
   messageStored(): void;

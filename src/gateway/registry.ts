@@ -3,12 +3,15 @@
  * delivery's frame (serialised once) is written to every open connection of its users.
  */
 import type { Delivery } from '../fanout/bus.ts';
+import { encodeTextFrame } from './wsFrame.ts';
 
 /** What the registry needs of a connection. */
 export interface Deliverable {
   readonly id: string;
   /** Write a serialised frame (text; a Buffer holds its UTF-8 bytes). */
   sendRaw(frame: string | Buffer): void;
+  /** Write a fan-out frame: the complete WebSocket frame of `payload`, shared by all recipients. */
+  sendPrepared?(wsFrame: Buffer, payload: Buffer): void;
   close(code: number, reason: string): void;
 }
 
@@ -19,6 +22,9 @@ export interface Deliverable {
 export class ConnectionRegistry<C extends Deliverable = Deliverable> {
   private readonly byUser = new Map<string, C[]>();
   private count = 0;
+
+  /** @param onFramesOut told once per delivery: its payload and how many connections it was written to (metrics) */
+  constructor(private readonly onFramesOut?: (payload: Buffer, n: number) => void) {}
 
   /** Register `conn` for `userId`. Resolves true when it is this process's first connection of that user. */
   add(userId: string, conn: C): boolean {
@@ -54,12 +60,13 @@ export class ConnectionRegistry<C extends Deliverable = Deliverable> {
 
   /**
    * Write a delivery to every matching local connection; then close them if asked.
-   * The frame is encoded to UTF-8 once and the same bytes go to every connection.
-   * Resolves frames written.
+   * The frame is encoded to UTF-8 and framed (RFC 6455) once, and the same bytes go to
+   * every connection. Resolves frames written.
    */
   deliver(d: Delivery): number {
     let n = 0;
     let data: Buffer | undefined;
+    let wsFrame: Buffer | undefined;
     for (const userId of d.userIds) {
       const list = this.byUser.get(userId);
       if (!list) continue;
@@ -68,12 +75,14 @@ export class ConnectionRegistry<C extends Deliverable = Deliverable> {
         if (conn.id === d.exceptConnId) continue;
         if (d.frame) {
           data ??= Buffer.from(d.frame, 'utf8');
-          conn.sendRaw(data);
+          if (conn.sendPrepared) conn.sendPrepared((wsFrame ??= encodeTextFrame(data)), data);
+          else conn.sendRaw(data);
           n++;
         }
         if (d.close) conn.close(d.close.code, d.close.reason);
       }
     }
+    if (n > 0 && data) this.onFramesOut?.(data, n);
     return n;
   }
 

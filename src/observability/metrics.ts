@@ -90,13 +90,17 @@ export class Metrics implements GatewayMetrics {
   }
 
   frameOut(frame: string | Buffer): void {
+    this.framesOutMany(frame, 1);
+  }
+
+  framesOutMany(frame: string | Buffer, n: number): void {
     // Frames start with {"type":"…" (builders put type first).
     const head = typeof frame === 'string' ? frame.slice(0, 64) : frame.toString('latin1', 0, 64);
     const end = head.indexOf('"', 9);
     const type = head.startsWith('{"type":"') && end > 9 ? head.slice(9, end) : 'other';
     let c = this.outChildren.get(type);
     if (!c) this.outChildren.set(type, (c = this.framesOut.labels(type)));
-    c.inc();
+    c.inc(n);
   }
 
   commandDone(type: string, ms: number, errorCode: string | null): void {
