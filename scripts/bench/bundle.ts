@@ -1,16 +1,11 @@
 /**
- * `--bundle`: compile a server entry (TypeScript) into one ESM file with esbuild (the one
- * tsx ships; packages stay external) so the server can run on plain `node`, without the
- * tsx loader's ~30 MB of RSS in the memory figures. Output goes to `<repo>/.tmp/bench-build/`
- * (gitignored), two levels below the repo root like `src/<dir>/`, so the server's
- * `new URL('../../sql/', import.meta.url)` still finds `sql/`.
+ * `--bundle`: build the server entries with the production esbuild configuration
+ * (../lib/bundle.ts: minified, dependencies bundled) so the bench runs them on plain
+ * `node` as `npm run start:prod` does, without the tsx loader's ~30 MB of RSS. Output goes
+ * to `<repo>/.tmp/bench-build/` (gitignored), two levels below the repo root like
+ * `src/<dir>/`, so the server's `new URL('../../sql/', import.meta.url)` still finds `sql/`.
  */
 import { bundleServer } from '../lib/bundle.ts';
-
-/** Bundle `entry` (relative to `repoRoot`); resolves to the output path relative to `repoRoot`. */
-export async function bundleEntry(repoRoot: string, entry: string): Promise<string> {
-  return (await bundleEntries(repoRoot, [entry]))[0]!;
-}
 
 /**
  * Bundle several entries in one build (shared chunks); resolves their output paths

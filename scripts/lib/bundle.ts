@@ -1,7 +1,7 @@
 /**
  * The one esbuild configuration for running the server on plain `node`: ESM, minified,
  * the npm dependencies bundled in (fewer module records and much less retained source
- * text: base RSS about 74 -> 63 MB idle on PostgreSQL), code splitting (so the lazily
+ * text: base RSS about 74 -> 59 MB idle on PostgreSQL), code splitting (so the lazily
  * imported Redis client stays out of start-up), chunks beside the entries.
  *
  * Left external, resolved from `node_modules` at run time: the native addons `ws` loads
@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { build } from 'esbuild';
 
 /** Packages that stay outside the bundle (see above). */
-export const BUNDLE_EXTERNAL = ['bufferutil', 'utf-8-validate', '@electric-sql/pglite', '@electric-sql/pglite/*', 'pg-native'];
+const BUNDLE_EXTERNAL = ['bufferutil', 'utf-8-validate', '@electric-sql/pglite', '@electric-sql/pglite/*', 'pg-native'];
 
 /** Bundle `entryPoints` (output name → entry path, relative to `repoRoot`) into `outdir` as `<name>.mjs`. */
 export async function bundleServer(repoRoot: string, entryPoints: Record<string, string>, outdir: string): Promise<void> {

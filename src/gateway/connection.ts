@@ -54,13 +54,13 @@ export class Connection {
    * @param bearer token from an `Authorization: Bearer` upgrade header, if any
    */
   constructor(
-    readonly ws: WebSocket,
+    readonly ws: ConnSocket,
     readonly ip: string,
     readonly host: GatewayHost,
     bearer: string | undefined,
   ) {
     // Shared listeners (no closures per connection): `this` is the socket, which knows its Connection.
-    (ws as ConnSocket).conn = this;
+    ws.conn = this;
     ws.on('message', onSocketMessage);
     ws.on('pong', onSocketPong);
     ws.on('close', onSocketClose);
@@ -94,35 +94,37 @@ export class Connection {
       this.deferred.push(frame);
       return;
     }
-    if (this.ws.bufferedAmount + frame.length > this.host.settings.sendQueueLimitBytes) {
-      this.host.logger.warn('slow consumer disconnected', { connId: this.id, userId: this.identity?.user.id, buffered: this.ws.bufferedAmount });
-      this.close(CloseCode.SLOW_CONSUMER, 'Slow consumer', 1000);
-      return;
-    }
+    if (this.overQueueLimit(frame.length)) return;
     if (count) this.host.metrics?.frameOut(frame);
     this.ws.send(frame, { binary: false });
   }
 
   /**
+   * True (and the connection closed 4503, terminated a second later) when `bytes` more
+   * would pass SEND_QUEUE_LIMIT_BYTES of queued output (PROTOCOL §2.3 slow consumer).
+   */
+  private overQueueLimit(bytes: number): boolean {
+    if (this.ws.bufferedAmount + bytes <= this.host.settings.sendQueueLimitBytes) return false;
+    this.host.logger.warn('slow consumer disconnected', { connId: this.id, userId: this.identity?.user.id, buffered: this.ws.bufferedAmount });
+    this.close(CloseCode.SLOW_CONSUMER, 'Slow consumer', 1000);
+    return true;
+  }
+
+  /**
    * Write a frame of a fan-out: `wsFrame` is the complete WebSocket frame (see
    * ./wsFrame.ts) of `payload`, built once for every recipient and written straight to
-   * the socket. Same rules as {@link sendRaw} (held back during admission, 4503 past the
-   * queue limit). Falls back to {@link sendRaw} with permessage-deflate (frames differ per
-   * socket then) or when the socket is not open. Metrics are the caller's (once per fan-out).
+   * the socket. Only without permessage-deflate (the registry decides). Same rules as
+   * {@link sendRaw} (held back during admission, 4503 past the queue limit); goes through
+   * `ws` when the socket is not open. Metrics are the caller's (once per fan-out).
    */
   sendPrepared(wsFrame: Buffer, payload: Buffer): void {
     if (this.closed) return;
-    const sock = this.ws as ConnSocket;
-    if (this.deferred || this.host.settings.wsCompression || sock.readyState !== WebSocket.OPEN) {
+    if (this.deferred || this.ws.readyState !== WebSocket.OPEN) {
       this.write(payload, false);
       return;
     }
-    if (sock.bufferedAmount + wsFrame.length > this.host.settings.sendQueueLimitBytes) {
-      this.host.logger.warn('slow consumer disconnected', { connId: this.id, userId: this.identity?.user.id, buffered: sock.bufferedAmount });
-      this.close(CloseCode.SLOW_CONSUMER, 'Slow consumer', 1000);
-      return;
-    }
-    sock.rawSocket().write(wsFrame);
+    if (this.overQueueLimit(wsFrame.length)) return;
+    this.ws.rawSocket().write(wsFrame);
   }
 
   /** Serialise and send one frame, adding `requestId` when given. */
@@ -342,6 +344,7 @@ export class ConnSocket extends WebSocket {
   }
 }
 
+// `ws` types listeners' `this` as WebSocket; every socket of the gateway is a ConnSocket.
 function onSocketMessage(this: WebSocket, data: RawData, isBinary: boolean): void {
   (this as ConnSocket).conn.onMessage(data, isBinary);
 }

@@ -59,7 +59,7 @@ export class Gateway implements GatewayHost {
   readonly verifier: TokenVerifier;
   readonly metrics?: GatewayMetrics;
   /** Authenticated connections by user (delivery target of the bus). */
-  readonly registry = new ConnectionRegistry<Connection>((payload, n) => this.metrics?.framesOutMany(payload, n));
+  readonly registry: ConnectionRegistry<Connection>;
   readonly deadlines: ConnectionDeadlines = {
     auth: new DeadlineWheel<Connection>(DEADLINE_RESOLUTION_MS, (c) => c.authDeadlinePassed()),
     tokenWarning: new DeadlineWheel<Connection>(DEADLINE_RESOLUTION_MS, (c) => c.tokenExpiring()),
@@ -77,6 +77,10 @@ export class Gateway implements GatewayHost {
     this.decoder = deps.decoder;
     this.verifier = deps.verifier;
     this.metrics = deps.metrics;
+    this.registry = new ConnectionRegistry<Connection>({
+      prepareFrames: !deps.settings.wsCompression,
+      onFramesOut: (payload, n) => this.metrics?.framesOutMany(payload, n),
+    });
     this.wss = new WebSocketServer({
       noServer: true,
       clientTracking: false,
@@ -128,7 +132,8 @@ export class Gateway implements GatewayHost {
     this.wss.handleUpgrade(req, socket, head, (ws) => {
       // From here the ws library handles socket errors (and destroys the socket).
       socket.removeListener('error', onError);
-      const conn = new Connection(ws, ip, this, bearer);
+      // The server's `WebSocket` option makes every accepted socket a ConnSocket.
+      const conn = new Connection(ws as ConnSocket, ip, this, bearer);
       this.all.add(conn);
     });
   }

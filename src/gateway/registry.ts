@@ -23,8 +23,12 @@ export class ConnectionRegistry<C extends Deliverable = Deliverable> {
   private readonly byUser = new Map<string, C[]>();
   private count = 0;
 
-  /** @param onFramesOut told once per delivery: its payload and how many connections it was written to (metrics) */
-  constructor(private readonly onFramesOut?: (payload: Buffer, n: number) => void) {}
+  /**
+   * @param opts.prepareFrames frame each delivery once and write it to every connection
+   *   with `sendPrepared` (not with permessage-deflate: compressed frames differ per socket)
+   * @param opts.onFramesOut told once per delivery: its payload and how many connections it was written to (metrics)
+   */
+  constructor(private readonly opts: { prepareFrames?: boolean; onFramesOut?: (payload: Buffer, n: number) => void } = {}) {}
 
   /** Register `conn` for `userId`. Resolves true when it is this process's first connection of that user. */
   add(userId: string, conn: C): boolean {
@@ -60,10 +64,11 @@ export class ConnectionRegistry<C extends Deliverable = Deliverable> {
 
   /**
    * Write a delivery to every matching local connection; then close them if asked.
-   * The frame is encoded to UTF-8 and framed (RFC 6455) once, and the same bytes go to
-   * every connection. Resolves frames written.
+   * The frame is encoded to UTF-8 (and, with `prepareFrames`, framed per RFC 6455) once,
+   * and the same bytes go to every connection. Resolves frames written.
    */
   deliver(d: Delivery): number {
+    const prepare = this.opts.prepareFrames;
     let n = 0;
     let data: Buffer | undefined;
     let wsFrame: Buffer | undefined;
@@ -75,14 +80,14 @@ export class ConnectionRegistry<C extends Deliverable = Deliverable> {
         if (conn.id === d.exceptConnId) continue;
         if (d.frame) {
           data ??= Buffer.from(d.frame, 'utf8');
-          if (conn.sendPrepared) conn.sendPrepared((wsFrame ??= encodeTextFrame(data)), data);
+          if (prepare && conn.sendPrepared) conn.sendPrepared((wsFrame ??= encodeTextFrame(data)), data);
           else conn.sendRaw(data);
           n++;
         }
         if (d.close) conn.close(d.close.code, d.close.reason);
       }
     }
-    if (n > 0 && data) this.onFramesOut?.(data, n);
+    if (n > 0 && data) this.opts.onFramesOut?.(data, n);
     return n;
   }
 
