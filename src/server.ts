@@ -3,6 +3,7 @@
  * (`/ready` 503 at once, new upgrades refused, open connections closed 1001 after their
  * in-flight commands) and exit within DRAIN_TIMEOUT_MS.
  */
+import cluster from 'node:cluster';
 import dotenv from 'dotenv';
 import { createApp, StartupError } from './app.ts';
 import { loadConfigOrExit } from './config.ts';
@@ -14,7 +15,9 @@ dotenv.config({ quiet: true });
 const cfg = loadConfigOrExit();
 const logger = createLogger(cfg.logLevel);
 
-const stopProfile = await startCpuProfile(process.env.CPU_PROFILE_FILE);
+// Under the cluster server each worker writes its own profile (`FILE.w<worker id>`).
+const profileFile = process.env.CPU_PROFILE_FILE;
+const stopProfile = await startCpuProfile(profileFile && cluster.isWorker ? `${profileFile}.w${cluster.worker!.id}` : profileFile);
 
 try {
   const app = await createApp(cfg, { logger });

@@ -1,20 +1,22 @@
 /**
  * Deployment-wide rate limits (PROTOCOL §1 connection rate, §4 per-user budgets):
- * RateLimiterRedis across hosts, RateLimiterCluster (counted by the primary) on one host.
+ * Redis windows with local leases across hosts (./leasedLimits.ts), RateLimiterCluster
+ * (counted by the primary) on one host.
  * Both fall back to this process's in-memory limits when the shared store fails, so a
  * Redis outage or a silent primary degrades to per-process limits instead of refusing or
  * allowing everything; the fallback is logged (at most every 30 s) and Redis health is
  * visible in /health.
  */
-import { RateLimiterCluster, RateLimiterMemory, RateLimiterRedis } from 'rate-limiter-flexible';
+import { RateLimiterCluster } from 'rate-limiter-flexible';
 import type { Logger } from '../observability/logger.ts';
 import { limitersFrom, memoryRateLimits, type LimitSpec, type RateLimits } from '../policy/rateLimits.ts';
+import { LeasedRedisLimits } from './leasedLimits.ts';
 import type { Redis } from './redisClient.ts';
 
 /**
  * `shared` limits, falling back to `local` ones for any call where `shared` rejects.
- * `degraded()` true means `shared` is answering from its own fallback (an insurance
- * limiter): only logged. Never rejects.
+ * `degraded()` true means `shared` cannot reach its store (Redis not ready): only
+ * logged. Never rejects.
  */
 export function withFallback(shared: RateLimits, local: RateLimits, logger: Logger, degraded: () => boolean = () => false): RateLimits {
   let lastLog = 0;
@@ -38,25 +40,12 @@ export function withFallback(shared: RateLimits, local: RateLimits, logger: Logg
 }
 
 /**
- * Limits in Redis under `<prefix>rl:<kind>:<key>` (fixed windows, atomic Lua in
- * rate-limiter-flexible), each with an in-memory insurance limiter used while Redis is
- * not ready.
+ * Limits in Redis under `<prefix>rl:<kind>:<key>` (fixed windows, leased to this
+ * instance a few points at a time: ./leasedLimits.ts), falling back to per-process limits
+ * while Redis cannot be asked.
  */
 export function redisRateLimits(spec: LimitSpec, client: Redis, prefix: string, logger: Logger): RateLimits {
-  const shared = limitersFrom(
-    spec,
-    (kind, points, duration) =>
-      new RateLimiterRedis({
-        storeClient: client,
-        useRedisPackage: true,
-        rejectIfRedisNotReady: true,
-        keyPrefix: `${prefix}rl:${kind}`,
-        points,
-        duration,
-        insuranceLimiter: new RateLimiterMemory({ keyPrefix: `insurance:${kind}`, points, duration }),
-      }),
-  );
-  return withFallback(shared, memoryRateLimits(spec), logger, () => !client.isReady);
+  return withFallback(new LeasedRedisLimits(client, spec, prefix), memoryRateLimits(spec), logger, () => !client.isReady);
 }
 
 /** Limits counted by the cluster primary (RateLimiterClusterMaster), per-process when it does not answer within 1 s. */
