@@ -1,7 +1,7 @@
 /**
  * Group commit (store/insertBatch.ts) on real PostgreSQL: concurrent inserts are stored
- * in multi-row statements with gap-free seq per conversation; repeated idempotency keys
- * inside a batch fall back to single inserts and resolve as duplicates, stored once.
+ * in multi-row statements with gap-free seq per conversation; idempotency keys repeated
+ * inside a batch, or already stored by an earlier one, resolve as duplicates, stored once.
  */
 import { randomBytes } from 'node:crypto';
 import { v7 as uuidv7 } from 'uuid';
@@ -62,5 +62,33 @@ describe.skipIf(!onPostgres)('insert batching (PostgreSQL)', () => {
     for (const r of rows) expect(r.seqs.map(Number)).toEqual(Array.from({ length: Number(r.n) }, (_, i) => i + 1));
     const last = await db.query<{ conversation_id: string; last_seq: string }>('SELECT conversation_id, last_seq::text FROM conversations');
     for (const c of last.rows) expect(Number(c.last_seq)).toBe(Number(rows.find((r) => r.conversation_id === c.conversation_id)!.n));
+  });
+
+  it('a batch carrying keys stored earlier (client retries) stores the rest once, seq gap-free', async () => {
+    const store = new MessageStore(db, { maxInFlight: 1, maxBatch: 64 });
+    const cipher = new BodyCipher([['k1', randomBytes(32)]]);
+    const msg = (i: number, key: string) => {
+      const id = uuidv7();
+      return { id, conversationId: 'conv_7_8', kind: 'direct' as const, userA: '7', userB: '8', senderId: '7', recipientId: '8', groupId: null, sealed: cipher.seal(`r${i}`, id), replyTo: null, clientMessageId: key, mentions: null, isAnnouncement: false };
+    };
+    const first = await Promise.all(Array.from({ length: 20 }, (_, i) => store.insert(msg(i, `r${i}`))));
+    expect(first.every((r) => !r.duplicate)).toBe(true);
+    // Retries of r0..r9 mixed with new keys n0..n19, all concurrent (batched together).
+    const jobs: Promise<InsertResult>[] = [];
+    for (let i = 0; i < 20; i++) {
+      jobs.push(store.insert(msg(100 + i, `n${i}`)));
+      if (i < 10) jobs.push(store.insert(msg(200 + i, `r${i}`)));
+    }
+    const second = await Promise.all(jobs);
+    const dups = second.filter((r) => r.duplicate);
+    expect(dups).toHaveLength(10);
+    for (const d of dups) if (d.duplicate) expect(d.existing.clientMessageId).toMatch(/^r\d$/);
+    const { rows } = await db.query<{ seqs: string[]; keys: string[] }>(
+      "SELECT array_agg(seq::text ORDER BY seq) AS seqs, array_agg(client_message_id ORDER BY seq) AS keys FROM private_messages WHERE conversation_id = 'conv_7_8'",
+    );
+    expect(rows[0]!.seqs.map(Number)).toEqual(Array.from({ length: 40 }, (_, i) => i + 1));
+    expect(new Set(rows[0]!.keys).size).toBe(40);
+    const conv = await db.query<{ last_seq: string }>("SELECT last_seq::text FROM conversations WHERE conversation_id = 'conv_7_8'");
+    expect(Number(conv.rows[0]!.last_seq)).toBe(40);
   });
 });

@@ -4,6 +4,7 @@
  * processes. Feeds the dm-throughput, dm-latency, memory and cluster scenarios.
  */
 import { sleep } from '../../lib/proc.ts';
+import { cpuSecondsOf } from '../../lib/server.ts';
 import { assertAlive, bootServer, ensureRedis, freshDatabase, LoadGens, seed, serverEnv, sourceAddress, type BenchContext } from '../fixture.ts';
 import type { ClientSpec, SenderSpec } from '../ipc.ts';
 import { nowMs } from '../ipc.ts';
@@ -65,7 +66,11 @@ export async function measureDm(ctx: BenchContext, rate: number, target: DmTarge
     const rssConnected = target.cluster ? 0 : server.rssBytes();
     const gen = `${target.label.replace(/[^a-z0-9]/gi, '')}${Date.now() % 1e6}`;
     const plans = splitPlans({ kind: 'dm', gen, startAt: nowMs() + 1000, warmupMs: opts.warmupMs, durationMs: opts.durationMs, contentBytes: opts.contentBytes }, senders, rate);
-    const traffic = await driveTraffic(lg, plans, D, opts, server);
+    const traffic = await driveTraffic(lg, plans, D, opts, {
+      cpuSeconds: () => server.cpuSeconds(),
+      dbCpuSeconds: () => (infra.ownPg?.pid ? cpuSecondsOf(infra.ownPg.pid) : undefined),
+      redisCpuSeconds: () => (target.cluster && infra.ownRedis?.pid ? cpuSecondsOf(infra.ownRedis.pid) : undefined),
+    });
     assertAlive(server, 'during the run');
     await sleep(1000);
     const rssAfter = target.cluster ? 0 : server.rssBytes();
@@ -104,6 +109,7 @@ export function throughputFigures(m: DmMeasure): RunResult {
       { name: 'unacked + errors', unit: 'msgs', value: t.unacked + t.errors },
       { name: 'generator lag p99', unit: 'ms', value: t.lag.p99 },
       { name: 'server CPU', unit: '% core', value: t.serverCpuPct },
+      { name: 'PostgreSQL CPU', unit: '% core', value: t.dbCpuPct },
       { name: 'generators CPU', unit: '% core', value: t.generatorCpuPct },
     ],
     info: info(m),
@@ -162,6 +168,8 @@ export function clusterFigures(cluster: DmMeasure, single: DmMeasure): RunResult
       { name: '1-process ack p50', unit: 'ms', value: s.ack.p50 },
       { name: 'cluster CPU (primary + workers)', unit: '% core', value: c.serverCpuPct },
       { name: '1-process CPU', unit: '% core', value: s.serverCpuPct },
+      { name: 'cluster PostgreSQL + Redis CPU', unit: '% core', value: c.dbCpuPct === null ? null : c.dbCpuPct + (c.redisCpuPct ?? 0) },
+      { name: '1-process PostgreSQL CPU', unit: '% core', value: s.dbCpuPct },
       { name: 'cluster lost', unit: 'msgs', value: c.lost, target: { op: '==', value: 0, judge: 'worst' } },
     ],
     info: { cluster: info(cluster), single: { rate: single.rate, traffic: single.traffic } },

@@ -84,12 +84,18 @@ export interface TrafficSummary {
   /** CPU use during the measured window, % of one core: all load generators, and the server (when probed). */
   generatorCpuPct: number;
   serverCpuPct: number | null;
+  /** CPU of the private PostgreSQL (postmaster + backends) and Redis over the window, % of one core (null: not ours to read). */
+  dbCpuPct: number | null;
+  redisCpuPct: number | null;
 }
 
 /** Optional probe of the server process during the measured window. */
 export interface ServerProbe {
   /** CPU seconds (user + system) used by the server so far. */
   cpuSeconds(): number;
+  /** CPU seconds used so far by the private PostgreSQL / Redis (undefined: not started by the bench). */
+  dbCpuSeconds?(): number | undefined;
+  redisCpuSeconds?(): number | undefined;
 }
 
 /**
@@ -107,8 +113,13 @@ export async function driveTraffic(lg: LoadGens, plans: TrafficPlan[], expected:
   };
   await sleepUntil(winStart);
   const cpu0 = probe?.cpuSeconds();
+  const db0 = probe?.dbCpuSeconds?.();
+  const redis0 = probe?.redisCpuSeconds?.();
   await sleepUntil(endAt);
-  const serverCpuPct = probe && cpu0 !== undefined ? Math.round(((probe.cpuSeconds() - cpu0) / (p0.durationMs / 1000)) * 100) : null;
+  const pct = (s0: number | undefined, s1: number | undefined) => (s0 === undefined || s1 === undefined ? null : Math.round(((s1 - s0) / (p0.durationMs / 1000)) * 100));
+  const serverCpuPct = pct(cpu0, probe?.cpuSeconds());
+  const dbCpuPct = pct(db0, probe?.dbCpuSeconds?.());
+  const redisCpuPct = pct(redis0, probe?.redisCpuSeconds?.());
   const drainStart = nowMs();
   let drainComplete = false;
   for (let i = 0; i < 10_000; i++) {
@@ -122,10 +133,10 @@ export async function driveTraffic(lg: LoadGens, plans: TrafficPlan[], expected:
   }
   const drainMs = nowMs() - drainStart;
   const rs = await lg.all<TrafficResult>(() => ({ op: 'collect' }), 60_000);
-  return { ...merge(rs, p0, expected, drainMs), serverCpuPct, drainComplete };
+  return { ...merge(rs, p0, expected, drainMs), serverCpuPct, dbCpuPct, redisCpuPct, drainComplete };
 }
 
-function merge(rs: TrafficResult[], plan: TrafficPlan, expected: number, drainMs: number): Omit<TrafficSummary, 'serverCpuPct' | 'drainComplete'> {
+function merge(rs: TrafficResult[], plan: TrafficPlan, expected: number, drainMs: number): Omit<TrafficSummary, 'serverCpuPct' | 'dbCpuPct' | 'redisCpuPct' | 'drainComplete'> {
   const deliveries = new Map<string, [number, number]>();
   for (const r of rs) {
     for (const [id, n, last] of r.deliveries) {
