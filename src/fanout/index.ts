@@ -16,7 +16,7 @@ import { LocalPresence, type Presence } from '../presence/presence.ts';
 import { LocalBus, type Bus } from './bus.ts';
 import { ClusterBus } from './clusterBus.ts';
 import { WorkerRpc } from './clusterIpc.ts';
-import { clusterRateLimits, redisRateLimits } from './limits.ts';
+import { clusterRateLimits } from './limits.ts';
 
 /** The parts that make per-user rules hold across processes. */
 export interface Distribution {
@@ -79,10 +79,11 @@ export function newInstanceId(): string {
 
 async function redisDistribution(cfg: Config, logger: Logger): Promise<Distribution> {
   // Loaded only when Redis is configured (the redis client is not needed otherwise).
-  const [{ RedisPresence }, { RedisBus }, { closeRedis, COMMAND_STALL_WATCH, createRedis, waitReady }] = await Promise.all([
+  const [{ RedisPresence }, { RedisBus }, { closeRedis, COMMAND_STALL_WATCH, createRedis, waitReady }, { redisRateLimits }] = await Promise.all([
     import('../presence/redisPresence.ts'),
     import('./redisBus.ts'),
     import('./redisClient.ts'),
+    import('./leasedLimits.ts'),
   ]);
   const url = cfg.redisUrl!;
   const prefix = cfg.redisKeyPrefix;

@@ -23,7 +23,9 @@
  * key). Errors (Redis down, not ready, stalled) reject, and {@link withFallback} in
  * ./limits.ts answers from per-process limits instead.
  */
-import type { LimitKind, LimitSpec, RateLimits } from '../policy/rateLimits.ts';
+import type { Logger } from '../observability/logger.ts';
+import { memoryRateLimits, type LimitKind, type LimitSpec, type RateLimits } from '../policy/rateLimits.ts';
+import { withFallback } from './limits.ts';
 import { LuaScript, type Redis } from './redisClient.ts';
 
 /** A lease is at most 1/LEASE_DIVISOR of the points remaining in the window. */
@@ -163,4 +165,13 @@ export class LeasedRedisLimits implements RateLimits {
     const now = this.now();
     for (const [k, lease] of this.leases) if (now >= lease.until && !lease.pending) this.leases.delete(k);
   }
+}
+
+/**
+ * Limits in Redis under `<prefix>rl:<kind>:<key>` (fixed windows leased to this instance
+ * a few points at a time, {@link LeasedRedisLimits}), falling back to per-process limits
+ * while Redis cannot be asked. Never rejects.
+ */
+export function redisRateLimits(spec: LimitSpec, client: Redis, prefix: string, logger: Logger): RateLimits {
+  return withFallback(new LeasedRedisLimits(client, spec, prefix), memoryRateLimits(spec), logger, () => !client.isReady);
 }

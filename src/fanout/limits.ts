@@ -1,7 +1,7 @@
 /**
  * Deployment-wide rate limits (PROTOCOL §1 connection rate, §4 per-user budgets):
- * Redis windows with local leases across hosts (./leasedLimits.ts), RateLimiterCluster
- * (counted by the primary) on one host.
+ * Redis windows with local leases across hosts (redisRateLimits in ./leasedLimits.ts,
+ * loaded only with Redis), RateLimiterCluster (counted by the primary) on one host.
  * Both fall back to this process's in-memory limits when the shared store fails, so a
  * Redis outage or a silent primary degrades to per-process limits instead of refusing or
  * allowing everything; the fallback is logged (at most every 30 s) and Redis health is
@@ -10,8 +10,6 @@
 import { RateLimiterCluster } from 'rate-limiter-flexible';
 import type { Logger } from '../observability/logger.ts';
 import { limitersFrom, memoryRateLimits, type LimitSpec, type RateLimits } from '../policy/rateLimits.ts';
-import { LeasedRedisLimits } from './leasedLimits.ts';
-import type { Redis } from './redisClient.ts';
 
 /**
  * `shared` limits, falling back to `local` ones for any call where `shared` rejects.
@@ -37,15 +35,6 @@ export function withFallback(shared: RateLimits, local: RateLimits, logger: Logg
       }
     },
   };
-}
-
-/**
- * Limits in Redis under `<prefix>rl:<kind>:<key>` (fixed windows, leased to this
- * instance a few points at a time: ./leasedLimits.ts), falling back to per-process limits
- * while Redis cannot be asked.
- */
-export function redisRateLimits(spec: LimitSpec, client: Redis, prefix: string, logger: Logger): RateLimits {
-  return withFallback(new LeasedRedisLimits(client, spec, prefix), memoryRateLimits(spec), logger, () => !client.isReady);
 }
 
 /** Limits counted by the cluster primary (RateLimiterClusterMaster), per-process when it does not answer within 1 s. */
