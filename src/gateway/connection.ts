@@ -13,6 +13,7 @@ import { ChatError, CloseCode } from '../protocol/errors.ts';
 import type { DecodedFrame } from '../protocol/inbound.ts';
 import { authErrorFrame, authSuccessFrame, connectedFrame, errorFrame, nowIso, serialize } from '../protocol/outbound.ts';
 import type { GatewayHost } from './host.ts';
+import { writeFrameBatched } from './wsFrame.ts';
 
 const MAX_HELD_FRAMES = 20;
 const MAX_HELD_BYTES = 64 * 1024;
@@ -124,7 +125,7 @@ export class Connection {
       return;
     }
     if (this.overQueueLimit(wsFrame.length)) return;
-    this.ws.rawSocket().write(wsFrame);
+    writeFrameBatched(this.ws.rawSocket(), wsFrame);
   }
 
   /** Serialise and send one frame, adding `requestId` when given. */

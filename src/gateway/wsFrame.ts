@@ -4,6 +4,7 @@
  * a header per socket and write header and payload separately (cork, two chunks,
  * writev). Server frames are never masked (§5.1), so the bytes are identical for all.
  */
+import type { Duplex } from 'node:stream';
 
 /**
  * One unfragmented, unmasked text frame (FIN, opcode 0x1) carrying `payload` (UTF-8
@@ -27,4 +28,28 @@ export function encodeTextFrame(payload: Buffer): Buffer {
   }
   payload.copy(out, head);
   return out;
+}
+
+/** Sockets corked by {@link writeFrameBatched} in this event-loop turn. */
+const corked = new Set<Duplex>();
+
+function uncorkAll(): void {
+  for (const s of corked) s.uncork();
+  corked.clear();
+}
+
+/**
+ * Write a complete frame to `socket`, corked until the end of this event-loop turn
+ * (`setImmediate`): fan-outs of several messages in one turn (a committed insert batch)
+ * reach each socket in ONE write system call instead of one per message. Order on the
+ * socket is kept (a corked stream buffers every write in order, whoever makes it).
+ * Latency added: at most the rest of the current turn.
+ */
+export function writeFrameBatched(socket: Duplex, frame: Buffer): void {
+  if (!corked.has(socket)) {
+    socket.cork();
+    corked.add(socket);
+    if (corked.size === 1) setImmediate(uncorkAll);
+  }
+  socket.write(frame);
 }
