@@ -78,6 +78,8 @@ export class LeasedRedisLimits implements RateLimits {
   readonly stats: LeaseStats = { consumes: 0, leaseRequests: 0 };
   private readonly leases = new Map<string, Lease>();
   private readonly timer: NodeJS.Timeout;
+  /** Per budget: the key prefix `<prefix>rl:<kind>:` and the script's arguments, built once. */
+  private readonly kinds: Record<LimitKind, { keyPrefix: string; args: string[] }>;
 
   /**
    * @param client the command connection (no offline queue: rejects at once while down)
@@ -87,10 +89,16 @@ export class LeasedRedisLimits implements RateLimits {
    */
   constructor(
     private readonly client: Redis,
-    private readonly spec: LimitSpec,
-    private readonly prefix: string,
+    spec: LimitSpec,
+    prefix: string,
     private readonly now: () => number = Date.now,
   ) {
+    this.kinds = {} as Record<LimitKind, { keyPrefix: string; args: string[] }>;
+    for (const kind of Object.keys(spec) as LimitKind[]) {
+      const { points, windowMs } = spec[kind];
+      const windowS = Math.max(1, Math.floor(windowMs / 1000));
+      this.kinds[kind] = { keyPrefix: `${prefix}rl:${kind}:`, args: [String(windowS), String(points), String(LEASE_DIVISOR), String(MAX_LEASE)] };
+    }
     this.timer = setInterval(() => this.sweep(), SWEEP_MS);
     this.timer.unref();
   }
@@ -100,7 +108,7 @@ export class LeasedRedisLimits implements RateLimits {
    * the window ends. Rejects when Redis cannot be asked (not ready, error, stall).
    */
   async consume(kind: LimitKind, key: string): Promise<number | null> {
-    const k = `${this.prefix}rl:${kind}:${key}`;
+    const k = this.kinds[kind].keyPrefix + key;
     for (;;) {
       const now = this.now();
       let lease = this.leases.get(k);
@@ -135,13 +143,11 @@ export class LeasedRedisLimits implements RateLimits {
   /** Ask Redis for a lease on `k`; concurrent consumes of `k` wait for this one request. */
   private request(k: string, kind: LimitKind): Promise<void> {
     if (!this.client.isReady) return Promise.reject(new Error('Redis connection is not ready'));
-    const { points, windowMs } = this.spec[kind];
-    const windowS = Math.max(1, Math.floor(windowMs / 1000));
     const sentAt = this.now();
     const lease: Lease = this.leases.get(k) ?? { left: 0, until: 0, exhausted: false };
     this.leases.set(k, lease);
     this.stats.leaseRequests++;
-    const p = LEASE.run(this.client, [k], [String(windowS), String(points), String(LEASE_DIVISOR), String(MAX_LEASE)]).then(
+    const p = LEASE.run(this.client, [k], this.kinds[kind].args).then(
       (reply) => {
         const [granted, ttl] = reply as [number, number];
         lease.pending = undefined;

@@ -25,7 +25,8 @@ export interface QueryOptions {
    * Run as a named prepared statement on PostgreSQL (parsed once per connection; after a
    * few runs PostgreSQL may switch to a generic plan). For small hot lookups on the
    * connect path; not for the message inserts, whose generic plan measured slower
-   * (ack p50 4 -> 8 ms at 2,000 DM/s). Ignored on PGlite and with DB_PREPARED_STATEMENTS=false.
+   * (ack p50 4 -> 8 ms at 2,000 DM/s; forced generic: PostgreSQL at ~120% of a core
+   * instead of ~78%). Ignored on PGlite and with DB_PREPARED_STATEMENTS=false.
    */
   prepare?: boolean;
 }

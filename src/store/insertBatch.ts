@@ -64,18 +64,16 @@ function batchParams(ms: readonly NewMessage[]): unknown[] {
     }
     rows.push(m);
   }
-  const convs = new Map<string, { m: NewMessage; n: number }>();
+  // n: the conversation's messages in this batch; later: how many of them are still to come.
+  const convs = new Map<string, { m: NewMessage; n: number; later: number }>();
   for (const m of rows) {
     const c = convs.get(m.conversationId);
-    if (c) c.n++;
-    else convs.set(m.conversationId, { m, n: 1 });
+    if (c) {
+      c.n++;
+      c.later++;
+    } else convs.set(m.conversationId, { m, n: 1, later: 1 });
   }
-  const left = new Map<string, number>();
-  const back = rows.map((m) => {
-    const seenBefore = left.get(m.conversationId) ?? 0;
-    left.set(m.conversationId, seenBefore + 1);
-    return convs.get(m.conversationId)!.n - seenBefore - 1;
-  });
+  const back = rows.map((m) => --convs.get(m.conversationId)!.later);
   const cs = [...convs.values()];
   return [
     cs.map((c) => c.m.conversationId),
