@@ -6,6 +6,9 @@ import { parseArgs } from 'node:util';
 
 /** Every scenario id, in run order. */
 export const SCENARIO_IDS = ['dm-throughput', 'memory', 'dm-latency', 'connect', 'idle', 'group-fanout', 'cluster'] as const;
+/** Generator clients' opening handshake: see {@link BenchOptions.clientHandshake}. */
+export type ClientHandshake = 'net' | 'ws';
+
 /** A scenario id. */
 export type ScenarioId = (typeof SCENARIO_IDS)[number];
 
@@ -46,6 +49,8 @@ export interface BenchOptions {
   groupSenders: number;
   /** Bind clients to this many distinct loopback source addresses (0 = don't bind). */
   sourceIps: number;
+  /** Who does the generators' opening handshake: `net` (./upgrade.ts, then `ws`) or `ws` (all of it). */
+  clientHandshake: ClientHandshake;
   /** Extra server environment, `KEY=VALUE`. */
   serverEnv: Record<string, string>;
   /** Keep server/PostgreSQL logs and print where. */
@@ -67,6 +72,8 @@ const HELP = `usage: npm run bench -- [options]
   --group-size N       group members online (1000)       --group-rate N  group msgs/s (100)
   --group-senders N    members sending (10)
   --source-ips N       bind clients to N loopback addresses 127.1.x.y (0 = no)
+  --client-handshake net|ws  generator clients' opening handshake: net (a plain socket,
+                       then a ws WebSocket; default) or ws (ws's own, through http.request)
   --server-env K=V     extra server environment (repeatable)
   --keep-logs          keep server/PostgreSQL logs
   --bundle             run the single-process server as an esbuild bundle on plain node
@@ -96,6 +103,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
       'group-rate': { type: 'string' },
       'group-senders': { type: 'string' },
       'source-ips': { type: 'string' },
+      'client-handshake': { type: 'string' },
       'server-env': { type: 'string', multiple: true },
       'keep-logs': { type: 'boolean' },
       bundle: { type: 'boolean' },
@@ -115,6 +123,8 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
   };
   const scenarios = values.scenarios ? values.scenarios.split(',').map((s) => s.trim()).filter(Boolean) : [...SCENARIO_IDS];
   for (const s of scenarios) if (!(SCENARIO_IDS as readonly string[]).includes(s)) throw new Error(`unknown scenario ${s}; known: ${SCENARIO_IDS.join(', ')}`);
+  const clientHandshake = values['client-handshake'] ?? 'net';
+  if (clientHandshake !== 'net' && clientHandshake !== 'ws') throw new Error(`--client-handshake: expected net or ws, got ${clientHandshake}`);
   const serverEnv: Record<string, string> = {};
   for (const kv of values['server-env'] ?? []) {
     const i = kv.indexOf('=');
@@ -140,6 +150,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
     groupRate: num('group-rate', values['group-rate'], 100, 0.1, 100_000),
     groupSenders: Math.round(num('group-senders', values['group-senders'], 10, 1, 1000)),
     sourceIps: Math.round(num('source-ips', values['source-ips'], 0, 0, 60_000)),
+    clientHandshake,
     serverEnv,
     keepLogs: values['keep-logs'] ?? false,
     bundle: values.bundle ?? false,

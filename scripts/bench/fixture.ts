@@ -15,7 +15,7 @@ import { applyDevSchema } from '../../src/store/migrate.ts';
 import { addFollows, upsertUsers, type DevUser } from '../../src/store/devData.ts';
 import { createDatabase, prodNodeFlags, startPostgres, startRedis, startServer, tail, type PostgresService, type RedisService, type ServerProcess } from '../lib/services.ts';
 import { track, untrack, waitExit } from '../lib/proc.ts';
-import type { BenchOptions } from './args.ts';
+import type { BenchOptions, ClientHandshake } from './args.ts';
 import type { LgReply, LgRequest } from './ipc.ts';
 
 /** Repository root (cwd of the server and load generators). */
@@ -148,9 +148,16 @@ export const CLUSTER_ENTRY = process.env.BENCH_CLUSTER_ENTRY ?? 'cluster-server.
 export function bootServer(ctx: BenchContext, env: Record<string, string>, label: string, cluster = false): Promise<ServerProcess> {
   const entry = cluster ? ctx.clusterEntry : ctx.serverEntry;
   const loader = entry.endsWith('.mjs') ? 'none' : 'tsx';
-  // A build runs with the node options of `npm run start:prod` (workers inherit them).
-  const nodeFlags = loader === 'none' ? prodNodeFlags(REPO_ROOT) : [];
+  // A build runs with the node options of `npm run start:prod` (workers inherit them), plus
+  // BENCH_SERVER_NODE_FLAGS (for A/B runs of V8 flags, e.g. `--trace-gc`).
+  const nodeFlags = loader === 'none' ? [...prodNodeFlags(REPO_ROOT), ...envFlags('BENCH_SERVER_NODE_FLAGS')] : [];
   return startServer(env, { cwd: REPO_ROOT, entry, loader, nodeFlags, logFile: join(ctx.infra.logDir, `${label}.log`), readyTimeoutMs: 90_000 });
+}
+
+/** Extra node flags from environment variable `name` (space-separated; none when unset). */
+function envFlags(name: string): string[] {
+  const v = process.env[name]?.trim();
+  return v ? v.split(/\s+/) : [];
 }
 
 /** Throw (with the log tail) when the server process is gone: a crash during a run is a failure, not a figure. */
@@ -191,18 +198,18 @@ export class LoadGens {
     }
   }
 
-  /** Fork `n` load generators and point them at `wsUrl`. */
-  static async start(n: number, wsUrl: string, jwtSecret: string): Promise<LoadGens> {
+  /** Fork `n` load generators and point them at `wsUrl`; their clients' opening handshake per `handshake`. */
+  static async start(n: number, wsUrl: string, jwtSecret: string, handshake: ClientHandshake): Promise<LoadGens> {
     const file = fileURLToPath(new URL('./loadgen.ts', import.meta.url));
     const procs: ChildProcess[] = [];
     for (let i = 0; i < n; i++) {
-      const p = fork(file, [], { cwd: REPO_ROOT, execArgv: ['--import', 'tsx'], serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+      const p = fork(file, [], { cwd: REPO_ROOT, execArgv: ['--import', 'tsx', ...envFlags('BENCH_LOADGEN_NODE_FLAGS')], serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
       if (!p.pid) throw new Error('fork loadgen failed');
       track(p.pid, 'loadgen', 'SIGKILL');
       procs.push(p);
     }
     const lg = new LoadGens(procs);
-    await lg.all(() => ({ op: 'init', url: wsUrl, jwtSecret }), 30_000);
+    await lg.all(() => ({ op: 'init', url: wsUrl, jwtSecret, handshake }), 30_000);
     return lg;
   }
 

@@ -44,7 +44,7 @@ export interface TrafficPlan {
 
 /** Requests from the driver. */
 export type LgRequest =
-  | { id: number; op: 'init'; url: string; jwtSecret: string }
+  | { id: number; op: 'init'; url: string; jwtSecret: string; handshake: 'net' | 'ws' }
   | { id: number; op: 'connect'; clients: ClientSpec[]; concurrency: number; timeoutMs: number; startAt: number }
   | { id: number; op: 'group-create'; creatorKey: string; memberIds: string[]; maxMembers: number; timeoutMs: number }
   | { id: number; op: 'traffic'; plan: TrafficPlan }

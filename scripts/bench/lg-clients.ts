@@ -1,6 +1,7 @@
 /**
  * Load generator side: the pool of authenticated WebSocket clients of one process.
- * Opens connections with bounded concurrency (connect → authenticate → auth_success),
+ * Opens connections with bounded concurrency (connect → authenticate → auth_success;
+ * the opening handshake by ./upgrade.ts, everything after it by `ws`),
  * routes every later frame to a handler, and offers request/response by `requestId`
  * for the few setup commands (create_group, add_group_member).
  */
@@ -10,6 +11,8 @@ import { signToken } from '../../src/auth/tokens.ts';
 import type { ClientSpec, ConnectResult, StatusResult } from './ipc.ts';
 import { nowMs } from './ipc.ts';
 import { encodeHist, newHist, recordMs } from './histo.ts';
+import { openWebSocket, upgradeTarget, type UpgradeCallbacks, type UpgradeTarget } from './upgrade.ts';
+import type { ClientHandshake } from './args.ts';
 
 /** An authenticated client. */
 export interface Client {
@@ -41,11 +44,20 @@ export class ClientPool {
   private readonly pending = new Map<string, (r: Reply) => void>();
   private reqSeq = 0;
 
-  /** @param url ws://127.0.0.1:PORT/ ; @param key the HS256 key tokens are signed with */
+  private readonly target: UpgradeTarget;
+
+  /**
+   * @param url ws://127.0.0.1:PORT/
+   * @param key the HS256 key tokens are signed with
+   * @param handshake who does the opening handshake: `net` (./upgrade.ts) or `ws` (`ws`'s client)
+   */
   constructor(
     private readonly url: string,
     private readonly key: KeyObject,
-  ) {}
+    private readonly handshake: ClientHandshake = 'net',
+  ) {
+    this.target = upgradeTarget(url);
+  }
 
   /** Number of clients whose socket is open. */
   openCount(): number {
@@ -87,43 +99,76 @@ export class ClientPool {
 
   private open(spec: ClientSpec, token: string, timeoutMs: number): Promise<void> {
     return new Promise((resolve, reject) => {
-      const ws = new WebSocket(this.url, { perMessageDeflate: false, handshakeTimeout: timeoutMs, ...(spec.localAddress ? { localAddress: spec.localAddress } : {}) });
-      const client: Client = { key: spec.key, userId: spec.userId, ws };
       let settled = false;
-      let authed = false;
+      let ws: WebSocket | undefined;
       const fail = (reason: string) => {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
-        ws.terminate();
+        abort();
+        ws?.terminate();
         reject(new Error(reason));
       };
       const timer = setTimeout(() => fail('timeout'), timeoutMs);
-      ws.on('open', () => ws.send(JSON.stringify({ type: 'authenticate', token })));
-      ws.on('unexpected-response', (_req, res) => fail(`HTTP ${res.statusCode}`));
-      ws.on('error', (err) => fail(`error ${(err as NodeJS.ErrnoException).code ?? err.message}`));
-      ws.on('close', (code) => {
-        if (!settled) return fail(`close ${code}`);
-        if (authed) this.closes[code] = (this.closes[code] ?? 0) + 1;
-      });
-      ws.on('message', (data) => {
-        const raw = data.toString();
-        const type = frameType(raw);
-        if (!settled) {
-          if (type === 'auth_success') {
-            settled = true;
-            authed = true;
-            clearTimeout(timer);
-            this.clients.set(spec.key, client);
-            resolve();
-          } else if (type === 'auth_error') {
-            fail(`auth_error ${/"code"\s*:\s*"([^"]+)"/.exec(raw)?.[1] ?? '?'}`);
-          }
-          return; // `connected` and anything else before auth_success
-        }
-        this.dispatch(client, type, raw);
-      });
+      const callbacks: UpgradeCallbacks = {
+        fail,
+        open: (socket) => {
+          ws = socket;
+          const client: Client = { key: spec.key, userId: spec.userId, ws: socket };
+          let authed = false;
+          socket.on('error', (err) => fail(`error ${(err as NodeJS.ErrnoException).code ?? err.message}`));
+          socket.on('close', (code) => {
+            if (!settled) return fail(`close ${code}`);
+            if (authed) this.closes[code] = (this.closes[code] ?? 0) + 1;
+          });
+          socket.on('message', (data) => {
+            const raw = data.toString();
+            const type = frameType(raw);
+            if (!settled) {
+              if (type === 'auth_success') {
+                settled = true;
+                authed = true;
+                clearTimeout(timer);
+                this.clients.set(spec.key, client);
+                resolve();
+              } else if (type === 'auth_error') {
+                fail(`auth_error ${/"code"\s*:\s*"([^"]+)"/.exec(raw)?.[1] ?? '?'}`);
+              }
+              return; // `connected` and anything else before auth_success
+            }
+            this.dispatch(client, type, raw);
+          });
+          socket.send(JSON.stringify({ type: 'authenticate', token }));
+        },
+      };
+      const abort = this.handshake === 'net' ? openWebSocket(this.target, spec.localAddress, callbacks) : this.openWithWs(spec.localAddress, timeoutMs, callbacks);
     });
+  }
+
+  /** The same as {@link openWebSocket}, by `ws`'s own client handshake (`--client-handshake ws`). */
+  private openWithWs(localAddress: string | undefined, timeoutMs: number, cb: UpgradeCallbacks): () => void {
+    const ws = new WebSocket(this.url, { perMessageDeflate: false, handshakeTimeout: timeoutMs, ...(localAddress ? { localAddress } : {}) });
+    let done = false;
+    const fail = (reason: string) => {
+      if (done) return;
+      done = true;
+      ws.terminate();
+      cb.fail(reason);
+    };
+    ws.on('unexpected-response', (_req, res) => fail(`HTTP ${res.statusCode}`));
+    ws.on('error', (err) => fail(`error ${(err as NodeJS.ErrnoException).code ?? err.message}`));
+    ws.on('close', () => fail('closed'));
+    ws.once('open', () => {
+      done = true;
+      ws.removeAllListeners();
+      cb.open(ws);
+    });
+    return () => {
+      if (!done) {
+        done = true;
+        ws.terminate();
+      }
+    };
   }
 
   private dispatch(client: Client, type: string, raw: string): void {

@@ -56,7 +56,7 @@ async function createGroup(req: Extract<LgRequest, { op: 'group-create' }>): Pro
 async function handle(req: LgRequest): Promise<unknown> {
   switch (req.op) {
     case 'init':
-      pool = new ClientPool(req.url, jwtKey(req.jwtSecret, 'base64'));
+      pool = new ClientPool(req.url, jwtKey(req.jwtSecret, 'base64'), req.handshake);
       return null;
     case 'connect': {
       const p = needPool();

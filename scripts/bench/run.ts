@@ -136,6 +136,7 @@ function writeJson(startedAt: Date, startLoad: number[], opts: BenchOptions, ctx
     options: opts,
     serverLimits: limits,
     sourceAddresses: opts.sourceIps ? `${opts.sourceIps} loopback addresses 127.1.x.y` : '127.0.0.1 only',
+    clientHandshake: opts.clientHandshake === 'net' ? 'plain net socket (scripts/bench/upgrade.ts), then a ws WebSocket' : "ws's own (http.request)",
     serverRuntime: ctx ? (ctx.serverEntry.endsWith('.mjs') ? `node ${ctx.serverEntry} (esbuild bundle of ${SERVER_ENTRY})` : `node --import tsx ${ctx.serverEntry}`) : undefined,
     database: ctx?.infra.givenDb ? 'BENCH_DATABASE_URL' : 'private PostgreSQL 15 (fsync on, synchronous_commit on)',
     scenarios: outcomes,

@@ -48,7 +48,7 @@ export async function measureConnections(ctx: BenchContext, label: string): Prom
   const server = await bootServer(ctx, serverEnv(infra, dbUrl, opts), label);
   let lg: LoadGens | undefined;
   try {
-    lg = await LoadGens.start(opts.loadgens, server.wsUrl, infra.jwtSecret);
+    lg = await LoadGens.start(opts.loadgens, server.wsUrl, infra.jwtSecret, opts.clientHandshake);
     await sleep(2000);
     const rssBaseEarly = server.rssBytes();
     await sleep(Math.max(0, opts.idleSettleMs - 2000));

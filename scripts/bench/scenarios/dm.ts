@@ -50,7 +50,7 @@ export async function measureDm(ctx: BenchContext, rate: number, target: DmTarge
   try {
     await sleep(1000);
     const rssBase = target.cluster ? 0 : server.rssBytes();
-    lg = await LoadGens.start(opts.loadgens, server.wsUrl, infra.jwtSecret);
+    lg = await LoadGens.start(opts.loadgens, server.wsUrl, infra.jwtSecret, opts.clientHandshake);
     const N = lg.size;
     const specs: ClientSpec[][] = Array.from({ length: N }, () => []);
     const senders: SenderSpec[][] = Array.from({ length: N }, () => []);

@@ -31,7 +31,7 @@ export async function measureGroup(ctx: BenchContext, label: string): Promise<Gr
   const server = await bootServer(ctx, serverEnv(infra, dbUrl, opts), label);
   let lg: LoadGens | undefined;
   try {
-    lg = await LoadGens.start(opts.loadgens, server.wsUrl, infra.jwtSecret);
+    lg = await LoadGens.start(opts.loadgens, server.wsUrl, infra.jwtSecret, opts.clientHandshake);
     const N = lg.size;
     const specs: ClientSpec[][] = Array.from({ length: N }, () => []);
     for (let u = 1; u <= M; u++) specs[(u - 1) % N]!.push({ key: `g${u}`, userId: String(u), localAddress: sourceAddress(u, opts.sourceIps) });
