@@ -41,6 +41,8 @@ export interface BenchOptions {
   idleSettleMs: number;
   /** In-flight connection attempts per load generator. */
   connectConcurrency: number;
+  /** Connections opened, authenticated and closed (other users) before the measured connect burst. */
+  connectWarmup: number;
   /** Members (online, one connection each) of the fan-out group. */
   groupSize: number;
   /** Group messages per second offered. */
@@ -68,6 +70,8 @@ const HELP = `usage: npm run bench -- [options]
   --pairs N            sender/recipient pairs (200)      --devices N  devices per recipient (2)
   --content-bytes N    message size (100)
   --connections N      idle/connect connections (10000)  --connect-concurrency N per loadgen (200)
+  --connect-warmup N   connections opened, authenticated and closed before the measured
+                       connect burst, after the idle base reading (2000; 0 = a cold server)
   --idle-settle S      idle time before the steady RSS reading (30; one more reading at 5 s)
   --group-size N       group members online (1000)       --group-rate N  group msgs/s (100)
   --group-senders N    members sending (10)
@@ -99,6 +103,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
       connections: { type: 'string' },
       'idle-settle': { type: 'string' },
       'connect-concurrency': { type: 'string' },
+      'connect-warmup': { type: 'string' },
       'group-size': { type: 'string' },
       'group-rate': { type: 'string' },
       'group-senders': { type: 'string' },
@@ -146,6 +151,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
     connections: Math.round(num('connections', values.connections, 10_000, 1, 200_000)),
     idleSettleMs: num('idle-settle', values['idle-settle'], 30, 5, 600) * 1000,
     connectConcurrency: Math.round(num('connect-concurrency', values['connect-concurrency'], 200, 1, 10_000)),
+    connectWarmup: Math.round(num('connect-warmup', values['connect-warmup'], 2000, 0, 200_000)),
     groupSize: Math.round(num('group-size', values['group-size'], 1000, 2, 100_000)),
     groupRate: num('group-rate', values['group-rate'], 100, 0.1, 100_000),
     groupSenders: Math.round(num('group-senders', values['group-senders'], 10, 1, 1000)),

@@ -51,6 +51,7 @@ export type LgRequest =
   | { id: number; op: 'progress' }
   | { id: number; op: 'collect' }
   | { id: number; op: 'status' }
+  | { id: number; op: 'disconnect' }
   | { id: number; op: 'close' };
 
 /** Result of `connect`: counts, failures by reason, wall-clock span and connect+auth latency. */

@@ -66,9 +66,14 @@ export class ClientPool {
     return n;
   }
 
-  /** Open and authenticate `specs`, at most `concurrency` at a time, each within `timeoutMs`. */
-  async connect(specs: readonly ClientSpec[], concurrency: number, timeoutMs: number): Promise<ConnectResult> {
+  /**
+   * Open and authenticate `specs`, at most `concurrency` at a time, each within `timeoutMs`,
+   * starting at epoch ms `startAt` (tokens are signed before it, outside the measured span).
+   */
+  async connect(specs: readonly ClientSpec[], concurrency: number, timeoutMs: number, startAt = 0): Promise<ConnectResult> {
     const tokens = specs.map((s) => signToken(this.key, s.userId, { ttlS: 6 * 3600 }));
+    const wait = startAt - nowMs();
+    if (wait > 0) await new Promise((r) => setTimeout(r, Math.min(wait, 10_000)));
     const hist = newHist();
     const failures: Record<string, number> = {};
     let ok = 0;
@@ -119,7 +124,8 @@ export class ClientPool {
           socket.on('error', (err) => fail(`error ${(err as NodeJS.ErrnoException).code ?? err.message}`));
           socket.on('close', (code) => {
             if (!settled) return fail(`close ${code}`);
-            if (authed) this.closes[code] = (this.closes[code] ?? 0) + 1;
+            // Closes after closeAll() dropped the client are ours, not the server's.
+            if (authed && this.clients.get(spec.key) === client) this.closes[code] = (this.closes[code] ?? 0) + 1;
           });
           socket.on('message', (data) => {
             const raw = data.toString();
@@ -207,7 +213,7 @@ export class ClientPool {
     return { open: this.openCount(), closes: { ...this.closes } };
   }
 
-  /** Close every client (normal close, then terminate after `graceMs`). */
+  /** Close every client (normal close, then terminate after `graceMs`); the pool can connect again. */
   async closeAll(graceMs = 2000): Promise<void> {
     const all = [...this.clients.values()];
     this.clients.clear();

@@ -7,7 +7,6 @@ import { jwtKey } from '../../src/auth/keys.ts';
 import { ClientPool } from './lg-clients.ts';
 import { TrafficPhase } from './lg-traffic.ts';
 import type { GroupCreateResult, LgReply, LgRequest } from './ipc.ts';
-import { nowMs } from './ipc.ts';
 
 let pool: ClientPool | undefined;
 let phase: TrafficPhase | undefined;
@@ -58,12 +57,12 @@ async function handle(req: LgRequest): Promise<unknown> {
     case 'init':
       pool = new ClientPool(req.url, jwtKey(req.jwtSecret, 'base64'), req.handshake);
       return null;
-    case 'connect': {
-      const p = needPool();
-      const wait = req.startAt - nowMs();
-      if (wait > 0) await new Promise((r) => setTimeout(r, Math.min(wait, 10_000)));
-      return p.connect(req.clients, req.concurrency, req.timeoutMs);
-    }
+    case 'connect':
+      // Tokens are signed before the start time, so signing is not part of the measured span.
+      return needPool().connect(req.clients, req.concurrency, req.timeoutMs, req.startAt);
+    case 'disconnect':
+      await needPool().closeAll();
+      return null;
     case 'group-create':
       return createGroup(req);
     case 'traffic': {

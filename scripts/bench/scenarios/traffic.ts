@@ -25,8 +25,9 @@ export interface ConnectSummary {
 
 /** Open `specs[i]` on load generator i (all at once, synchronised start), bounded by `timeoutMs` each. */
 export async function connectAll(lg: LoadGens, specs: ClientSpec[][], concurrency: number, timeoutMs: number): Promise<ConnectSummary> {
-  const startAt = nowMs() + 300;
   const total = specs.reduce((n, s) => n + s.length, 0);
+  // Room for every generator to sign its tokens first (well under 0.1 ms each).
+  const startAt = nowMs() + 300 + Math.ceil(total / 20);
   // Whole-phase bound: every batch of `concurrency` may take up to timeoutMs.
   const bound = 10_000 + Math.ceil(total / Math.max(1, concurrency)) * timeoutMs;
   const rs = await lg.all<ConnectResult>((i) => ({ op: 'connect', clients: specs[i] ?? [], concurrency, timeoutMs, startAt }), bound);
