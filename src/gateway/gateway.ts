@@ -129,13 +129,21 @@ export class Gateway implements GatewayHost {
     }
     const auth = req.headers.authorization;
     const bearer = auth && /^Bearer\s+/i.test(auth) ? auth.replace(/^Bearer\s+/i, '').trim() : undefined;
-    this.wss.handleUpgrade(req, socket, head, (ws) => {
-      // From here the ws library handles socket errors (and destroys the socket).
-      socket.removeListener('error', onError);
-      // The server's `WebSocket` option makes every accepted socket a ConnSocket.
-      const conn = new Connection(ws as ConnSocket, ip, this, bearer);
-      this.all.add(conn);
-    });
+    // The 101 response and the `connected` frame (PROTOCOL §3 item 1) leave in one write:
+    // `ws` completes the upgrade and calls back synchronously, and the Connection writes its
+    // welcome frame in that callback. One system call and one TCP segment less per connection.
+    socket.cork();
+    try {
+      this.wss.handleUpgrade(req, socket, head, (ws) => {
+        // From here the ws library handles socket errors (and destroys the socket).
+        socket.removeListener('error', onError);
+        // The server's `WebSocket` option makes every accepted socket a ConnSocket.
+        const conn = new Connection(ws as ConnSocket, ip, this, bearer);
+        this.all.add(conn);
+      });
+    } finally {
+      socket.uncork();
+    }
   }
 
   /** Run an authenticated command through its handler. */

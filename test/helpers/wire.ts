@@ -35,6 +35,8 @@ export function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 export interface UpgradeResult {
   status: number;
   socket?: Duplex;
+  /** For 101: the bytes that arrived in the same read as the response head (WebSocket frames). */
+  head?: Buffer;
   /** Destroy the upgraded socket (no-op when refused). */
   close(): void;
 }
@@ -60,9 +62,9 @@ export function upgrade(port: number, opts: { headers?: Record<string, string>; 
         ...opts.headers,
       },
     });
-    req.on('upgrade', (res, socket) => {
+    req.on('upgrade', (res, socket, head) => {
       socket.on('error', () => {});
-      resolve({ status: res.statusCode ?? 0, socket, close: () => socket.destroy() });
+      resolve({ status: res.statusCode ?? 0, socket, head, close: () => socket.destroy() });
     });
     req.on('response', (res) => {
       res.resume();

@@ -8,6 +8,7 @@
  * X-Forwarded-For address so the caps only bite where a test means them to.
  * Server `h`: TRUST_PROXY=0, one connection per IP, METRICS_TOKEN set (HTTP probes).
  */
+import type { Socket } from 'node:net';
 import { hostname } from 'node:os';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { TestClient } from '../helpers/client.ts';
@@ -85,6 +86,34 @@ describe('§1 frames', () => {
     const onPath = await TestClient.connect(`${s.url}/some/old/path`, { headers: xff() });
     open.push(onPath);
     expect((await onPath.request({ type: 'ping' })).type).toBe('pong');
+  });
+
+  it('sends the 101 and the connected frame in one write (one system call, one TCP segment)', async () => {
+    // Count the writes the server's socket hands to libuv (`_write` / `_writev`: one call each).
+    let writes = -1;
+    const onConnection = (sock: Socket) => {
+      writes = 0;
+      const w = sock as unknown as { _write: (...a: unknown[]) => void; _writev: (...a: unknown[]) => void };
+      const write = w._write.bind(sock);
+      const writev = w._writev.bind(sock);
+      w._write = (...a) => (writes++, write(...a));
+      w._writev = (...a) => (writes++, writev(...a));
+    };
+    s.app.server.prependListener('connection', onConnection);
+    try {
+      const u = await upgrade(s.port, { headers: xff() });
+      try {
+        expect(u.status).toBe(101);
+        // The unmasked FIN text frame (0x81) of the welcome (PROTOCOL §3 item 1) came with the 101.
+        expect(u.head?.[0]).toBe(0x81);
+        expect(u.head?.toString('utf8')).toContain('"type":"connected"');
+        expect(writes).toBe(1);
+      } finally {
+        u.close();
+      }
+    } finally {
+      s.app.server.removeListener('connection', onConnection);
+    }
   });
 
   it('answers a binary frame with BAD_REQUEST and keeps the connection', async () => {
