@@ -47,7 +47,7 @@ export function upgradeTarget(url: string): UpgradeTarget {
   return { host: u.hostname, port: Number(u.port || 80), path: `${u.pathname}${u.search}` };
 }
 
-/** Callbacks of {@link openWebSocket}; exactly one of them is called, once. */
+/** Callbacks of {@link openWebSocket}: one of them is called, once, unless the attempt is aborted first. */
 export interface UpgradeCallbacks {
   /** The server answered 101 with the right Sec-WebSocket-Accept: `ws` is OPEN. */
   open(ws: WebSocket): void;

@@ -105,7 +105,7 @@ export async function measureConnections(ctx: BenchContext, label: string): Prom
 
 const MB = 1024 * 1024;
 
-/** connect figures: all `n` connected (every run), in ≤ 4 s per 10,000; the cold warm-up's rate beside them. */
+/** connect figures: all `n` connected (every run), in ≤ 4 s per 10,000; the cold warm-up's time and count beside them. */
 export function connectFigures(m: ConnMeasure, n: number): RunResult {
   const wu = m.warmup;
   return {
