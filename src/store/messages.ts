@@ -54,7 +54,10 @@ export class MessageStore {
   /**
    * The single-row insert, in ONE autocommit statement. A repeated
    * `(senderId, clientMessageId)` rolls the statement back (no seq consumed) and returns
-   * the original.
+   * the original. Prepared (QueryOptions.prepare): at 1,000 DM/s most sends are batches of
+   * one, and skipping the parse and plan took this statement from 0.52–0.69 to 0.37–0.39 ms
+   * (p50, 2,000 sequential inserts on this machine's PostgreSQL 15, 2026-12-04); its plan
+   * does not depend on the values, unlike the batch statement's unnest row counts.
    */
   async insertOne(m: NewMessage): Promise<InsertResult> {
     try {
@@ -70,6 +73,7 @@ export class MessageStore {
          RETURNING seq::text AS seq, created_at`,
         [m.conversationId, m.kind, m.userA ?? null, m.userB ?? null, m.id, m.senderId, m.recipientId, m.groupId, m.sealed.keyId, m.sealed.nonce, m.sealed.ciphertext,
           m.replyTo, m.clientMessageId, m.mentions ? JSON.stringify(m.mentions) : null, m.isAnnouncement],
+        { prepare: true },
       );
       const row = rows[0]!;
       return { duplicate: false, seq: Number(row.seq), createdAt: row.created_at };

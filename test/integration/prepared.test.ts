@@ -8,6 +8,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/observability/logger.ts';
 import type { Db } from '../../src/store/db.ts';
+import { randomBytes } from 'node:crypto';
+import { v7 as uuidv7 } from 'uuid';
+import { BodyCipher } from '../../src/crypto/cipher.ts';
+import { MessageStore } from '../../src/store/messages.ts';
+import { migrate } from '../../src/store/migrate.ts';
 import { createPgDb } from '../../src/store/pgDb.ts';
 import { createTestDatabase, onPostgres, type TestDatabase } from '../helpers/db.ts';
 
@@ -54,6 +59,31 @@ describe.skipIf(!onPostgres)('prepared statements (PostgreSQL)', () => {
     try {
       await db.query('SELECT $1::int + 3 AS n', [1], { prepare: true });
       expect(await prepared(db)).toEqual([]);
+    } finally {
+      await db.close();
+    }
+  });
+
+  it('runs the single-message insert prepared; a repeated idempotency key still resolves as a duplicate', async () => {
+    const db = open(true);
+    try {
+      await migrate(db);
+      const store = new MessageStore(db);
+      const cipher = new BodyCipher([['k1', randomBytes(32)]]);
+      const msg = (key: string) => {
+        const id = uuidv7();
+        return { id, conversationId: 'conv_1_2', kind: 'direct' as const, userA: '1', userB: '2', senderId: '1', recipientId: '2', groupId: null, sealed: cipher.seal('hi', id), replyTo: null, clientMessageId: key, mentions: null, isAnnouncement: false };
+      };
+      const first = await store.insert(msg('a'));
+      const second = await store.insert(msg('b'));
+      expect([first.duplicate, second.duplicate]).toEqual([false, false]);
+      expect(!first.duplicate && !second.duplicate && [first.seq, second.seq]).toEqual([1, 2]);
+      const { rows } = await db.query<{ statement: string }>('SELECT statement FROM pg_prepared_statements');
+      expect(rows.filter((r) => /INSERT INTO private_messages/.test(r.statement))).toHaveLength(1);
+      const again = await store.insert(msg('a'));
+      expect(again.duplicate && again.existing.seq).toBe(1);
+      const third = await store.insert(msg('c'));
+      expect(!third.duplicate && third.seq).toBe(3);
     } finally {
       await db.close();
     }
