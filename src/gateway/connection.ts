@@ -32,6 +32,8 @@ export class Connection {
   identity: Identity | undefined;
   /** Heartbeat: set on pong, cleared when a ping is sent. */
   alive = true;
+  /** The gateway's heartbeat slot holding this connection (./heartbeat.ts; -1: none). */
+  heartbeatSlot = -1;
   /** Closed or closing: nothing more is sent or processed. */
   closed = false;
 

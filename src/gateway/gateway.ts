@@ -23,6 +23,7 @@ import { clientIp, originAllowed, type IpConnectionCounter } from './admission.t
 import { Connection, ConnSocket } from './connection.ts';
 import { DeadlineWheel } from './deadlines.ts';
 import type { Handler } from './dispatch.ts';
+import { Heartbeat } from './heartbeat.ts';
 import type { ConnectionDeadlines, GatewayHost, GatewayMetrics, GatewaySettings } from './host.ts';
 import { ConnectionRegistry } from './registry.ts';
 
@@ -65,9 +66,9 @@ export class Gateway implements GatewayHost {
     tokenWarning: new DeadlineWheel<Connection>(DEADLINE_RESOLUTION_MS, (c) => c.tokenExpiring()),
     tokenExpiry: new DeadlineWheel<Connection>(DEADLINE_RESOLUTION_MS, (c) => c.tokenExpired()),
   };
-  private readonly all = new Set<Connection>();
+  /** Every open connection, pinged a slice at a time (PROTOCOL §3 item 8). */
+  private readonly all: Heartbeat<Connection>;
   private readonly wss: WebSocketServer;
-  private heartbeatTimer: NodeJS.Timeout | undefined;
   private recheckTimer: NodeJS.Timeout | undefined;
   private draining = false;
 
@@ -88,13 +89,29 @@ export class Gateway implements GatewayHost {
       perMessageDeflate: deps.settings.wsCompression,
       WebSocket: ConnSocket,
     });
+    this.all = new Heartbeat<Connection>(deps.settings.heartbeatIntervalMs, deps.settings.heartbeatTimeoutMs, {
+      ping: (c) => {
+        if (c.closed) return false;
+        try {
+          c.ws.ping();
+          return true;
+        } catch {
+          c.ws.terminate();
+          return false;
+        }
+      },
+      dead: (c) => {
+        this.logger.info('dead peer terminated', { connId: c.id, userId: c.identity?.user.id });
+        c.closed = true;
+        c.ws.terminate();
+      },
+    });
   }
 
   /** Accept upgrades on `server` and start the heartbeat and re-check timers. */
   attach(server: Server): void {
     server.on('upgrade', (req, socket, head) => void this.onUpgrade(req, socket, head));
-    this.heartbeatTimer = setInterval(() => this.heartbeat(), this.settings.heartbeatIntervalMs);
-    this.heartbeatTimer.unref();
+    this.all.start();
     this.recheckTimer = setInterval(() => void this.recheckSessions(), this.settings.sessionRecheckMs);
     this.recheckTimer.unref();
   }
@@ -223,30 +240,6 @@ export class Gateway implements GatewayHost {
     );
   }
 
-  /** Ping every connection; terminate those that did not answer within HEARTBEAT_TIMEOUT_MS (PROTOCOL §3 item 8). */
-  private heartbeat(): void {
-    const sent: Connection[] = [];
-    for (const c of this.all) {
-      if (c.closed) continue;
-      c.alive = false;
-      try {
-        c.ws.ping();
-        sent.push(c);
-      } catch {
-        c.ws.terminate();
-      }
-    }
-    setTimeout(() => {
-      for (const c of sent) {
-        if (!c.alive && this.all.has(c)) {
-          this.logger.info('dead peer terminated', { connId: c.id, userId: c.identity?.user.id });
-          c.closed = true;
-          c.ws.terminate();
-        }
-      }
-    }, this.settings.heartbeatTimeoutMs).unref();
-  }
-
   /**
    * Close with 4403 every connection whose jti was revoked or whose user was deleted, in
    * one batched query per interval; and with 4401 any whose token expired (PROTOCOL §3 items 6–7).
@@ -274,17 +267,17 @@ export class Gateway implements GatewayHost {
    */
   async drain(timeoutMs: number): Promise<void> {
     this.draining = true;
-    clearInterval(this.heartbeatTimer);
+    this.all.stop();
     clearInterval(this.recheckTimer);
     this.stopDeadlines();
     const deadline = Date.now() + timeoutMs;
     await Promise.all(
-      [...this.all].map((c) =>
+      this.all.all().map((c) =>
         c.drain().then(() => c.close(CloseCode.GOING_AWAY, 'Server restarting; reconnect', Math.max(0, deadline - Date.now()))),
       ),
     ).catch(() => {});
     while (this.all.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-    for (const c of this.all) c.ws.terminate();
+    for (const c of this.all.all()) c.ws.terminate();
   }
 
   private stopDeadlines(): void {
@@ -293,10 +286,10 @@ export class Gateway implements GatewayHost {
 
   /** Stop timers and terminate every socket now. */
   close(): void {
-    clearInterval(this.heartbeatTimer);
+    this.all.stop();
     clearInterval(this.recheckTimer);
     this.stopDeadlines();
-    for (const c of this.all) c.ws.terminate();
+    for (const c of this.all.all()) c.ws.terminate();
     this.wss.close();
   }
 }
