@@ -90,7 +90,7 @@ export const SETTINGS = {
   dbStatementTimeoutMs: s('DB_STATEMENT_TIMEOUT_MS', 5000, int(0), 'statement_timeout for every query, ms (0 = none)'),
   dbConnectTimeoutMs: s('DB_CONNECT_TIMEOUT_MS', 2000, int(1), 'Bound on connecting and on waiting for a free pool connection, ms'),
   dbIdleTimeoutMs: s('DB_IDLE_TIMEOUT_MS', 30000, int(0), 'Idle pool connection lifetime, ms'),
-  dbPreparedStatements: s('DB_PREPARED_STATEMENTS', true, bool, 'Run the hot connect-path lookups as named prepared statements (parsed once per connection); false behind a pooler without prepared-statement support'),
+  dbPreparedStatements: s('DB_PREPARED_STATEMENTS', true, bool, 'Run the hot connect-path lookups and the single-message insert as named prepared statements (parsed once per connection); false behind a pooler without prepared-statement support'),
   dataDir: s('DATA_DIR', './data', str, 'Embedded database and development secrets directory'),
   jwtSecret: s<string>('JWT_SECRET', undefined, str, 'REQUIRED with a configured database: HS256 key shared with the auth backend (≥ 32 bytes once decoded; PROTOCOL §3); embedded: generated in DATA_DIR', true),
   jwtSecretEncoding: s('JWT_SECRET_ENCODING', 'base64' as 'base64' | 'utf8', oneOf('base64', 'utf8'), 'How JWT_SECRET is decoded: base64 (as the Java backend) or utf8'),
