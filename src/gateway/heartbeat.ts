@@ -36,7 +36,6 @@ export class Heartbeat<T extends HeartbeatMember> {
   private readonly slots: Set<T>[];
   /** Next slot to ping. */
   private cursor = 0;
-  private count = 0;
   private timer: NodeJS.Timeout | undefined;
   private readonly pending = new Set<NodeJS.Timeout>();
 
@@ -54,9 +53,11 @@ export class Heartbeat<T extends HeartbeatMember> {
     this.slots = Array.from({ length: n }, () => new Set<T>());
   }
 
-  /** Number of members. */
+  /** Number of members (a sum over at most MAX_SLOTS sets). */
   get size(): number {
-    return this.count;
+    let n = 0;
+    for (const s of this.slots) n += s.size;
+    return n;
   }
 
   /** True when `member` is held. */
@@ -73,7 +74,6 @@ export class Heartbeat<T extends HeartbeatMember> {
     const slot = (this.cursor + this.slots.length - 1) % this.slots.length;
     this.slots[slot]!.add(member);
     member.heartbeatSlot = slot;
-    this.count++;
   }
 
   /** Stop holding `member`. Returns false when it was not held. */
@@ -81,7 +81,6 @@ export class Heartbeat<T extends HeartbeatMember> {
     if (!this.has(member)) return false;
     this.slots[member.heartbeatSlot]!.delete(member);
     member.heartbeatSlot = -1;
-    this.count--;
     return true;
   }
 
