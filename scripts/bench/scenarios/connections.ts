@@ -15,10 +15,10 @@
  * grown heap) is charged to the connections.
  */
 import { sleep } from '../../lib/proc.ts';
-import { assertAlive, bootServer, freshDatabase, LoadGens, seed, serverEnv, sourceAddress, type BenchContext } from '../fixture.ts';
-import type { ClientSpec, StatusResult } from '../ipc.ts';
+import { assertAlive, bootServer, freshDatabase, LoadGens, seed, serverEnv, type BenchContext } from '../fixture.ts';
+import type { StatusResult } from '../ipc.ts';
 import type { RunResult } from '../stats.ts';
-import { connectAll, type ConnectSummary } from './traffic.ts';
+import { connectAll, dealClients, type ConnectSummary } from './traffic.ts';
 
 /** One connection run. RSS in bytes. */
 export interface ConnMeasure {
@@ -75,16 +75,13 @@ export async function measureConnections(ctx: BenchContext, label: string): Prom
     let rssAfterWarmup: number | undefined;
     if (w > 0) {
       // Users n+1..n+w: the measured users meet no cache their own warm-up filled.
-      const warm: ClientSpec[][] = Array.from({ length: lg.size }, () => []);
-      for (let i = 0; i < w; i++) warm[i % lg.size]!.push({ key: `w${i + 1}`, userId: String(n + i + 1), localAddress: sourceAddress(n + i, opts.sourceIps) });
-      warmup = await connectAll(lg, warm, opts.connectConcurrency, 30_000);
+      warmup = await connectAll(lg, dealClients(lg.size, 'w', n + 1, w, opts.sourceIps, n), opts.connectConcurrency, 30_000);
       await lg.all(() => ({ op: 'disconnect' }), 30_000);
       await sleep(WARMUP_SETTLE_MS);
       assertAlive(server, 'after the connect warm-up');
       rssAfterWarmup = server.rssBytes();
     }
-    const specs: ClientSpec[][] = Array.from({ length: lg.size }, () => []);
-    for (let i = 0; i < n; i++) specs[i % lg.size]!.push({ key: `c${i + 1}`, userId: String(i + 1), localAddress: sourceAddress(i, opts.sourceIps) });
+    const specs = dealClients(lg.size, 'c', 1, n, opts.sourceIps, 0);
     const cpu0 = server.cpuSeconds();
     const connect = await connectAll(lg, specs, opts.connectConcurrency, 30_000);
     const serverCpuS = server.cpuSeconds() - cpu0;

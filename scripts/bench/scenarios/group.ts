@@ -6,11 +6,11 @@
  * `create_group` (or `add_group_member`) with UNKNOWN_TYPE.
  */
 import { sleep } from '../../lib/proc.ts';
-import { assertAlive, bootServer, freshDatabase, LoadGens, seed, serverEnv, sourceAddress, type BenchContext } from '../fixture.ts';
-import type { ClientSpec, GroupCreateResult, SenderSpec } from '../ipc.ts';
+import { assertAlive, bootServer, freshDatabase, LoadGens, seed, serverEnv, type BenchContext } from '../fixture.ts';
+import type { GroupCreateResult, SenderSpec } from '../ipc.ts';
 import { nowMs } from '../ipc.ts';
 import type { RunResult } from '../stats.ts';
-import { connectAll, driveTraffic, splitPlans, type TrafficSummary } from './traffic.ts';
+import { connectAll, dealClients, driveTraffic, splitPlans, type TrafficSummary } from './traffic.ts';
 
 /** One group run. */
 export interface GroupMeasure {
@@ -33,9 +33,7 @@ export async function measureGroup(ctx: BenchContext, label: string): Promise<Gr
   try {
     lg = await LoadGens.start(opts.loadgens, server.wsUrl, infra.jwtSecret, opts.clientHandshake);
     const N = lg.size;
-    const specs: ClientSpec[][] = Array.from({ length: N }, () => []);
-    for (let u = 1; u <= M; u++) specs[(u - 1) % N]!.push({ key: `g${u}`, userId: String(u), localAddress: sourceAddress(u, opts.sourceIps) });
-    const connect = await connectAll(lg, specs, opts.connectConcurrency, 15_000);
+    const connect = await connectAll(lg, dealClients(N, 'g', 1, M, opts.sourceIps, 1), opts.connectConcurrency, 15_000);
     if (connect.failed) throw new Error(`${connect.failed} of ${M} connections failed: ${JSON.stringify(connect.failures)}`);
     const created = await lg.request<GroupCreateResult>(
       0,

@@ -5,7 +5,7 @@
  */
 import { sleep } from '../../lib/proc.ts';
 import type { BenchOptions } from '../args.ts';
-import type { LoadGens } from '../fixture.ts';
+import { sourceAddress, type LoadGens } from '../fixture.ts';
 import type { ClientSpec, ConnectResult, ProgressResult, TrafficPlan, TrafficResult } from '../ipc.ts';
 import { nowMs, parseTag } from '../ipc.ts';
 import { mergeHists, newHist, recordMs, summarize, type LatencySummary } from '../histo.ts';
@@ -21,6 +21,17 @@ export interface ConnectSummary {
   latency: LatencySummary;
   /** CPU used by all load generators while connecting, ms. */
   generatorCpuMs: number;
+}
+
+/**
+ * One client each for users `firstUser` .. `firstUser + count - 1`, keyed `${prefix}1` ..
+ * `${prefix}${count}`, dealt round-robin over `gens` load generators; client k gets source
+ * address number `ipBase + k` (see {@link sourceAddress}; none when `sourceIps` is 0).
+ */
+export function dealClients(gens: number, prefix: string, firstUser: number, count: number, sourceIps: number, ipBase: number): ClientSpec[][] {
+  const specs: ClientSpec[][] = Array.from({ length: gens }, () => []);
+  for (let k = 0; k < count; k++) specs[k % gens]!.push({ key: `${prefix}${k + 1}`, userId: String(firstUser + k), localAddress: sourceAddress(ipBase + k, sourceIps) });
+  return specs;
 }
 
 /** Open `specs[i]` on load generator i (all at once, synchronised start), bounded by `timeoutMs` each. */
