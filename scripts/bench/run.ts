@@ -8,7 +8,7 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { SCENARIO_IDS, parseBenchArgs, type BenchOptions, type ScenarioId } from './args.ts';
-import { CLUSTER_ENTRY, RAISED_LIMITS, REPO_ROOT, SERVER_ENTRY, serverEnv, startInfra, stopInfra, type BenchContext } from './fixture.ts';
+import { CLUSTER_ENTRY, RAISED_LIMITS, REPO_ROOT, SERVER_ENTRY, serverEnv, startInfra, stopInfra, WAL_WARMUP_MB, type BenchContext } from './fixture.ts';
 import { anyMiss, renderTable, summarizeRuns, type RunResult, type ScenarioOutcome } from './stats.ts';
 import { clusterFigures, latencyFigures, measureDm, memoryFigures, throughputFigures, type DmMeasure } from './scenarios/dm.ts';
 import { connectFigures, idleFigures, measureConnections } from './scenarios/connections.ts';
@@ -138,7 +138,7 @@ function writeJson(startedAt: Date, startLoad: number[], opts: BenchOptions, ctx
     sourceAddresses: opts.sourceIps ? `${opts.sourceIps} loopback addresses 127.1.x.y` : '127.0.0.1 only',
     clientHandshake: opts.clientHandshake === 'net' ? 'plain net socket (scripts/bench/upgrade.ts), then a ws WebSocket' : "ws's own (http.request)",
     serverRuntime: ctx ? (ctx.serverEntry.endsWith('.mjs') ? `node ${ctx.serverEntry} (esbuild bundle of ${SERVER_ENTRY})` : `node --import tsx ${ctx.serverEntry}`) : undefined,
-    database: ctx?.infra.givenDb ? 'BENCH_DATABASE_URL' : 'private PostgreSQL 15 (fsync on, synchronous_commit on)',
+    database: ctx?.infra.givenDb ? 'BENCH_DATABASE_URL' : `private PostgreSQL 15 (fsync on, synchronous_commit on; ${WAL_WARMUP_MB} MB of WAL written and recycled before the first run, CHECKPOINT before each run)`,
     scenarios: outcomes,
   };
   writeFileSync(file, JSON.stringify(report, null, 2));
@@ -166,7 +166,7 @@ async function main(): Promise<void> {
       const [serverEntry, clusterEntry] = opts.bundle ? await bundleEntries(REPO_ROOT, [SERVER_ENTRY, CLUSTER_ENTRY]) : [SERVER_ENTRY, CLUSTER_ENTRY];
       const infra = await startInfra(opts.keepLogs);
       ctx = { opts, infra, serverEntry: serverEntry!, clusterEntry: clusterEntry! };
-      log(`database: ${infra.givenDb ? 'BENCH_DATABASE_URL' : `private PostgreSQL on port ${infra.ownPg!.port}`}; server logs in ${infra.logDir}`);
+      log(`database: ${infra.givenDb ? 'BENCH_DATABASE_URL' : `private PostgreSQL on port ${infra.ownPg!.port} (WAL warmed: ${WAL_WARMUP_MB} MB; CHECKPOINT before each run)`}; server logs in ${infra.logDir}`);
       try {
         await runAll(ctx, out);
       } finally {
