@@ -3,6 +3,7 @@
  * (DESIGN "Layers and folders"). `createApp` resolves a started-but-not-listening app;
  * `listen` binds the port; `shutdown` drains.
  */
+import cluster from 'node:cluster';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -28,7 +29,7 @@ import { coreCommands, FrameDecoder, type CommandSpec } from './protocol/inbound
 import { groupCommands } from './protocol/inboundGroups.ts';
 import type { Db } from './store/db.ts';
 import { seedDemo } from './store/devData.ts';
-import { createStores, type Stores } from './store/index.ts';
+import { createStores, insertConcurrency, type Stores } from './store/index.ts';
 import { applyDevSchema, migrate } from './store/migrate.ts';
 import { createPgDb, type DbObserver, type PoolStats } from './store/pgDb.ts';
 
@@ -145,7 +146,8 @@ export async function createApp(cfg: Config, opts: AppOptions = {}): Promise<App
   db = await openDb(cfg, logger, metrics.db);
   const applied = await migrate(db);
   if (applied.length) logger.info('migrations applied', { applied });
-  const stores = createStores(db);
+  const insertInFlight = insertConcurrency(cfg.dbInsertConcurrency, cluster.isWorker, cfg.clusterWorkers);
+  const stores = createStores(db, insertInFlight);
   const dist = await createDistribution(cfg, logger);
   const limits = opts.limits ?? dist.limits;
   const presence = opts.presence ?? dist.presence;
@@ -235,7 +237,7 @@ export async function createApp(cfg: Config, opts: AppOptions = {}): Promise<App
         server.listen(cfg.port, cfg.host, () => {
           server.off('error', reject);
           const port = (server.address() as AddressInfo).port;
-          logger.info('listening', { port, host: cfg.host, database: cfg.embedded ? 'embedded' : 'postgresql', bus: bus.kind });
+          logger.info('listening', { port, host: cfg.host, database: cfg.embedded ? 'embedded' : 'postgresql', bus: bus.kind, insertInFlight });
           resolve(port);
         });
       }),

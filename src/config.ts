@@ -90,6 +90,7 @@ export const SETTINGS = {
   dbStatementTimeoutMs: s('DB_STATEMENT_TIMEOUT_MS', 5000, int(0), 'statement_timeout for every query, ms (0 = none)'),
   dbConnectTimeoutMs: s('DB_CONNECT_TIMEOUT_MS', 2000, int(1), 'Bound on connecting and on waiting for a free pool connection, ms'),
   dbIdleTimeoutMs: s('DB_IDLE_TIMEOUT_MS', 30000, int(0), 'Idle pool connection lifetime, ms'),
+  dbInsertConcurrency: s('DB_INSERT_CONCURRENCY', 0, int(0, 64), 'Message-insert statements in flight at once per process (group commit); 0 = 4 in one process, and under cluster-server.ts 4 / CLUSTER_WORKERS rounded (at least 1), so a host keeps about 4'),
   dbPreparedStatements: s('DB_PREPARED_STATEMENTS', true, bool, 'Run the hot connect-path lookups and the single-message insert as named prepared statements (parsed once per connection); false behind a pooler without prepared-statement support'),
   dataDir: s('DATA_DIR', './data', str, 'Embedded database and development secrets directory'),
   jwtSecret: s<string>('JWT_SECRET', undefined, str, 'REQUIRED with a configured database: HS256 key shared with the auth backend (≥ 32 bytes once decoded; PROTOCOL §3); embedded: generated in DATA_DIR', true),

@@ -50,7 +50,7 @@ describe.skipIf(!scaleEnabled)('cluster server: 2 workers, no Redis', () => {
     fx = new Fixture(db.url!);
     await fx.seed(USERS, Fixture.mutual(USERS));
     primary = await spawnServer(
-      { PORT: String(await freePort()), DATABASE_URL: db.url!, CLUSTER_WORKERS: '2', MESSAGE_RATE_LIMIT: '1000', OFFLINE_GRACE_MS: '300' },
+      { PORT: String(await freePort()), DATABASE_URL: db.url!, CLUSTER_WORKERS: '2', MESSAGE_RATE_LIMIT: '1000', OFFLINE_GRACE_MS: '300', LOG_LEVEL: 'info' },
       'cluster-server.ts',
       90_000,
     );
@@ -62,6 +62,13 @@ describe.skipIf(!scaleEnabled)('cluster server: 2 workers, no Redis', () => {
     await primary?.stop(15_000);
     await db?.drop();
   }, 60_000);
+
+  it('shares the message-insert concurrency over the workers: each keeps 2 batches in flight (4 / 2)', () => {
+    // One 'listening' line per worker (JSON logs; read by pattern, lines may arrive split).
+    const inFlight = primary.logs.filter((l) => l.includes('"listening"')).map((l) => /"insertInFlight":(\d+)/.exec(l)?.[1]);
+    expect(inFlight.length).toBeGreaterThanOrEqual(2);
+    expect(inFlight.every((n) => n === '2')).toBe(true);
+  });
 
   it('delivers every message between clients on different workers; kill -9 of a worker: replaced, the other worker\'s clients unaffected', async () => {
     const before = await workerPids(2);
