@@ -237,7 +237,7 @@ export async function createApp(cfg: Config, opts: AppOptions = {}): Promise<App
         server.listen(cfg.port, cfg.host, () => {
           server.off('error', reject);
           const port = (server.address() as AddressInfo).port;
-          logger.info('listening', { port, host: cfg.host, database: cfg.embedded ? 'embedded' : 'postgresql', bus: bus.kind, insertInFlight });
+          logger.info('listening', { port, host: cfg.host, database: cfg.embedded ? 'embedded' : 'postgresql', bus: bus.kind, ...(cfg.embedded ? {} : { insertInFlight }) });
           resolve(port);
         });
       }),

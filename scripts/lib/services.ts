@@ -173,17 +173,22 @@ export async function startPostgres(opts: PostgresOptions = {}): Promise<Postgre
  */
 export async function createDatabase(url: string, name: string): Promise<string> {
   if (!/^[a-z_][a-z0-9_]{0,62}$/.test(name)) throw new Error(`bad database name ${JSON.stringify(name)}`);
-  const c = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5000, statement_timeout: 30_000 });
-  c.on('error', () => undefined);
-  await c.connect();
-  try {
-    await c.query(`CREATE DATABASE ${name}`);
-  } finally {
-    await c.end().catch(() => undefined);
-  }
+  await withClient(url, 30_000, (c) => c.query(`CREATE DATABASE ${name}`));
   const u = new URL(url);
   u.pathname = '/' + name;
   return u.toString();
+}
+
+/** Run `fn` on a new connection to `url` (statement_timeout `timeoutMs`), closed afterwards. */
+async function withClient<T>(url: string, timeoutMs: number, fn: (c: pg.Client) => Promise<T>): Promise<T> {
+  const c = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5000, statement_timeout: timeoutMs });
+  c.on('error', () => undefined);
+  await c.connect();
+  try {
+    return await fn(c);
+  } finally {
+    await c.end().catch(() => undefined);
+  }
 }
 
 /**
@@ -201,18 +206,13 @@ export async function createDatabase(url: string, name: string): Promise<string>
  */
 export async function warmWal(url: string, mb: number): Promise<number> {
   const t0 = Date.now();
-  const c = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5000, statement_timeout: 120_000 });
-  c.on('error', () => undefined);
-  await c.connect();
-  try {
-    // CREATE TABLE AS takes no bind parameters; `rows` is an integer we computed.
-    const rows = Math.max(1, Math.round(mb * 1000));
+  // CREATE TABLE AS takes no bind parameters; `rows` is an integer we computed.
+  const rows = Math.max(1, Math.round(mb * 1000));
+  await withClient(url, 120_000, async (c) => {
     await c.query(`CREATE TABLE wal_warmup AS SELECT g, repeat('x', 1000) AS pad FROM generate_series(1, ${rows}) AS g`);
     await c.query('DROP TABLE wal_warmup');
-    await c.query('CHECKPOINT');
-  } finally {
-    await c.end().catch(() => undefined);
-  }
+  });
+  await checkpoint(url);
   return Date.now() - t0;
 }
 
@@ -223,14 +223,7 @@ export async function warmWal(url: string, mb: number): Promise<number> {
  */
 export async function checkpoint(url: string): Promise<number> {
   const t0 = Date.now();
-  const c = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5000, statement_timeout: 120_000 });
-  c.on('error', () => undefined);
-  await c.connect();
-  try {
-    await c.query('CHECKPOINT');
-  } finally {
-    await c.end().catch(() => undefined);
-  }
+  await withClient(url, 120_000, (c) => c.query('CHECKPOINT'));
   return Date.now() - t0;
 }
 
