@@ -4,18 +4,11 @@
  * row survived, stop it fast; start/stop/restart a private Redis. Exits non-zero on failure.
  * Run: `tsx scripts/lib/services-check.ts`.
  */
-import pg from 'pg';
-import { createDatabase, startPostgres, startRedis } from './services.ts';
+import { createDatabase, startPostgres, startRedis, withClient } from './services.ts';
 import { isAlive } from './proc.ts';
 
 async function query(url: string, sql: string): Promise<unknown[]> {
-  const c = new pg.Client({ connectionString: url, connectionTimeoutMillis: 3000 });
-  await c.connect();
-  try {
-    return (await c.query(sql)).rows;
-  } finally {
-    await c.end();
-  }
+  return withClient(url, 30_000, async (c) => (await c.query(sql)).rows);
 }
 
 function check(cond: unknown, what: string): void {

@@ -179,8 +179,11 @@ export async function createDatabase(url: string, name: string): Promise<string>
   return u.toString();
 }
 
-/** Run `fn` on a new connection to `url` (statement_timeout `timeoutMs`), closed afterwards. */
-async function withClient<T>(url: string, timeoutMs: number, fn: (c: pg.Client) => Promise<T>): Promise<T> {
+/**
+ * Run `fn` on a new connection to `url` (statement_timeout `timeoutMs`, ms), closed
+ * afterwards. Resolves `fn`'s result; rejects on a connection or query error.
+ */
+export async function withClient<T>(url: string, timeoutMs: number, fn: (c: pg.Client) => Promise<T>): Promise<T> {
   const c = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5000, statement_timeout: timeoutMs });
   c.on('error', () => undefined);
   await c.connect();

@@ -67,7 +67,7 @@ export class Gateway implements GatewayHost {
     tokenExpiry: new DeadlineWheel<Connection>(DEADLINE_RESOLUTION_MS, (c) => c.tokenExpired()),
   };
   /** Every open connection, pinged a slice at a time (PROTOCOL §3 item 8). */
-  private readonly all: Heartbeat<Connection>;
+  private readonly conns: Heartbeat<Connection>;
   private readonly wss: WebSocketServer;
   private recheckTimer: NodeJS.Timeout | undefined;
   private draining = false;
@@ -89,7 +89,7 @@ export class Gateway implements GatewayHost {
       perMessageDeflate: deps.settings.wsCompression,
       WebSocket: ConnSocket,
     });
-    this.all = new Heartbeat<Connection>(deps.settings.heartbeatIntervalMs, deps.settings.heartbeatTimeoutMs, {
+    this.conns = new Heartbeat<Connection>(deps.settings.heartbeatIntervalMs, deps.settings.heartbeatTimeoutMs, {
       ping: (c) => {
         if (c.closed) return false;
         try {
@@ -111,14 +111,14 @@ export class Gateway implements GatewayHost {
   /** Accept upgrades on `server` and start the heartbeat and re-check timers. */
   attach(server: Server): void {
     server.on('upgrade', (req, socket, head) => void this.onUpgrade(req, socket, head));
-    this.all.start();
+    this.conns.start();
     this.recheckTimer = setInterval(() => void this.recheckSessions(), this.settings.sessionRecheckMs);
     this.recheckTimer.unref();
   }
 
   /** Open connections (authenticated or not). */
   connectionCount(): number {
-    return this.all.size;
+    return this.conns.size;
   }
 
   /** Distinct authenticated users on this process. */
@@ -156,7 +156,7 @@ export class Gateway implements GatewayHost {
         socket.removeListener('error', onError);
         // The server's `WebSocket` option makes every accepted socket a ConnSocket.
         const conn = new Connection(ws as ConnSocket, ip, this, bearer);
-        this.all.add(conn);
+        this.conns.add(conn);
       });
     } finally {
       socket.uncork();
@@ -227,7 +227,7 @@ export class Gateway implements GatewayHost {
   }
 
   connectionClosed(conn: Connection): void {
-    this.all.delete(conn);
+    this.conns.delete(conn);
     this.deps.ipCounter.release(conn.ip);
     this.deps.hooks?.connectionClosed?.(conn.id);
     const id = conn.identity;
@@ -267,17 +267,17 @@ export class Gateway implements GatewayHost {
    */
   async drain(timeoutMs: number): Promise<void> {
     this.draining = true;
-    this.all.stop();
+    this.conns.stop();
     clearInterval(this.recheckTimer);
     this.stopDeadlines();
     const deadline = Date.now() + timeoutMs;
     await Promise.all(
-      this.all.all().map((c) =>
+      this.conns.all().map((c) =>
         c.drain().then(() => c.close(CloseCode.GOING_AWAY, 'Server restarting; reconnect', Math.max(0, deadline - Date.now()))),
       ),
     ).catch(() => {});
-    while (this.all.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-    for (const c of this.all.all()) c.ws.terminate();
+    while (this.conns.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    for (const c of this.conns.all()) c.ws.terminate();
   }
 
   private stopDeadlines(): void {
@@ -286,10 +286,10 @@ export class Gateway implements GatewayHost {
 
   /** Stop timers and terminate every socket now. */
   close(): void {
-    this.all.stop();
+    this.conns.stop();
     clearInterval(this.recheckTimer);
     this.stopDeadlines();
-    for (const c of this.all.all()) c.ws.terminate();
+    for (const c of this.conns.all()) c.ws.terminate();
     this.wss.close();
   }
 }

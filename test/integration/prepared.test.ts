@@ -5,12 +5,12 @@
  * changed underneath (a newer instance's migration) falls back to unnamed runs instead of
  * failing.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLogger } from '../../src/observability/logger.ts';
-import type { Db } from '../../src/store/db.ts';
 import { randomBytes } from 'node:crypto';
 import { v7 as uuidv7 } from 'uuid';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BodyCipher } from '../../src/crypto/cipher.ts';
+import { createLogger } from '../../src/observability/logger.ts';
+import type { Db } from '../../src/store/db.ts';
 import { MessageStore } from '../../src/store/messages.ts';
 import { migrate } from '../../src/store/migrate.ts';
 import { createPgDb } from '../../src/store/pgDb.ts';
