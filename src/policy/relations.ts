@@ -77,9 +77,10 @@ export class RelationPolicy {
     const at = Date.now();
     this.store.pair(a, b).then(
       (rel) => {
-        const cur = this.cache.get(key);
-        // A newer lookup (issued later) may have replaced the entry meanwhile: keep the newer.
-        if (cur === entry || cur === undefined || cur.at < at) this.put(key, at, rel);
+        // Only while the entry is still the one cached: a lookup issued later may have
+        // replaced it (keep the newer), or clear() dropped it (a renewal issued before must
+        // not bring back what it read).
+        if (this.cache.get(key) === entry) this.put(key, at, rel);
         else entry.refreshing = false;
       },
       () => {

@@ -101,6 +101,23 @@ describe('RelationPolicy refresh-ahead', () => {
     expect(await p.pair('1', '2')).toEqual(BLOCKED);
   });
 
+  it('clear() while a renewal is in flight: what the renewal read is not brought back', async () => {
+    const { store, pending } = gatedStore();
+    const p = new RelationPolicy(store, 'sender_follows', CACHE_MS);
+    const first = p.pair('1', '2');
+    pending[0]!.resolve(OPEN);
+    await first;
+    vi.advanceTimersByTime(Math.ceil(CACHE_MS * REFRESH_AFTER_MAX));
+    await p.pair('1', '2'); // starts the renewal
+    p.clear();
+    pending[1]!.resolve(OPEN);
+    await settled(Promise.resolve());
+    const next = p.pair('1', '2');
+    expect(await settled(next)).toBe('pending'); // a fresh lookup, not the renewal's answer
+    pending[2]!.resolve(BLOCKED);
+    expect(await next).toEqual(BLOCKED);
+  });
+
   it('a failed renewal leaves the entry to age out; then the send path fails closed (SERVICE_UNAVAILABLE)', async () => {
     const { store, pending } = gatedStore();
     const p = new RelationPolicy(store, 'sender_follows', CACHE_MS);
