@@ -28,6 +28,17 @@ function gatedStore(): { store: RelationStore; pending: Pending[] } {
   return { store, pending };
 }
 
+/** A policy over a gated store whose entry for (1, 2) was loaded (OPEN) and is now past its latest refresh point. */
+async function loadedPastRefresh(): Promise<{ p: RelationPolicy; pending: Pending[] }> {
+  const { store, pending } = gatedStore();
+  const p = new RelationPolicy(store, 'sender_follows', CACHE_MS);
+  const first = p.pair('1', '2');
+  pending[0]!.resolve(OPEN);
+  await first;
+  vi.advanceTimersByTime(Math.ceil(CACHE_MS * REFRESH_AFTER_MAX));
+  return { p, pending };
+}
+
 /** Resolves once the promise has settled (fake timers do not hold microtasks). */
 async function settled<T>(p: Promise<T>): Promise<{ ok: true; v: T } | { ok: false; e: unknown } | 'pending'> {
   let out: { ok: true; v: T } | { ok: false; e: unknown } | 'pending' = 'pending';
@@ -60,12 +71,7 @@ describe('RelationPolicy refresh-ahead', () => {
   });
 
   it('past the refresh point a use is answered from the cache at once and starts exactly one background lookup', async () => {
-    const { store, pending } = gatedStore();
-    const p = new RelationPolicy(store, 'sender_follows', CACHE_MS);
-    const first = p.pair('1', '2');
-    pending[0]!.resolve(OPEN);
-    await first;
-    vi.advanceTimersByTime(Math.ceil(CACHE_MS * REFRESH_AFTER_MAX));
+    const { p, pending } = await loadedPastRefresh();
     for (let i = 0; i < 5; i++) {
       const r = await settled(p.pair('1', '2'));
       expect(r).toEqual({ ok: true, v: OPEN });
@@ -81,12 +87,7 @@ describe('RelationPolicy refresh-ahead', () => {
   });
 
   it('never serves an entry older than RELATION_CACHE_MS: a renewal still in flight at expiry does not extend it', async () => {
-    const { store, pending } = gatedStore();
-    const p = new RelationPolicy(store, 'sender_follows', CACHE_MS);
-    const first = p.pair('1', '2');
-    pending[0]!.resolve(OPEN);
-    await first;
-    vi.advanceTimersByTime(Math.ceil(CACHE_MS * REFRESH_AFTER_MAX));
+    const { p, pending } = await loadedPastRefresh();
     await p.pair('1', '2'); // starts the renewal, which hangs
     expect(pending).toHaveLength(2);
     vi.advanceTimersByTime(CACHE_MS);
@@ -102,12 +103,7 @@ describe('RelationPolicy refresh-ahead', () => {
   });
 
   it('clear() while a renewal is in flight: what the renewal read is not brought back', async () => {
-    const { store, pending } = gatedStore();
-    const p = new RelationPolicy(store, 'sender_follows', CACHE_MS);
-    const first = p.pair('1', '2');
-    pending[0]!.resolve(OPEN);
-    await first;
-    vi.advanceTimersByTime(Math.ceil(CACHE_MS * REFRESH_AFTER_MAX));
+    const { p, pending } = await loadedPastRefresh();
     await p.pair('1', '2'); // starts the renewal
     p.clear();
     pending[1]!.resolve(OPEN);
@@ -119,12 +115,7 @@ describe('RelationPolicy refresh-ahead', () => {
   });
 
   it('a failed renewal leaves the entry to age out; then the send path fails closed (SERVICE_UNAVAILABLE)', async () => {
-    const { store, pending } = gatedStore();
-    const p = new RelationPolicy(store, 'sender_follows', CACHE_MS);
-    const first = p.pair('1', '2');
-    pending[0]!.resolve(OPEN);
-    await first;
-    vi.advanceTimersByTime(Math.ceil(CACHE_MS * REFRESH_AFTER_MAX));
+    const { p, pending } = await loadedPastRefresh();
     expect(await p.pair('1', '2')).toEqual(OPEN);
     pending[1]!.reject(new Error('connection refused'));
     await settled(Promise.resolve());
