@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BodyCipher } from '../../src/crypto/cipher.ts';
 import { createLogger } from '../../src/observability/logger.ts';
 import type { Db } from '../../src/store/db.ts';
+import { PREPARED_MAX_ROWS } from '../../src/store/insertBatch.ts';
 import { MessageStore, type InsertResult } from '../../src/store/messages.ts';
 import { migrate } from '../../src/store/migrate.ts';
 import { createPgDb } from '../../src/store/pgDb.ts';
@@ -90,5 +91,41 @@ describe.skipIf(!onPostgres)('insert batching (PostgreSQL)', () => {
     expect(new Set(rows[0]!.keys).size).toBe(40);
     const conv = await db.query<{ last_seq: string }>("SELECT last_seq::text FROM conversations WHERE conversation_id = 'conv_7_8'");
     expect(Number(conv.rows[0]!.last_seq)).toBe(40);
+  });
+
+  it('batches above and below PREPARED_MAX_ROWS store every column as given (bytea binary, jsonb, nulls)', async () => {
+    const store = new MessageStore(db, { maxInFlight: 1, maxBatch: 256 });
+    const cipher = new BodyCipher([['k1', randomBytes(32)]]);
+    const sent = new Map<string, { text: string; mentions: unknown[] | null; replyTo: string | null }>();
+    const msg = (i: number) => {
+      const id = uuidv7();
+      const text = `body ${i} ${'é'.repeat(i % 7)}`;
+      const mentions = i % 3 === 0 ? [{ userId: String(i), offset: 0, length: 2 }] : null;
+      const replyTo = i % 4 === 0 ? uuidv7() : null;
+      sent.set(id, { text, mentions, replyTo });
+      const conv = `conv_9_${10 + (i % 3)}`;
+      return { id, conversationId: conv, kind: 'direct' as const, userA: '9', userB: String(10 + (i % 3)), senderId: '9', recipientId: String(10 + (i % 3)), groupId: null,
+        sealed: cipher.seal(text, id), replyTo, clientMessageId: i % 5 === 0 ? null : `rt${i}`, mentions, isAnnouncement: i % 2 === 0 };
+    };
+    // One tick's inserts form one batch: first one above the prepared size, then one below.
+    queries = 0;
+    for (const n of [PREPARED_MAX_ROWS + 8, 5]) {
+      const base = sent.size;
+      const results = await Promise.all(Array.from({ length: n }, (_, i) => store.insert(msg(base + i))));
+      expect(results.every((r) => !r.duplicate)).toBe(true);
+    }
+    expect(queries).toBe(2);
+    const { rows } = await db.query<{ id: string; key_id: string; nonce: Buffer; ciphertext: Buffer; mentions: unknown[] | null; reply_to: string | null; is_announcement: boolean }>(
+      "SELECT id::text, key_id, nonce, ciphertext, mentions, reply_to::text, is_announcement FROM private_messages WHERE sender_id = '9'",
+    );
+    expect(rows).toHaveLength(PREPARED_MAX_ROWS + 8 + 5);
+    for (const r of rows) {
+      const want = sent.get(r.id)!;
+      expect(cipher.open({ keyId: r.key_id, nonce: r.nonce, ciphertext: r.ciphertext }, r.id)).toBe(want.text);
+      expect(r.mentions).toEqual(want.mentions);
+      expect(r.reply_to).toBe(want.replyTo);
+    }
+    const seqs = await db.query<{ n: number; max: string }>("SELECT count(*)::int AS n, max(seq)::text AS max FROM private_messages WHERE sender_id = '9' GROUP BY conversation_id");
+    for (const c of seqs.rows) expect(Number(c.max)).toBe(c.n);
   });
 });
