@@ -25,8 +25,11 @@ export type BatchOptions = CoalesceOptions;
  * Rows of a batch statement that are run as a named prepared statement (one per row
  * count, prepared on each connection the first time that count occurs); larger batches,
  * which only a backlog produces, run the same form unnamed (parsed and planned per run).
+ * The bound caps PostgreSQL's memory for these plans: every size from 2 to 16 prepared
+ * on one connection held 3.5 MB of plan cache (`pg_backend_memory_contexts`), every size
+ * to 32 held 9.0 MB, per connection of every process's pool (2026-12-05).
  */
-export const PREPARED_MAX_ROWS = 32;
+export const PREPARED_MAX_ROWS = 16;
 
 /** Types of a message row's 13 columns in the VALUES list, in {@link batchParams} order. */
 const ROW_TYPES = ['text', 'int', 'uuid', 'text', 'text', 'text', 'text', 'bytea', 'bytea', 'uuid', 'text', 'jsonb', 'bool'] as const;
