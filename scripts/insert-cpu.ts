@@ -18,24 +18,13 @@ import { readFileSync } from 'node:fs';
 import pg from 'pg';
 import { v7 as uuidv7 } from 'uuid';
 import { createLogger } from '../src/observability/logger.ts';
-import { insertBatch } from '../src/store/insertBatch.ts';
+import { BATCH_SQL_HEAD, insertBatch } from '../src/store/insertBatch.ts';
 import { MessageStore, type NewMessage } from '../src/store/messages.ts';
 import { migrate } from '../src/store/migrate.ts';
 import { createPgDb } from '../src/store/pgDb.ts';
 
 /** The batch statement before 2026-12-05: one array per column, run unprepared. */
-const UNNEST_SQL = `WITH c AS (
-    INSERT INTO conversations AS c (conversation_id, kind, user_a, user_b, last_seq, last_message_at, updated_at)
-    SELECT conversation_id, kind, user_a, user_b, n, now(), now()
-      FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[]) AS v(conversation_id, kind, user_a, user_b, n)
-    ORDER BY conversation_id
-    ON CONFLICT (conversation_id) DO UPDATE SET last_seq = c.last_seq + EXCLUDED.last_seq, last_message_at = now(), updated_at = now()
-    RETURNING c.conversation_id, c.last_seq)
-INSERT INTO private_messages (id, conversation_id, seq, sender_id, recipient_id, group_id, key_id, nonce, ciphertext,
-  reply_to, client_message_id, mentions, is_announcement)
-SELECT t.id, t.conversation_id, c.last_seq - t.back, t.sender_id, t.recipient_id, t.group_id, t.key_id, t.nonce, t.ciphertext,
-  t.reply_to, t.client_message_id, t.mentions, t.is_announcement
-FROM unnest($6::text[], $7::int[], $8::uuid[], $9::text[], $10::text[], $11::text[], $12::text[], $13::bytea[], $14::bytea[],
+const UNNEST_SQL = `${BATCH_SQL_HEAD}FROM unnest($6::text[], $7::int[], $8::uuid[], $9::text[], $10::text[], $11::text[], $12::text[], $13::bytea[], $14::bytea[],
             $15::uuid[], $16::text[], $17::jsonb[], $18::bool[])
   AS t(conversation_id, back, id, sender_id, recipient_id, group_id, key_id, nonce, ciphertext, reply_to, client_message_id, mentions, is_announcement)
 JOIN c ON c.conversation_id = t.conversation_id

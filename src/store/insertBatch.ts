@@ -56,7 +56,21 @@ function batchSql(rows: number): string {
   const values: string[] = [];
   let p = 6;
   for (let r = 0; r < rows; r++) values.push(`(${ROW_TYPES.map((t) => `$${p++}::${t}`).join(', ')})`);
-  sql = `WITH c AS (
+  sql = `${BATCH_SQL_HEAD}FROM (VALUES ${values.join(',\n  ')})
+  AS t(conversation_id, back, id, sender_id, recipient_id, group_id, key_id, nonce, ciphertext, reply_to, client_message_id, mentions, is_announcement)
+JOIN c ON c.conversation_id = t.conversation_id
+RETURNING id::text AS id, seq::text AS seq, created_at`;
+  if (rows <= PREPARED_MAX_ROWS) BATCH_SQL_CACHE.set(rows, sql);
+  return sql;
+}
+const BATCH_SQL_CACHE = new Map<number, string>();
+
+/**
+ * The batch statement up to its message rows: the conversation upsert (parameters 1–5)
+ * and the INSERT … SELECT over `t` (the rows `FROM` … `AS t(…)` that follow, then
+ * `JOIN c`). Exported for scripts/insert-cpu.ts, which compares row forms.
+ */
+export const BATCH_SQL_HEAD = `WITH c AS (
     INSERT INTO conversations AS c (conversation_id, kind, user_a, user_b, last_seq, last_message_at, updated_at)
     SELECT conversation_id, kind, user_a, user_b, n, now(), now()
       FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[]) AS v(conversation_id, kind, user_a, user_b, n)
@@ -67,14 +81,7 @@ INSERT INTO private_messages (id, conversation_id, seq, sender_id, recipient_id,
   reply_to, client_message_id, mentions, is_announcement)
 SELECT t.id, t.conversation_id, c.last_seq - t.back, t.sender_id, t.recipient_id, t.group_id, t.key_id, t.nonce, t.ciphertext,
   t.reply_to, t.client_message_id, t.mentions, t.is_announcement
-FROM (VALUES ${values.join(',\n  ')})
-  AS t(conversation_id, back, id, sender_id, recipient_id, group_id, key_id, nonce, ciphertext, reply_to, client_message_id, mentions, is_announcement)
-JOIN c ON c.conversation_id = t.conversation_id
-RETURNING id::text AS id, seq::text AS seq, created_at`;
-  if (rows <= PREPARED_MAX_ROWS) BATCH_SQL_CACHE.set(rows, sql);
-  return sql;
-}
-const BATCH_SQL_CACHE = new Map<number, string>();
+`;
 
 /**
  * The rows of one batch statement: repeats of an idempotency key inside the batch left
