@@ -35,37 +35,6 @@ export const PREPARED_MAX_ROWS = 16;
 const ROW_TYPES = ['text', 'int', 'uuid', 'text', 'text', 'text', 'text', 'bytea', 'bytea', 'uuid', 'text', 'jsonb', 'bool'] as const;
 
 /**
- * One statement per batch of `rows` messages: one row per conversation (parameters 1–5,
- * arrays) takes its seq range under the row lock (ORDER BY: batches lock conversations in
- * one order, no deadlock), then each message (a VALUES row of 13 parameters) gets
- * `last_seq - back` (`back` = later messages of its conversation in the batch, computed
- * here). An idempotency key already stored fails the statement (unique violation,
- * nothing written) and the batch goes row by row.
- *
- * Why a VALUES row per message instead of unnest over arrays: the row count is then part
- * of the text, so the statement can be prepared per row count with a plan that fits it,
- * and bytea values travel as binary parameters instead of hex text inside an array
- * literal. PostgreSQL 15 backend CPU per statement (`npx tsx scripts/insert-cpu.ts 1,3,8`,
- * 1,500 sequential batches of distinct conversations, 2026-12-05): 3 rows 287–333 µs
- * against 593–613 µs for the unnest form (~530 µs even prepared); 8 rows 547–573 µs
- * against 1,133–1,267 µs; one message alone (insertOne) 220–240 µs.
- */
-function batchSql(rows: number): string {
-  let sql = BATCH_SQL_CACHE.get(rows);
-  if (sql) return sql;
-  const values: string[] = [];
-  let p = 6;
-  for (let r = 0; r < rows; r++) values.push(`(${ROW_TYPES.map((t) => `$${p++}::${t}`).join(', ')})`);
-  sql = `${BATCH_SQL_HEAD}FROM (VALUES ${values.join(',\n  ')})
-  AS t(conversation_id, back, id, sender_id, recipient_id, group_id, key_id, nonce, ciphertext, reply_to, client_message_id, mentions, is_announcement)
-JOIN c ON c.conversation_id = t.conversation_id
-RETURNING id::text AS id, seq::text AS seq, created_at`;
-  if (rows <= PREPARED_MAX_ROWS) BATCH_SQL_CACHE.set(rows, sql);
-  return sql;
-}
-const BATCH_SQL_CACHE = new Map<number, string>();
-
-/**
  * The batch statement up to its message rows: the conversation upsert (parameters 1–5)
  * and the INSERT … SELECT over `t` (the rows `FROM` … `AS t(…)` that follow, then
  * `JOIN c`). Exported for scripts/insert-cpu.ts, which compares row forms.
@@ -82,6 +51,41 @@ INSERT INTO private_messages (id, conversation_id, seq, sender_id, recipient_id,
 SELECT t.id, t.conversation_id, c.last_seq - t.back, t.sender_id, t.recipient_id, t.group_id, t.key_id, t.nonce, t.ciphertext,
   t.reply_to, t.client_message_id, t.mentions, t.is_announcement
 `;
+
+/** Statement texts by row count, for the row counts that are prepared. */
+const BATCH_SQL_CACHE = new Map<number, string>();
+
+/**
+ * The statement for a batch of `rows` messages, and whether it runs prepared (see
+ * {@link PREPARED_MAX_ROWS}): one row per conversation (parameters 1–5,
+ * arrays) takes its seq range under the row lock (ORDER BY: batches lock conversations in
+ * one order, no deadlock), then each message (a VALUES row of 13 parameters) gets
+ * `last_seq - back` (`back` = later messages of its conversation in the batch, computed
+ * here). An idempotency key already stored fails the statement (unique violation,
+ * nothing written) and the batch goes row by row.
+ *
+ * Why a VALUES row per message instead of unnest over arrays: the row count is then part
+ * of the text, so the statement can be prepared per row count with a plan that fits it,
+ * and bytea values travel as binary parameters instead of hex text inside an array
+ * literal. PostgreSQL 15 backend CPU per statement (`npx tsx scripts/insert-cpu.ts 1,3,8`,
+ * 1,500 sequential batches of distinct conversations, 2026-12-05): 3 rows 287–333 µs
+ * against 593–613 µs for the unnest form (~530 µs even prepared); 8 rows 547–573 µs
+ * against 1,133–1,267 µs; one message alone (insertOne) 220–240 µs.
+ */
+function batchSql(rows: number): { sql: string; prepare: boolean } {
+  const prepare = rows <= PREPARED_MAX_ROWS;
+  let sql = BATCH_SQL_CACHE.get(rows);
+  if (sql) return { sql, prepare };
+  const values: string[] = [];
+  let p = 6;
+  for (let r = 0; r < rows; r++) values.push(`(${ROW_TYPES.map((t) => `$${p++}::${t}`).join(', ')})`);
+  sql = `${BATCH_SQL_HEAD}FROM (VALUES ${values.join(',\n  ')})
+  AS t(conversation_id, back, id, sender_id, recipient_id, group_id, key_id, nonce, ciphertext, reply_to, client_message_id, mentions, is_announcement)
+JOIN c ON c.conversation_id = t.conversation_id
+RETURNING id::text AS id, seq::text AS seq, created_at`;
+  if (prepare) BATCH_SQL_CACHE.set(rows, sql);
+  return { sql, prepare };
+}
 
 /**
  * The rows of one batch statement: repeats of an idempotency key inside the batch left
@@ -143,7 +147,8 @@ export function insertBatch(
     let rows: { id: string; seq: string; created_at: Date }[];
     try {
       const b = batchParams(ms);
-      rows = (await db.query<{ id: string; seq: string; created_at: Date }>(batchSql(b.rows), b.params, { prepare: b.rows <= PREPARED_MAX_ROWS })).rows;
+      const { sql, prepare } = batchSql(b.rows);
+      rows = (await db.query<{ id: string; seq: string; created_at: Date }>(sql, b.params, { prepare })).rows;
     } catch (err) {
       if (isConnectionError(err)) throw err;
       // A key stored earlier (a client's retry), two batches racing on one key, a deadlock,

@@ -96,16 +96,17 @@ describe.skipIf(!onPostgres)('insert batching (PostgreSQL)', () => {
   it('batches above and below PREPARED_MAX_ROWS store every column as given (bytea binary, jsonb, nulls)', async () => {
     const store = new MessageStore(db, { maxInFlight: 1, maxBatch: 256 });
     const cipher = new BodyCipher([['k1', randomBytes(32)]]);
-    const sent = new Map<string, { text: string; mentions: unknown[] | null; replyTo: string | null }>();
+    const sent = new Map<string, { text: string; mentions: unknown[] | null; replyTo: string | null; key: string | null; announcement: boolean; recipient: string }>();
     const msg = (i: number) => {
       const id = uuidv7();
       const text = `body ${i} ${'é'.repeat(i % 7)}`;
       const mentions = i % 3 === 0 ? [{ userId: String(i), offset: 0, length: 2 }] : null;
       const replyTo = i % 4 === 0 ? uuidv7() : null;
-      sent.set(id, { text, mentions, replyTo });
-      const conv = `conv_9_${10 + (i % 3)}`;
-      return { id, conversationId: conv, kind: 'direct' as const, userA: '9', userB: String(10 + (i % 3)), senderId: '9', recipientId: String(10 + (i % 3)), groupId: null,
-        sealed: cipher.seal(text, id), replyTo, clientMessageId: i % 5 === 0 ? null : `rt${i}`, mentions, isAnnouncement: i % 2 === 0 };
+      const key = i % 5 === 0 ? null : `rt${i}`;
+      const recipient = String(10 + (i % 3));
+      sent.set(id, { text, mentions, replyTo, key, announcement: i % 2 === 0, recipient });
+      return { id, conversationId: `conv_9_${recipient}`, kind: 'direct' as const, userA: '9', userB: recipient, senderId: '9', recipientId: recipient, groupId: null,
+        sealed: cipher.seal(text, id), replyTo, clientMessageId: key, mentions, isAnnouncement: i % 2 === 0 };
     };
     // One tick's inserts form one batch: first one above the prepared size, then one below.
     queries = 0;
@@ -115,8 +116,12 @@ describe.skipIf(!onPostgres)('insert batching (PostgreSQL)', () => {
       expect(results.every((r) => !r.duplicate)).toBe(true);
     }
     expect(queries).toBe(2);
-    const { rows } = await db.query<{ id: string; key_id: string; nonce: Buffer; ciphertext: Buffer; mentions: unknown[] | null; reply_to: string | null; is_announcement: boolean }>(
-      "SELECT id::text, key_id, nonce, ciphertext, mentions, reply_to::text, is_announcement FROM private_messages WHERE sender_id = '9'",
+    const { rows } = await db.query<{
+      id: string; conversation_id: string; recipient_id: string; group_id: string | null; key_id: string; nonce: Buffer; ciphertext: Buffer;
+      mentions: unknown[] | null; reply_to: string | null; client_message_id: string | null; is_announcement: boolean;
+    }>(
+      `SELECT id::text, conversation_id, recipient_id, group_id, key_id, nonce, ciphertext, mentions, reply_to::text, client_message_id, is_announcement
+         FROM private_messages WHERE sender_id = '9'`,
     );
     expect(rows).toHaveLength(PREPARED_MAX_ROWS + 8 + 5);
     for (const r of rows) {
@@ -124,6 +129,9 @@ describe.skipIf(!onPostgres)('insert batching (PostgreSQL)', () => {
       expect(cipher.open({ keyId: r.key_id, nonce: r.nonce, ciphertext: r.ciphertext }, r.id)).toBe(want.text);
       expect(r.mentions).toEqual(want.mentions);
       expect(r.reply_to).toBe(want.replyTo);
+      expect(r.client_message_id).toBe(want.key);
+      expect(r.is_announcement).toBe(want.announcement);
+      expect([r.conversation_id, r.recipient_id, r.group_id, r.key_id]).toEqual([`conv_9_${want.recipient}`, want.recipient, null, 'k1']);
     }
     const seqs = await db.query<{ n: number; max: string }>("SELECT count(*)::int AS n, max(seq)::text AS max FROM private_messages WHERE sender_id = '9' GROUP BY conversation_id");
     for (const c of seqs.rows) expect(Number(c.max)).toBe(c.n);
