@@ -114,6 +114,8 @@ export interface TrafficResult extends ProgressResult {
   cpuMsInWindow: number;
   /** Largest ws bufferedAmount seen on a sender at send time, bytes. */
   maxBuffered: number;
+  /** Every measured ack as flat pairs: scheduled time (ms from the window start), latency (ms). For ./stalls.ts. */
+  ackTrace: number[];
 }
 
 /** Result of `status`: connections currently open, and close codes seen since connect. */

@@ -23,6 +23,8 @@ export class TrafficPhase {
   private sentMeasured = 0;
   private readonly pendingAcks = new Map<string, { sched: number; measured: boolean }>();
   private readonly ackedIds: string[] = [];
+  /** Measured acks: [scheduled ms from window start, latency ms] pairs, flat. */
+  private readonly ackTrace: number[] = [];
   private errors = 0;
   private readonly errorCodes: Record<string, number> = {};
   private readonly ackHist: Hist = newHist();
@@ -140,6 +142,7 @@ export class TrafficPhase {
       this.ackedIds.push(tag);
       if (p.measured) {
         recordMs(this.ackHist, now - p.sched);
+        this.ackTrace.push(p.sched - this.winStart, now - p.sched);
         if (now - p.sched <= GOODPUT_ACK_MS) this.ackedInTime++;
       }
       if (now >= this.winStart && now < this.winEnd) this.acksInWindow++;
@@ -168,6 +171,7 @@ export class TrafficPhase {
       ackHist: encodeHist(this.ackHist),
       deviceHist: encodeHist(this.deviceHist),
       lagHist: encodeHist(this.lagHist),
+      ackTrace: this.ackTrace,
       deliveries: [...this.deliveries].map(([k, v]) => [k, v[0], v[1]] as [string, number, number]),
       framesInWindow: this.framesInWindow,
       acksInWindow: this.acksInWindow,

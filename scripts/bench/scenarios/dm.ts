@@ -8,7 +8,8 @@ import { cpuSecondsOf } from '../../lib/server.ts';
 import { assertAlive, bootServer, ensureRedis, freshDatabase, LoadGens, seed, serverEnv, sourceAddress, type BenchContext } from '../fixture.ts';
 import type { ClientSpec, SenderSpec } from '../ipc.ts';
 import { nowMs } from '../ipc.ts';
-import type { RunResult } from '../stats.ts';
+import type { Figure, RunResult } from '../stats.ts';
+import { BURST_GAP_MS, BURST_MIN_ACKS } from '../stalls.ts';
 import { connectAll, driveTraffic, splitPlans, type ConnectSummary, type TrafficSummary } from './traffic.ts';
 
 /** One DM run: the traffic summary plus server RSS (bytes; 0 when not measurable). */
@@ -108,6 +109,7 @@ export function throughputFigures(m: DmMeasure): RunResult {
       { name: 'delivery (all devices) p99', unit: 'ms', value: t.allDevices.p99 },
       { name: 'unacked + errors', unit: 'msgs', value: t.unacked + t.errors },
       { name: 'generator lag p99', unit: 'ms', value: t.lag.p99 },
+      ...stallFigures(t),
       { name: 'server CPU', unit: '% core', value: t.serverCpuPct },
       { name: 'PostgreSQL CPU', unit: '% core', value: t.dbCpuPct },
       { name: 'generators CPU', unit: '% core', value: t.generatorCpuPct },
@@ -128,11 +130,23 @@ export function latencyFigures(m: DmMeasure): RunResult {
       { name: 'acked DM/s (ack <= 1 s)', unit: '/s', value: t.ackedPerSec },
       { name: 'lost', unit: 'msgs', value: t.lost },
       { name: 'generator lag p99', unit: 'ms', value: t.lag.p99 },
+      ...stallFigures(t),
       { name: 'server CPU', unit: '% core', value: t.serverCpuPct },
       { name: 'generators CPU', unit: '% core', value: t.generatorCpuPct },
     ],
     info: info(m),
   };
+}
+
+/**
+ * Whether the ack p99 comes from a few stalls (../stalls.ts): the bursts of acks at or above
+ * the p99 (at least BURST_MIN_ACKS within BURST_GAP_MS of each other) and their share of those acks.
+ */
+function stallFigures(t: TrafficSummary): Figure[] {
+  return [
+    { name: `stalls: bursts of >= ${BURST_MIN_ACKS} acks >= p99 within ${BURST_GAP_MS} ms`, unit: 'count', value: t.slowAcks.bursts },
+    { name: 'stalls: share of acks >= p99 inside such bursts', unit: '%', value: Math.round(t.slowAcks.inBurstsPct) },
+  ];
 }
 
 /** memory figures: RSS after the throughput run ≤ 1.5 × RSS after connecting. */

@@ -9,6 +9,7 @@ import { sourceAddress, type LoadGens } from '../fixture.ts';
 import type { ClientSpec, ConnectResult, ProgressResult, TrafficPlan, TrafficResult } from '../ipc.ts';
 import { nowMs, parseTag } from '../ipc.ts';
 import { mergeHists, newHist, recordMs, summarize, type LatencySummary } from '../histo.ts';
+import { slowAckBursts, type SlowAckSummary } from '../stalls.ts';
 
 /** Merged result of connecting clients on every load generator. */
 export interface ConnectSummary {
@@ -89,6 +90,8 @@ export interface TrafficSummary {
   allDevices: LatencySummary;
   /** How late the generator sent versus schedule. */
   lag: LatencySummary;
+  /** How the acks at or above the p99 are spread over the window: in a few stalls, or throughout (../stalls.ts). */
+  slowAcks: SlowAckSummary;
   maxBufferedBytes: number;
   drainMs: number;
   /** False when the drain hit its bound with acks or deliveries outstanding ("lost" may then include deliveries still in flight). */
@@ -196,6 +199,7 @@ function merge(rs: TrafficResult[], plan: TrafficPlan, expected: number, drainMs
     perDevice: summarize(mergeHists(rs.map((r) => r.deviceHist))),
     allDevices: summarize(all),
     lag: summarize(mergeHists(rs.map((r) => r.lagHist))),
+    slowAcks: slowAckBursts(rs.flatMap((r) => r.ackTrace)),
     maxBufferedBytes: Math.max(0, ...rs.map((r) => r.maxBuffered)),
     drainMs: Math.round(drainMs),
     generatorCpuPct: Math.round((sum((r) => r.cpuMsInWindow) / plan.durationMs) * 100),
