@@ -1,9 +1,11 @@
 /**
  * The bench's slow-ack burst finder (scripts/bench/stalls.ts) on synthetic ack traces at
  * 1,000 sends/s: slow acks spread over the window make no burst; a stall that delays every
- * send for 40 ms makes one, holding those acks; the threshold is the trace's own p99.
+ * send for 40 ms makes one, holding those acks; the threshold is the trace's own p99. And the
+ * reading of the server's event-loop lateness from its /metrics text (scenarios/traffic.ts).
  */
 import { describe, expect, it } from 'vitest';
+import { loopLatenessFromMetrics } from '../../scripts/bench/scenarios/traffic.ts';
 import { BURST_GAP_MS, BURST_MIN_ACKS, slowAckBursts } from '../../scripts/bench/stalls.ts';
 
 /** A trace of `n` sends `stepMs` apart (default 1 ms: 1,000 sends/s), latency `latency(i)` ms each. */
@@ -69,5 +71,26 @@ describe('slowAckBursts', () => {
     pairs.reverse();
     expect(slowAckBursts(pairs.flat())).toEqual(slowAckBursts(t));
     expect(slowAckBursts([])).toEqual({ thresholdMs: 0, slowAcks: 0, bursts: 0, inBurstsPct: 0, largest: [] });
+  });
+});
+
+describe('loopLatenessFromMetrics', () => {
+  it("reads prom-client's event-loop lag p99 and max, less its 10 ms timer, in ms", () => {
+    const text = [
+      '# HELP nodejs_eventloop_lag_max_seconds The maximum recorded event loop delay.',
+      '# TYPE nodejs_eventloop_lag_max_seconds gauge',
+      'nodejs_eventloop_lag_max_seconds 0.031260671',
+      'nodejs_eventloop_lag_p90_seconds 0.010616831',
+      'nodejs_eventloop_lag_p99_seconds 0.014524415',
+      'nodejs_eventloop_lag_p99_seconds_total 7',
+    ].join('\n');
+    const l = loopLatenessFromMetrics(text)!;
+    expect(l.p99Ms).toBeCloseTo(4.524415, 6);
+    expect(l.maxMs).toBeCloseTo(21.260671, 6);
+  });
+
+  it('is null without the metrics, and never negative', () => {
+    expect(loopLatenessFromMetrics('chat_connections_open 3\n')).toBeNull();
+    expect(loopLatenessFromMetrics('nodejs_eventloop_lag_p99_seconds 0.01\nnodejs_eventloop_lag_max_seconds 0.0099\n')).toEqual({ p99Ms: 0, maxMs: 0 });
   });
 });

@@ -10,7 +10,7 @@ import type { ClientSpec, SenderSpec } from '../ipc.ts';
 import { nowMs } from '../ipc.ts';
 import type { Figure, RunResult } from '../stats.ts';
 import { BURST_GAP_MS, BURST_MIN_ACKS } from '../stalls.ts';
-import { connectAll, driveTraffic, splitPlans, type ConnectSummary, type TrafficSummary } from './traffic.ts';
+import { connectAll, driveTraffic, loopLatenessFromMetrics, splitPlans, type ConnectSummary, type TrafficSummary } from './traffic.ts';
 
 /** One DM run: the traffic summary plus server RSS (bytes; 0 when not measurable). */
 export interface DmMeasure {
@@ -71,6 +71,8 @@ export async function measureDm(ctx: BenchContext, rate: number, target: DmTarge
       cpuSeconds: () => server.cpuSeconds(),
       dbCpuSeconds: () => (infra.ownPg?.pid ? cpuSecondsOf(infra.ownPg.pid) : undefined),
       redisCpuSeconds: () => (target.cluster && infra.ownRedis?.pid ? cpuSecondsOf(infra.ownRedis.pid) : undefined),
+      // A cluster's /metrics aggregates its workers' gauges: no one worker's lateness.
+      loopLateness: target.cluster ? undefined : async () => loopLatenessFromMetrics(await (await fetch(`http://127.0.0.1:${server.port}/metrics`)).text()),
     });
     assertAlive(server, 'during the run');
     await sleep(1000);
@@ -140,12 +142,15 @@ export function latencyFigures(m: DmMeasure): RunResult {
 
 /**
  * Whether the ack p99 comes from a few stalls (../stalls.ts): the bursts of acks at or above
- * the p99 (at least BURST_MIN_ACKS within BURST_GAP_MS of each other) and their share of those acks.
+ * the p99 (at least BURST_MIN_ACKS within BURST_GAP_MS of each other) and their share of those
+ * acks; and whether the server's own thread stalled (its event-loop lateness, ./traffic.ts).
  */
 function stallFigures(t: TrafficSummary): Figure[] {
   return [
     { name: `stalls: bursts of >= ${BURST_MIN_ACKS} acks >= p99 within ${BURST_GAP_MS} ms`, unit: 'count', value: t.slowAcks.bursts },
     { name: 'stalls: share of acks >= p99 inside such bursts', unit: '%', value: Math.round(t.slowAcks.inBurstsPct) },
+    { name: 'server event-loop lateness p99', unit: 'ms', value: t.serverLoop?.p99Ms ?? null },
+    { name: 'server event-loop lateness max', unit: 'ms', value: t.serverLoop?.maxMs ?? null },
   ];
 }
 

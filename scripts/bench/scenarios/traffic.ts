@@ -102,6 +102,8 @@ export interface TrafficSummary {
   /** CPU of the private PostgreSQL (postmaster + backends) and Redis over the window, % of one core (null: not ours to read). */
   dbCpuPct: number | null;
   redisCpuPct: number | null;
+  /** The server's event-loop lateness over the window (single process only; null: not measured). */
+  serverLoop: LoopLateness | null;
 }
 
 /** Optional probe of the server process during the measured window. */
@@ -111,6 +113,40 @@ export interface ServerProbe {
   /** CPU seconds used so far by the private PostgreSQL / Redis (undefined: not started by the bench). */
   dbCpuSeconds?(): number | undefined;
   redisCpuSeconds?(): number | undefined;
+  /**
+   * The server's event-loop lateness since the previous call (each call starts a new
+   * interval): called at the window's start and end. Undefined or null: not available.
+   */
+  loopLateness?(): Promise<LoopLateness | null>;
+}
+
+/**
+ * How late the server's event loop ran a 10 ms timer over the measured window (prom-client's
+ * `nodejs_eventloop_lag_*`, i.e. `monitorEventLoopDelay` with 10 ms resolution, less those
+ * 10 ms), ms: a stall of the server's own thread (its work, a GC pause, or the host not
+ * running it) shows here; one elsewhere (database, generators) does not.
+ */
+export interface LoopLateness {
+  p99Ms: number;
+  maxMs: number;
+}
+
+/** prom-client's event-loop timer interval, ms (collectDefaultMetrics' eventLoopMonitoringPrecision). */
+const LOOP_TIMER_MS = 10;
+
+/**
+ * {@link LoopLateness} from a Prometheus text exposition of prom-client's default metrics;
+ * null when they are missing. prom-client resets the histogram on each scrape.
+ */
+export function loopLatenessFromMetrics(text: string): LoopLateness | null {
+  const read = (name: string) => {
+    const m = new RegExp(`^${name} ([0-9.e+-]+)$`, 'm').exec(text);
+    return m ? Number(m[1]) * 1000 : undefined;
+  };
+  const p99 = read('nodejs_eventloop_lag_p99_seconds');
+  const max = read('nodejs_eventloop_lag_max_seconds');
+  if (p99 === undefined || max === undefined || !Number.isFinite(p99) || !Number.isFinite(max)) return null;
+  return { p99Ms: Math.max(0, p99 - LOOP_TIMER_MS), maxMs: Math.max(0, max - LOOP_TIMER_MS) };
 }
 
 /**
@@ -127,6 +163,7 @@ export async function driveTraffic(lg: LoadGens, plans: TrafficPlan[], expected:
     for (let i = 0; i < 100_000 && nowMs() < t; i++) await sleep(Math.min(1000, Math.max(1, t - nowMs())));
   };
   await sleepUntil(winStart);
+  await probe?.loopLateness?.().catch(() => null);
   const cpu0 = probe?.cpuSeconds();
   const db0 = probe?.dbCpuSeconds?.();
   const redis0 = probe?.redisCpuSeconds?.();
@@ -135,6 +172,7 @@ export async function driveTraffic(lg: LoadGens, plans: TrafficPlan[], expected:
   const serverCpuPct = pct(cpu0, probe?.cpuSeconds());
   const dbCpuPct = pct(db0, probe?.dbCpuSeconds?.());
   const redisCpuPct = pct(redis0, probe?.redisCpuSeconds?.());
+  const serverLoop = (await probe?.loopLateness?.().catch(() => null)) ?? null;
   const drainStart = nowMs();
   let drainComplete = false;
   for (let i = 0; i < 10_000; i++) {
@@ -148,10 +186,10 @@ export async function driveTraffic(lg: LoadGens, plans: TrafficPlan[], expected:
   }
   const drainMs = nowMs() - drainStart;
   const rs = await lg.all<TrafficResult>(() => ({ op: 'collect' }), 60_000);
-  return { ...merge(rs, p0, expected, drainMs), serverCpuPct, dbCpuPct, redisCpuPct, drainComplete };
+  return { ...merge(rs, p0, expected, drainMs), serverCpuPct, dbCpuPct, redisCpuPct, serverLoop, drainComplete };
 }
 
-function merge(rs: TrafficResult[], plan: TrafficPlan, expected: number, drainMs: number): Omit<TrafficSummary, 'serverCpuPct' | 'dbCpuPct' | 'redisCpuPct' | 'drainComplete'> {
+function merge(rs: TrafficResult[], plan: TrafficPlan, expected: number, drainMs: number): Omit<TrafficSummary, 'serverCpuPct' | 'dbCpuPct' | 'redisCpuPct' | 'serverLoop' | 'drainComplete'> {
   const deliveries = new Map<string, [number, number]>();
   for (const r of rs) {
     for (const [id, n, last] of r.deliveries) {
