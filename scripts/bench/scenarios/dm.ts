@@ -189,6 +189,8 @@ export function clusterFigures(cluster: DmMeasure, single: DmMeasure): RunResult
       { name: '1-process CPU', unit: '% core', value: s.serverCpuPct },
       { name: 'cluster PostgreSQL + Redis CPU', unit: '% core', value: c.dbCpuPct === null ? null : c.dbCpuPct + (c.redisCpuPct ?? 0) },
       { name: '1-process PostgreSQL CPU', unit: '% core', value: s.dbCpuPct },
+      { name: 'cluster stalls: share of acks >= p99 in bursts', unit: '%', value: Math.round(c.slowAcks.inBurstsPct) },
+      { name: '1-process stalls: share of acks >= p99 in bursts', unit: '%', value: Math.round(s.slowAcks.inBurstsPct) },
       { name: 'cluster lost', unit: 'msgs', value: c.lost, target: { op: '==', value: 0, judge: 'worst' } },
     ],
     info: { cluster: info(cluster), single: { rate: single.rate, traffic: single.traffic } },
