@@ -72,7 +72,7 @@ export async function measureDm(ctx: BenchContext, rate: number, target: DmTarge
       dbCpuSeconds: () => (infra.ownPg?.pid ? cpuSecondsOf(infra.ownPg.pid) : undefined),
       redisCpuSeconds: () => (target.cluster && infra.ownRedis?.pid ? cpuSecondsOf(infra.ownRedis.pid) : undefined),
       // A cluster's /metrics aggregates its workers' gauges: no one worker's lateness.
-      loopLateness: target.cluster ? undefined : async () => loopLatenessFromMetrics(await (await fetch(`http://127.0.0.1:${server.port}/metrics`)).text()),
+      loopLateness: target.cluster ? undefined : async () => loopLatenessFromMetrics(await (await fetch(`http://127.0.0.1:${server.port}/metrics`, { signal: AbortSignal.timeout(5000) })).text()),
     });
     assertAlive(server, 'during the run');
     await sleep(1000);

@@ -127,7 +127,9 @@ export interface ServerProbe {
  * running it) shows here; one elsewhere (database, generators) does not.
  */
 export interface LoopLateness {
+  /** 99th percentile of the lateness, ms. */
   p99Ms: number;
+  /** Largest lateness, ms. */
   maxMs: number;
 }
 
