@@ -92,6 +92,8 @@ export interface TrafficSummary {
   lag: LatencySummary;
   /** How the acks at or above the p99 are spread over the window: in a few stalls, or throughout (../stalls.ts). */
   slowAcks: SlowAckSummary;
+  /** Epoch ms of the measured window's start: the origin of `slowAcks`' burst times, for matching them with other logs. */
+  windowStartMs: number;
   maxBufferedBytes: number;
   drainMs: number;
   /** False when the drain hit its bound with acks or deliveries outstanding ("lost" may then include deliveries still in flight). */
@@ -240,6 +242,7 @@ function merge(rs: TrafficResult[], plan: TrafficPlan, expected: number, drainMs
     allDevices: summarize(all),
     lag: summarize(mergeHists(rs.map((r) => r.lagHist))),
     slowAcks: slowAckBursts(rs.flatMap((r) => r.ackTrace)),
+    windowStartMs: Math.round(plan.startAt + plan.warmupMs),
     maxBufferedBytes: Math.max(0, ...rs.map((r) => r.maxBuffered)),
     drainMs: Math.round(drainMs),
     generatorCpuPct: Math.round((sum((r) => r.cpuMsInWindow) / plan.durationMs) * 100),
