@@ -190,10 +190,10 @@ export async function driveTraffic(lg: LoadGens, plans: TrafficPlan[], expected:
   }
   const drainMs = nowMs() - drainStart;
   const rs = await lg.all<TrafficResult>(() => ({ op: 'collect' }), 60_000);
-  return { ...merge(rs, p0, expected, drainMs), serverCpuPct, dbCpuPct, redisCpuPct, serverLoop, drainComplete };
+  return { ...merge(rs, p0, expected, drainMs), windowStartMs: Math.round(winStart), serverCpuPct, dbCpuPct, redisCpuPct, serverLoop, drainComplete };
 }
 
-function merge(rs: TrafficResult[], plan: TrafficPlan, expected: number, drainMs: number): Omit<TrafficSummary, 'serverCpuPct' | 'dbCpuPct' | 'redisCpuPct' | 'serverLoop' | 'drainComplete'> {
+function merge(rs: TrafficResult[], plan: TrafficPlan, expected: number, drainMs: number): Omit<TrafficSummary, 'windowStartMs' | 'serverCpuPct' | 'dbCpuPct' | 'redisCpuPct' | 'serverLoop' | 'drainComplete'> {
   const deliveries = new Map<string, [number, number]>();
   for (const r of rs) {
     for (const [id, n, last] of r.deliveries) {
@@ -242,7 +242,6 @@ function merge(rs: TrafficResult[], plan: TrafficPlan, expected: number, drainMs
     allDevices: summarize(all),
     lag: summarize(mergeHists(rs.map((r) => r.lagHist))),
     slowAcks: slowAckBursts(rs.flatMap((r) => r.ackTrace)),
-    windowStartMs: Math.round(plan.startAt + plan.warmupMs),
     maxBufferedBytes: Math.max(0, ...rs.map((r) => r.maxBuffered)),
     drainMs: Math.round(drainMs),
     generatorCpuPct: Math.round((sum((r) => r.cpuMsInWindow) / plan.durationMs) * 100),
