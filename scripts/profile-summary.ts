@@ -28,31 +28,33 @@ process.stdout.on('error', (err: NodeJS.ErrnoException) => {
   process.exit(0);
 });
 const profile = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
-if (busyMs > 0) {
-  printBusy(profile, busyMs, Number(nArg ?? 3));
-  process.exit(0);
+if (busyMs > 0) printBusy(profile, busyMs, Number(nArg ?? 3));
+else printSummary(profile, windowS, Number(nArg ?? 25));
+
+/** The default report: self time by package, then the `topN` functions by self time (within the busiest `windowS` s when > 0). */
+function printSummary(profile: CpuProfile, windowS: number, topN: number): void {
+  const hits = windowHits(profile, windowS);
+  const total = [...hits.values()].reduce((s, h) => s + h, 0) || 1;
+  const byFn = new Map<string, number>();
+  const byPkg = new Map<string, number>();
+  for (const n of profile.nodes) {
+    const h = hits.get(n.id) ?? 0;
+    if (!h) continue;
+    const url = n.callFrame.url;
+    const name = n.callFrame.functionName || '(anonymous)';
+    const where = url.replace(/^.*\/work\/main\//, '').replace(/^file:\/\//, '');
+    const fnKey = `${name}  ${where}:${n.callFrame.lineNumber + 1}`;
+    byFn.set(fnKey, (byFn.get(fnKey) ?? 0) + h);
+    const pkg = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url)?.[1] ?? /\/src\/([^/]+)/.exec(url)?.[1]?.replace(/^/, 'src/') ?? (url ? 'node:internal' : name.startsWith('(') ? name : 'native');
+    byPkg.set(pkg, (byPkg.get(pkg) ?? 0) + h);
+  }
+  const msPerSample = windowS > 0 ? (windowS * 1000) / total : 0;
+  const pct = (h: number) => ((100 * h) / total).toFixed(1).padStart(5) + '%' + (msPerSample ? `${(h * msPerSample).toFixed(0).padStart(7)} ms` : '');
+  process.stdout.write(`self time by package (${total} samples${windowS > 0 ? `, busiest ${windowS} s` : ''})\n`);
+  for (const [k, v] of [...byPkg].sort((a, b) => b[1] - a[1]).slice(0, 20)) process.stdout.write(`${pct(v)}  ${k}\n`);
+  process.stdout.write(`\ntop functions by self time\n`);
+  for (const [k, v] of [...byFn].sort((a, b) => b[1] - a[1]).slice(0, topN)) process.stdout.write(`${pct(v)}  ${k}\n`);
 }
-const hits = windowHits(profile, windowS);
-const total = [...hits.values()].reduce((s, h) => s + h, 0) || 1;
-const byFn = new Map<string, number>();
-const byPkg = new Map<string, number>();
-for (const n of profile.nodes) {
-  const h = hits.get(n.id) ?? 0;
-  if (!h) continue;
-  const url = n.callFrame.url;
-  const name = n.callFrame.functionName || '(anonymous)';
-  const where = url.replace(/^.*\/work\/main\//, '').replace(/^file:\/\//, '');
-  const fnKey = `${name}  ${where}:${n.callFrame.lineNumber + 1}`;
-  byFn.set(fnKey, (byFn.get(fnKey) ?? 0) + h);
-  const pkg = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url)?.[1] ?? /\/src\/([^/]+)/.exec(url)?.[1]?.replace(/^/, 'src/') ?? (url ? 'node:internal' : name.startsWith('(') ? name : 'native');
-  byPkg.set(pkg, (byPkg.get(pkg) ?? 0) + h);
-}
-const msPerSample = windowS > 0 ? (windowS * 1000) / total : 0;
-const pct = (h: number) => ((100 * h) / total).toFixed(1).padStart(5) + '%' + (msPerSample ? `${(h * msPerSample).toFixed(0).padStart(7)} ms` : '');
-process.stdout.write(`self time by package (${total} samples${windowS > 0 ? `, busiest ${windowS} s` : ''})\n`);
-for (const [k, v] of [...byPkg].sort((a, b) => b[1] - a[1]).slice(0, 20)) process.stdout.write(`${pct(v)}  ${k}\n`);
-process.stdout.write(`\ntop functions by self time\n`);
-for (const [k, v] of [...byFn].sort((a, b) => b[1] - a[1]).slice(0, Number(nArg ?? 25))) process.stdout.write(`${pct(v)}  ${k}\n`);
 
 /** Remove `name VALUE` from `args` and return VALUE: 0 when absent, NaN when not a positive number. */
 function takeOption(args: string[], name: string): number {
