@@ -1,0 +1,122 @@
+/**
+ * RedisBus (src/fanout/redisBus.ts) on the real Redis (TEST_REDIS_URL), two bus objects
+ * on their own connections standing for two instances under one key prefix: the
+ * publishes of one event-loop turn go out as one command and arrive complete and in
+ * order per recipient, past the script's batch size too; a lone publish is one PUBLISH;
+ * local delivery is synchronous; own echoes are dropped; publishes queued when the bus
+ * stops still go out.
+ */
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Delivery } from '../../src/fanout/bus.ts';
+import { PUBLISH_BATCH, RedisBus } from '../../src/fanout/redisBus.ts';
+import { closeRedis, createRedis, waitReady, type Redis } from '../../src/fanout/redisClient.ts';
+import { createLogger } from '../../src/observability/logger.ts';
+import { scaleEnabled, sleep, warnIfSkipped } from '../helpers/scaleProcs.ts';
+
+warnIfSkipped('redis-bus.test.ts');
+
+const url = process.env.TEST_REDIS_URL ?? '';
+const prefix = `tb${randomBytes(4).toString('hex')}:`;
+const logger = createLogger('error', { silent: true });
+
+/** One instance: its bus and what its handler received, as `user|frame` strings. */
+interface Instance {
+  bus: RedisBus;
+  got: string[];
+  pub: Redis;
+}
+
+/** Wait until `cond()` or fail after `ms`. */
+async function until(cond: () => boolean, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('timed out');
+    await sleep(10);
+  }
+}
+
+describe.skipIf(!scaleEnabled)('RedisBus on Redis', () => {
+  const clients: Redis[] = [];
+  const buses: RedisBus[] = [];
+
+  async function instance(name: string, users: string[]): Promise<Instance> {
+    const pub = createRedis(url, `${name}-pub`, logger);
+    const sub = createRedis(url, `${name}-sub`, logger);
+    clients.push(pub, sub);
+    expect(await waitReady(pub, 5000)).toBe(true);
+    expect(await waitReady(sub, 5000)).toBe(true);
+    const bus = new RedisBus(pub, sub, { prefix, instanceId: `${name}-${randomBytes(3).toString('hex')}`, logger });
+    buses.push(bus);
+    const got: string[] = [];
+    // As the gateway's registry: deliver to the users held here.
+    const held = new Set(users);
+    await bus.start((d: Delivery) => {
+      for (const u of d.userIds) if (held.has(u)) got.push(`${u}|${d.frame}`);
+    });
+    await Promise.all(users.map((u) => bus.track(u, true)));
+    return { bus, got, pub };
+  }
+
+  let a: Instance;
+  let b: Instance;
+  beforeAll(async () => {
+    a = await instance('a', ['1']);
+    b = await instance('b', ['1', '2', '3']);
+  });
+  afterAll(async () => {
+    for (const bus of buses) await bus.stop();
+    for (const c of clients) closeRedis(c);
+  });
+
+  it('sends the publishes of one turn as one command: all arrive, in order per recipient; local delivery is synchronous and echoes are dropped', async () => {
+    a.got.length = 0;
+    b.got.length = 0;
+    const before = a.bus.publishCommands;
+    for (let i = 0; i < 5; i++) {
+      a.bus.publish({ userIds: ['2', '1'], frame: `m${i}` });
+      a.bus.publish({ userIds: ['3'], frame: `n${i}` });
+    }
+    // Local delivery (user 1 is held by a too) happened before the publish returned.
+    expect(a.got).toEqual([0, 1, 2, 3, 4].map((i) => `1|m${i}`));
+    await until(() => b.got.length === 15);
+    // 15 publishes (5 × users 2 and 1, 5 × user 3) in one command.
+    expect(a.bus.publishCommands - before).toBe(1);
+    for (const user of ['1', '2', '3']) {
+      const frames = b.got.filter((g) => g.startsWith(`${user}|`)).map((g) => g.slice(2));
+      expect(frames).toEqual([0, 1, 2, 3, 4].map((i) => (user === '3' ? `n${i}` : `m${i}`)));
+    }
+    await sleep(100);
+    // a's own publishes to user 1 came back from Redis as echoes and were dropped.
+    expect(a.got).toHaveLength(5);
+    expect(b.got).toHaveLength(15);
+  });
+
+  it('splits a turn of more than PUBLISH_BATCH publishes over several commands, order kept; a lone publish is one PUBLISH', async () => {
+    b.got.length = 0;
+    let before = a.bus.publishCommands;
+    const n = PUBLISH_BATCH * 2 + 5;
+    for (let i = 0; i < n; i++) a.bus.publish({ userIds: ['2'], frame: `k${i}` });
+    await until(() => b.got.length === n);
+    expect(a.bus.publishCommands - before).toBe(3);
+    expect(b.got).toEqual(Array.from({ length: n }, (_, i) => `2|k${i}`));
+
+    b.got.length = 0;
+    before = a.bus.publishCommands;
+    a.bus.publish({ userIds: ['3'], frame: 'alone', exceptConnId: 'c1' });
+    await until(() => b.got.length === 1);
+    expect(a.bus.publishCommands - before).toBe(1);
+    expect(b.got).toEqual(['3|alone']);
+  });
+
+  it('sends publishes still queued when the bus stops, before its connection is closed', async () => {
+    b.got.length = 0;
+    const c = await instance('c', []);
+    c.bus.publish({ userIds: ['2'], frame: 'last' });
+    // As at shutdown (src/app.ts): the bus stops, then its connections are destroyed.
+    await c.bus.stop();
+    closeRedis(c.pub);
+    await until(() => b.got.length === 1);
+    expect(b.got).toEqual(['2|last']);
+  });
+});
