@@ -12,8 +12,8 @@
  * each in order (fewer commands: a DM is two publishes, a committed insert batch several
  * DMs). Order on a channel is kept: one connection, commands in the order issued.
  * At-most-once: while Redis is down remote delivery is skipped (logged) and clients close
- * gaps with `sync`. Subscriptions are reconciled after
- * every reconnect (node-redis also resubscribes what it knew).
+ * gaps with `sync`. Subscriptions are reconciled after every reconnect (node-redis also
+ * resubscribes what it knew).
  */
 import type { Logger } from '../observability/logger.ts';
 import type { Bus, Delivery, DeliveryHandler } from './bus.ts';
