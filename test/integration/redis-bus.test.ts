@@ -12,7 +12,7 @@ import type { Delivery } from '../../src/fanout/bus.ts';
 import { PUBLISH_BATCH, RedisBus } from '../../src/fanout/redisBus.ts';
 import { closeRedis, createRedis, waitReady, type Redis } from '../../src/fanout/redisClient.ts';
 import { createLogger } from '../../src/observability/logger.ts';
-import { scaleEnabled, sleep, warnIfSkipped } from '../helpers/scaleProcs.ts';
+import { scaleEnabled, sleep, until, warnIfSkipped } from '../helpers/scaleProcs.ts';
 
 warnIfSkipped('redis-bus.test.ts');
 
@@ -25,15 +25,6 @@ interface Instance {
   bus: RedisBus;
   got: string[];
   pub: Redis;
-}
-
-/** Wait until `cond()` or fail after `ms`. */
-async function until(cond: () => boolean, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('timed out');
-    await sleep(10);
-  }
 }
 
 describe.skipIf(!scaleEnabled)('RedisBus on Redis', () => {
@@ -79,7 +70,7 @@ describe.skipIf(!scaleEnabled)('RedisBus on Redis', () => {
     }
     // Local delivery (user 1 is held by a too) happened before the publish returned.
     expect(a.got).toEqual([0, 1, 2, 3, 4].map((i) => `1|m${i}`));
-    await until(() => b.got.length === 15);
+    await until('b received 15', () => b.got.length === 15, 5000, 10);
     // 15 publishes (5 × users 2 and 1, 5 × user 3) in one command.
     expect(a.bus.publishCommands - before).toBe(1);
     for (const user of ['1', '2', '3']) {
@@ -97,14 +88,14 @@ describe.skipIf(!scaleEnabled)('RedisBus on Redis', () => {
     let before = a.bus.publishCommands;
     const n = PUBLISH_BATCH * 2 + 5;
     for (let i = 0; i < n; i++) a.bus.publish({ userIds: ['2'], frame: `k${i}` });
-    await until(() => b.got.length === n);
+    await until('b received n', () => b.got.length === n, 5000, 10);
     expect(a.bus.publishCommands - before).toBe(3);
     expect(b.got).toEqual(Array.from({ length: n }, (_, i) => `2|k${i}`));
 
     b.got.length = 0;
     before = a.bus.publishCommands;
     a.bus.publish({ userIds: ['3'], frame: 'alone', exceptConnId: 'c1' });
-    await until(() => b.got.length === 1);
+    await until('b received 1', () => b.got.length === 1, 5000, 10);
     expect(a.bus.publishCommands - before).toBe(1);
     expect(b.got).toEqual(['3|alone']);
   });
@@ -116,7 +107,7 @@ describe.skipIf(!scaleEnabled)('RedisBus on Redis', () => {
     // As at shutdown (src/app.ts): the bus stops, then its connections are destroyed.
     await c.bus.stop();
     closeRedis(c.pub);
-    await until(() => b.got.length === 1);
+    await until('b received 1', () => b.got.length === 1, 5000, 10);
     expect(b.got).toEqual(['2|last']);
   });
 });
