@@ -12,7 +12,7 @@
  * functions with the most samples; then the functions over all of them.
  */
 import { readFileSync } from 'node:fs';
-import { busyStretches, type CpuProfile } from './lib/cpuProfile.ts';
+import { busyStretches, idleNodeIds, sampleTimes, type CpuProfile } from './lib/cpuProfile.ts';
 
 const args = process.argv.slice(2);
 const windowS = takeOption(args, '--window');
@@ -88,10 +88,8 @@ function windowHits(p: CpuProfile, windowS: number): Map<number, number> {
     for (const n of p.nodes) if (n.hitCount) out.set(n.id, n.hitCount);
     return out;
   }
-  const idleIds = new Set(p.nodes.filter((n) => n.callFrame.functionName === '(idle)').map((n) => n.id));
-  const times: number[] = [];
-  let t = 0;
-  for (const d of p.timeDeltas) times.push((t += d));
+  const idleIds = idleNodeIds(p);
+  const times = sampleTimes(p.timeDeltas);
   const span = windowS * 1e6;
   let best = 0;
   let bestBusy = -1;

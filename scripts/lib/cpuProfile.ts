@@ -33,6 +33,19 @@ export interface BusyStretch {
   functions: [string, number][];
 }
 
+/** Ids of the `(idle)` nodes: a sample on one of them is the thread waiting for work. */
+export function idleNodeIds(p: CpuProfile): Set<number> {
+  return new Set(p.nodes.filter((n) => n.callFrame.functionName === '(idle)').map((n) => n.id));
+}
+
+/** Time of each sample, µs from the profile's start (the running sum of `timeDeltas`). */
+export function sampleTimes(timeDeltas: readonly number[]): number[] {
+  const times: number[] = [];
+  let t = 0;
+  for (const d of timeDeltas) times.push((t += d));
+  return times;
+}
+
 /** `name file:line` of a node (the file without its directory). */
 export function frameName(n: ProfileNode): string {
   return `${n.callFrame.functionName || '(anonymous)'} ${n.callFrame.url.replace(/^.*\//, '')}:${n.callFrame.lineNumber + 1}`;
@@ -48,10 +61,8 @@ export function busyStretches(p: CpuProfile, minMs: number): BusyStretch[] {
   const { samples, timeDeltas } = p;
   if (!samples || !timeDeltas || samples.length === 0) return [];
   const byId = new Map(p.nodes.map((n) => [n.id, n]));
-  const idle = new Set(p.nodes.filter((n) => n.callFrame.functionName === '(idle)').map((n) => n.id));
-  const times: number[] = [];
-  let t = 0;
-  for (const d of timeDeltas) times.push((t += d));
+  const idle = idleNodeIds(p);
+  const times = sampleTimes(timeDeltas);
   const out: BusyStretch[] = [];
   let start = -1;
   for (let i = 0; i <= samples.length; i++) {
