@@ -22,7 +22,7 @@ import { Gateway, type GatewayHooks } from './gateway/gateway.ts';
 import { httpHandler } from './http/routes.ts';
 import { createLogger, type Logger } from './observability/logger.ts';
 import { Metrics } from './observability/metrics.ts';
-import type { RateLimits } from './policy/rateLimits.ts';
+import { countingHits, type RateLimits } from './policy/rateLimits.ts';
 import { RelationPolicy } from './policy/relations.ts';
 import type { Presence } from './presence/presence.ts';
 import { coreCommands, FrameDecoder, type CommandSpec } from './protocol/inbound.ts';
@@ -149,7 +149,7 @@ export async function createApp(cfg: Config, opts: AppOptions = {}): Promise<App
   const insertInFlight = insertConcurrency(cfg.dbInsertConcurrency, cluster.isWorker, cfg.clusterWorkers);
   const stores = createStores(db, insertInFlight);
   const dist = await createDistribution(cfg, logger);
-  const limits = opts.limits ?? dist.limits;
+  const limits = countingHits(opts.limits ?? dist.limits, (kind) => metrics.rateLimitHit(kind));
   const presence = opts.presence ?? dist.presence;
   const bus = opts.bus ?? dist.bus;
   const relations = new RelationPolicy(stores.relations, cfg.followPolicy, cfg.relationCacheMs);

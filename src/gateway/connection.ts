@@ -142,6 +142,7 @@ export class Connection {
   close(code: number, reason: string, terminateAfterMs = 5000): void {
     if (this.closed) return;
     this.closed = true;
+    this.host.metrics?.closedByServer(code);
     try {
       this.ws.close(code, reason);
     } catch {
@@ -235,11 +236,11 @@ export class Connection {
       const reply = await this.host.dispatch(this.actor(), f);
       if (!this.closed) this.sendFrame(reply, f.requestId);
       for (const fn of reply[AFTER_REPLY] ?? []) fn((frame) => this.sendFrame(frame));
-      this.host.metrics?.commandDone(f.type, performance.now() - started, null);
+      this.host.metrics?.commandDone(f.type, performance.now() - started);
       if (STORED_REPLIES.has(reply.type) && !reply.duplicate) this.host.metrics?.messageStored();
     } catch (err) {
       const ce = this.host.toChatError(err, { connId: this.id, userId: this.identity?.user.id, type: f.type });
-      this.host.metrics?.commandDone(f.type, performance.now() - started, ce.code);
+      this.host.metrics?.commandDone(f.type, performance.now() - started);
       this.sendError(ce, f.requestId);
     }
   }
@@ -255,6 +256,7 @@ export class Connection {
 
   private sendError(err: ChatError, requestId: string | undefined, errorId?: string): void {
     this.sendFrame(errorFrame(err, errorId ?? (err as ChatError & { errorId?: string }).errorId), requestId);
+    this.host.metrics?.errorSent(err.code);
     if (err.code !== 'BAD_REQUEST' && err.code !== 'UNKNOWN_TYPE') return;
     const now = Date.now();
     const times = (this.errorTimes ??= []);
@@ -269,6 +271,7 @@ export class Connection {
     if (this.closed) return;
     if (!r.ok) {
       this.sendFrame(authErrorFrame(r.code, r.message), requestId);
+      this.host.metrics?.errorSent(r.code);
       if (this.identity) return;
       this.refuseHeld();
       // A lookup that could not run says nothing about the token: it does not count (§3 item 4).
@@ -279,6 +282,7 @@ export class Connection {
     if (this.identity) {
       if (id.user.id !== this.identity.user.id) {
         this.sendFrame(authErrorFrame('USER_MISMATCH', 'Token is for another user'), requestId);
+        this.host.metrics?.errorSent('USER_MISMATCH');
         return;
       }
       this.identity = id;

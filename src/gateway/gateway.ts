@@ -24,7 +24,7 @@ import { Connection, ConnSocket } from './connection.ts';
 import { DeadlineWheel } from './deadlines.ts';
 import type { Handler } from './dispatch.ts';
 import { Heartbeat } from './heartbeat.ts';
-import type { ConnectionDeadlines, GatewayHost, GatewayMetrics, GatewaySettings } from './host.ts';
+import type { ConnectionDeadlines, GatewayHost, GatewayMetrics, GatewaySettings, UpgradeRejection } from './host.ts';
 import { ConnectionRegistry } from './registry.ts';
 
 /** Hooks other parts attach to connection events (presence notifications, typing). */
@@ -134,11 +134,11 @@ export class Gateway implements GatewayHost {
   private async onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     const onError = () => socket.destroy();
     socket.on('error', onError);
-    if (this.draining) return reject(socket, 503, 'Service Unavailable');
-    if (!originAllowed(req.headers.origin, this.settings.allowedOrigins)) return reject(socket, 403, 'Forbidden');
+    if (this.draining) return this.refuseUpgrade(socket, 503, 'Service Unavailable', 'draining');
+    if (!originAllowed(req.headers.origin, this.settings.allowedOrigins)) return this.refuseUpgrade(socket, 403, 'Forbidden', 'origin');
     const ip = clientIp(req, this.settings.trustProxy);
-    if ((await this.deps.limits.consume('connect', ip)) !== null) return reject(socket, 429, 'Too Many Requests');
-    if (!(await this.deps.ipCounter.acquire(ip, this.settings.maxConnectionsPerIp))) return reject(socket, 429, 'Too Many Requests');
+    if ((await this.deps.limits.consume('connect', ip)) !== null) return this.refuseUpgrade(socket, 429, 'Too Many Requests', 'connect_rate');
+    if (!(await this.deps.ipCounter.acquire(ip, this.settings.maxConnectionsPerIp))) return this.refuseUpgrade(socket, 429, 'Too Many Requests', 'ip_cap');
     if (socket.destroyed || this.draining) {
       this.deps.ipCounter.release(ip);
       socket.destroy();
@@ -161,6 +161,12 @@ export class Gateway implements GatewayHost {
     } finally {
       socket.uncork();
     }
+  }
+
+  /** Refuse an upgrade with an HTTP `status` response, counted by `why` in the metrics. */
+  private refuseUpgrade(socket: Duplex, status: number, text: string, why: UpgradeRejection): void {
+    this.metrics?.upgradeRejected(why);
+    reject(socket, status, text);
   }
 
   /** Run an authenticated command through its handler. */

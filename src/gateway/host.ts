@@ -43,10 +43,26 @@ export interface GatewayMetrics {
   frameOut(frame: string | Buffer): void;
   /** The same frame was written to `n` connections (one fan-out). */
   framesOutMany(frame: string | Buffer, n: number): void;
-  commandDone(type: string, ms: number, errorCode: string | null): void;
+  /** A command of `type` was answered (reply or error frame) `ms` after it was read. */
+  commandDone(type: string, ms: number): void;
   /** A message was committed (a send acknowledged without `duplicate`). */
   messageStored(): void;
+  /**
+   * An error frame went out: `error` (PROTOCOL §2.2, any cause: validation, command,
+   * AUTH_REQUIRED) or `auth_error` (§3), by its `code`.
+   */
+  errorSent(code: string): void;
+  /** The server closed a connection with close `code` (RFC 6455 §7.4; PROTOCOL's 4xxx codes). */
+  closedByServer(code: number): void;
+  /** An upgrade request was refused before the WebSocket opened (PROTOCOL §1). */
+  upgradeRejected(reason: UpgradeRejection): void;
 }
+
+/**
+ * Why an upgrade was refused: `draining` (503, shutting down), `origin` (403, Origin not
+ * allowed), `connect_rate` (429, CONNECTION_RATE_PER_IP), `ip_cap` (429, MAX_CONNECTIONS_PER_IP).
+ */
+export type UpgradeRejection = 'draining' | 'origin' | 'connect_rate' | 'ip_cap';
 
 /** Shared services for connections. */
 export interface GatewayHost {

@@ -1,21 +1,37 @@
 /**
  * Prometheus metrics (prom-client): connections, users, frames in/out by type, commands
- * by type and outcome with latency, errors by code, messages stored, process metrics.
- * Label children are cached so the hot path does no label hashing.
+ * by type with latency, error frames by code, rate-limit hits by limit, refused upgrades,
+ * server-initiated closes by code, messages stored, database and delivery latency,
+ * process metrics. Label children are cached so the hot path does no label hashing.
  */
 import client from 'prom-client';
-import type { GatewayMetrics } from '../gateway/host.ts';
+import type { GatewayMetrics, UpgradeRejection } from '../gateway/host.ts';
+import type { LimitKind } from '../policy/rateLimits.ts';
+
+/** A labelled counter whose children are created once per label value. */
+class LabelledCounter<L extends string | number> {
+  private readonly children = new Map<L, client.Counter.Internal>();
+  constructor(private readonly counter: client.Counter<string>) {}
+
+  /** Add 1 (or `n`) to the child of `value`. */
+  inc(value: L, n = 1): void {
+    let c = this.children.get(value);
+    if (!c) this.children.set(value, (c = this.counter.labels(String(value))));
+    c.inc(n);
+  }
+}
 
 /** The service's metrics on their own registry. */
 export class Metrics implements GatewayMetrics {
   readonly registry = new client.Registry();
   private readonly framesIn: client.Counter;
-  private readonly framesOut: client.Counter<'type'>;
+  private readonly framesOut: LabelledCounter<string>;
   private readonly commands: client.Histogram<'type'>;
-  private readonly errors: client.Counter<'code'>;
-  private readonly outChildren = new Map<string, client.Counter.Internal>();
   private readonly cmdChildren = new Map<string, client.Histogram.Internal<'type'>>();
-  private readonly errChildren = new Map<string, client.Counter.Internal>();
+  private readonly errors: LabelledCounter<string>;
+  private readonly limitHits: LabelledCounter<LimitKind>;
+  private readonly upgradesRejected: LabelledCounter<UpgradeRejection>;
+  private readonly serverCloses: LabelledCounter<number>;
 
   private readonly stored: client.Counter;
   private readonly dbQuery: client.Histogram;
@@ -32,7 +48,7 @@ export class Metrics implements GatewayMetrics {
     new client.Gauge({ name: 'chat_open_connections', help: 'Open WebSocket connections', registers: [this.registry], collect() { this.set(gauges.connections()); } });
     new client.Gauge({ name: 'chat_authenticated_users', help: 'Distinct authenticated users', registers: [this.registry], collect() { this.set(gauges.users()); } });
     this.framesIn = new client.Counter({ name: 'chat_frames_in_total', help: 'Inbound text frames', registers: [this.registry] });
-    this.framesOut = new client.Counter({ name: 'chat_frames_out_total', help: 'Outbound frames by type', labelNames: ['type'], registers: [this.registry] });
+    this.framesOut = new LabelledCounter(new client.Counter({ name: 'chat_frames_out_total', help: 'Outbound frames by type', labelNames: ['type'], registers: [this.registry] }));
     this.commands = new client.Histogram({
       name: 'chat_command_duration_seconds',
       help: 'Command handling time by type (ack latency as the server sees it)',
@@ -40,7 +56,18 @@ export class Metrics implements GatewayMetrics {
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
       registers: [this.registry],
     });
-    this.errors = new client.Counter({ name: 'chat_errors_total', help: 'Error frames by code (RATE_LIMITED = rate-limit hits)', labelNames: ['code'], registers: [this.registry] });
+    this.errors = new LabelledCounter(
+      new client.Counter({ name: 'chat_errors_total', help: 'Error frames sent (error and auth_error), by code', labelNames: ['code'], registers: [this.registry] }),
+    );
+    this.limitHits = new LabelledCounter(
+      new client.Counter({ name: 'chat_rate_limit_hits_total', help: 'Refusals by a rate limit (message, action, typing, connect)', labelNames: ['limit'], registers: [this.registry] }),
+    );
+    this.upgradesRejected = new LabelledCounter(
+      new client.Counter({ name: 'chat_upgrades_rejected_total', help: 'WebSocket upgrades refused (draining, origin, connect_rate, ip_cap)', labelNames: ['reason'], registers: [this.registry] }),
+    );
+    this.serverCloses = new LabelledCounter(
+      new client.Counter({ name: 'chat_server_closes_total', help: 'Connections closed by the server, by close code', labelNames: ['code'], registers: [this.registry] }),
+    );
     this.stored = new client.Counter({ name: 'chat_messages_stored_total', help: 'Messages committed (DM, group, announcement; duplicates excluded)', registers: [this.registry] });
     const dbBuckets = [0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5];
     this.dbQuery = new client.Histogram({ name: 'chat_db_query_duration_seconds', help: 'Database statement time on its connection', buckets: dbBuckets, registers: [this.registry] });
@@ -98,20 +125,30 @@ export class Metrics implements GatewayMetrics {
     const head = typeof frame === 'string' ? frame.slice(0, 64) : frame.toString('latin1', 0, 64);
     const end = head.indexOf('"', 9);
     const type = head.startsWith('{"type":"') && end > 9 ? head.slice(9, end) : 'other';
-    let c = this.outChildren.get(type);
-    if (!c) this.outChildren.set(type, (c = this.framesOut.labels(type)));
-    c.inc(n);
+    this.framesOut.inc(type, n);
   }
 
-  commandDone(type: string, ms: number, errorCode: string | null): void {
+  commandDone(type: string, ms: number): void {
     let h = this.cmdChildren.get(type);
     if (!h) this.cmdChildren.set(type, (h = this.commands.labels(type)));
     h.observe(ms / 1000);
-    if (errorCode) {
-      let e = this.errChildren.get(errorCode);
-      if (!e) this.errChildren.set(errorCode, (e = this.errors.labels(errorCode)));
-      e.inc();
-    }
+  }
+
+  errorSent(code: string): void {
+    this.errors.inc(code);
+  }
+
+  closedByServer(code: number): void {
+    this.serverCloses.inc(code);
+  }
+
+  upgradeRejected(reason: UpgradeRejection): void {
+    this.upgradesRejected.inc(reason);
+  }
+
+  /** A rate limit of `kind` refused a request (see policy/rateLimits.ts countingHits). */
+  rateLimitHit(kind: LimitKind): void {
+    this.limitHits.inc(kind);
   }
 
   /** Prometheus text exposition. */

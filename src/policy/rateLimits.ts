@@ -21,6 +21,20 @@ export interface RateLimits {
   consume(kind: LimitKind, key: string): Promise<number | null>;
 }
 
+/**
+ * `limits` with every refusal also reported to `onHit(kind)` (the metrics'
+ * chat_rate_limit_hits_total): same results, same errors.
+ */
+export function countingHits(limits: RateLimits, onHit: (kind: LimitKind) => void): RateLimits {
+  return {
+    consume: (kind, key) =>
+      limits.consume(kind, key).then((wait) => {
+        if (wait !== null) onHit(kind);
+        return wait;
+      }),
+  };
+}
+
 /** Build the limiters of `spec` with `make` (memory, cluster or Redis store). */
 export function limitersFrom(spec: LimitSpec, make: (kind: LimitKind, points: number, durationS: number) => RateLimiterAbstract): RateLimits {
   const limiters = {} as Record<LimitKind, RateLimiterAbstract>;
