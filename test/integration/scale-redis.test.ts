@@ -35,6 +35,13 @@ async function instance(): Promise<Proc> {
   });
 }
 
+/** `chat_delivery_lag_seconds_count` of the instance on `port` (publish → frames written, across the bus when remote). */
+async function remoteLagCount(port: number): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const m = /^chat_delivery_lag_seconds_count(?:\{[^}]*\})? (\d+)/m.exec(text);
+  return m ? Number(m[1]) : 0;
+}
+
 const dm = (to: string, content: string) => ({ type: 'send_private_message', recipientId: to, content });
 const isPresence = (type: string, id: string) => (f: Frame) => f.type === type && f.user?.id === id;
 
@@ -72,6 +79,7 @@ describe.skipIf(!scaleEnabled)('scale-out over Redis: two processes', () => {
     const a2 = await fx.login(i2.url, '1', ip);
     const b1 = await fx.login(i1.url, '2', ip);
     const b2 = await fx.login(i2.url, '2', ip);
+    const lagBefore = await remoteLagCount(i2.port);
     const ack = await a1.request(dm('2', 'across'));
     expect(ack.type).toBe('private_message_sent');
     for (const b of [b1, b2]) {
@@ -80,6 +88,8 @@ describe.skipIf(!scaleEnabled)('scale-out over Redis: two processes', () => {
     }
     const echo = await a2.next((f) => f.type === 'private_message_sent' && f.messageId === ack.messageId);
     expect(echo.message.content).toBe('across');
+    // Instance 2 got both over Redis (b2's message, a2's echo) and timed each (/metrics).
+    expect((await remoteLagCount(i2.port)) - lagBefore).toBeGreaterThanOrEqual(2);
     // Exactly once everywhere; the sending connection only has its ack.
     await Promise.all([
       b1.none('new_private_message', 300),
