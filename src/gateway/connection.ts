@@ -180,11 +180,11 @@ export class Connection {
   onMessage(data: RawData, isBinary: boolean): void {
     if (this.closed || this.draining) return;
     if (isBinary) {
+      this.host.metrics?.frameIn('binary');
       this.enqueue(async () => this.sendError(new ChatError('BAD_REQUEST', 'binary frames are not supported; send JSON text'), undefined));
       return;
     }
     const raw = Array.isArray(data) ? Buffer.concat(data).toString('utf8') : Buffer.isBuffer(data) ? data.toString('utf8') : Buffer.from(data).toString('utf8');
-    this.host.metrics?.frameIn();
     this.enqueue(() => this.process(raw));
   }
 
@@ -212,6 +212,7 @@ export class Connection {
   private async process(raw: string): Promise<void> {
     if (this.closed) return;
     const res = this.host.decoder.decode(raw);
+    this.host.metrics?.frameIn(res.ok ? res.frame.type : 'invalid');
     if (!res.ok) return this.sendError(res.error, res.requestId);
     const f = res.frame;
     if (f.type === 'ping') return this.sendFrame({ type: 'pong', timestamp: Date.now() }, f.requestId);

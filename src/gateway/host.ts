@@ -38,7 +38,11 @@ export interface GatewaySettings {
 
 /** Counters the gateway reports (implemented by observability/metrics). */
 export interface GatewayMetrics {
-  frameIn(): void;
+  /**
+   * A frame was read: `type` is its command type after alias mapping (PROTOCOL §2), or
+   * `invalid` when it failed validation (§2.2), or `binary` (refused, §1).
+   */
+  frameIn(type: string): void;
   /** A frame was written (text, or its UTF-8 bytes). */
   frameOut(frame: string | Buffer): void;
   /** The same frame was written to `n` connections (one fan-out). */

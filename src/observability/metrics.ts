@@ -24,7 +24,7 @@ class LabelledCounter<L extends string | number> {
 /** The service's metrics on their own registry. */
 export class Metrics implements GatewayMetrics {
   readonly registry = new client.Registry();
-  private readonly framesIn: client.Counter;
+  private readonly framesIn: LabelledCounter<string>;
   private readonly framesOut: LabelledCounter<string>;
   private readonly commands: client.Histogram<'type'>;
   private readonly cmdChildren = new Map<string, client.Histogram.Internal<'type'>>();
@@ -47,7 +47,9 @@ export class Metrics implements GatewayMetrics {
     client.collectDefaultMetrics({ register: this.registry });
     new client.Gauge({ name: 'chat_open_connections', help: 'Open WebSocket connections', registers: [this.registry], collect() { this.set(gauges.connections()); } });
     new client.Gauge({ name: 'chat_authenticated_users', help: 'Distinct authenticated users', registers: [this.registry], collect() { this.set(gauges.users()); } });
-    this.framesIn = new client.Counter({ name: 'chat_frames_in_total', help: 'Inbound text frames', registers: [this.registry] });
+    this.framesIn = new LabelledCounter(
+      new client.Counter({ name: 'chat_frames_in_total', help: 'Inbound frames by type (after alias mapping; invalid: failed validation; binary)', labelNames: ['type'], registers: [this.registry] }),
+    );
     this.framesOut = new LabelledCounter(new client.Counter({ name: 'chat_frames_out_total', help: 'Outbound frames by type', labelNames: ['type'], registers: [this.registry] }));
     this.commands = new client.Histogram({
       name: 'chat_command_duration_seconds',
@@ -112,8 +114,8 @@ export class Metrics implements GatewayMetrics {
     this.busLag.observe(Math.max(0, ms) / 1000);
   }
 
-  frameIn(): void {
-    this.framesIn.inc();
+  frameIn(type: string): void {
+    this.framesIn.inc(type);
   }
 
   frameOut(frame: string | Buffer): void {

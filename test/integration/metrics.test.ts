@@ -62,7 +62,7 @@ async function read(...series: [string, Record<string, string>?][]): Promise<num
 }
 
 describe('/metrics moves with traffic', () => {
-  it('DMs: frames in, frames out by type (a fan-out to two devices counts 2), commands by type, messages stored, delivery lag (and database time on PostgreSQL)', async () => {
+  it('DMs: frames in and out by type (a fan-out to two devices counts 2), commands by type, messages stored, delivery lag (and database time on PostgreSQL)', async () => {
     const [a, b] = await freshUsers(s, 2, [
       [0, 1],
       [1, 0],
@@ -70,7 +70,7 @@ describe('/metrics moves with traffic', () => {
     // b has two devices: each delivery is one frame written to both (one fan-out of 2).
     const [ca, cb, cb2] = await Promise.all([client(a), client(b), client(b)]);
     const before = await read(
-      ['chat_frames_in_total'],
+      ['chat_frames_in_total', { type: 'send_private_message' }],
       ['chat_frames_out_total', { type: 'new_private_message' }],
       ['chat_frames_out_total', { type: 'private_message_sent' }],
       ['chat_command_duration_seconds_count', { type: 'send_private_message' }],
@@ -84,7 +84,7 @@ describe('/metrics moves with traffic', () => {
       await Promise.all([cb.next('new_private_message'), cb2.next('new_private_message')]);
     }
     const after = await read(
-      ['chat_frames_in_total'],
+      ['chat_frames_in_total', { type: 'send_private_message' }],
       ['chat_frames_out_total', { type: 'new_private_message' }],
       ['chat_frames_out_total', { type: 'private_message_sent' }],
       ['chat_command_duration_seconds_count', { type: 'send_private_message' }],
@@ -94,7 +94,7 @@ describe('/metrics moves with traffic', () => {
       ['chat_db_pool_wait_seconds_count'],
     );
     const d = after.map((v, i) => v - before[i]!);
-    expect(d[0], 'frames in').toBe(2);
+    expect(d[0], 'send_private_message frames in').toBe(2);
     expect(d[1], 'new_private_message out').toBe(4);
     expect(d[2], 'private_message_sent out').toBe(2);
     expect(d[3], 'send_private_message commands').toBe(2);
@@ -110,12 +110,15 @@ describe('/metrics moves with traffic', () => {
     const [a, b] = await freshUsers(s, 2);
     const codes = ['BAD_REQUEST', 'UNKNOWN_TYPE', 'NOT_FOUND'];
     const before = await Promise.all(codes.map((code) => metric('chat_errors_total', { code })));
+    const framesBefore = await read(['chat_frames_in_total', { type: 'invalid' }], ['chat_frames_in_total', { type: 'edit_message' }]);
     const c = await client(a);
     expect((await c.request({ type: 'send_private_message', recipientId: b })).code).toBe('BAD_REQUEST');
     expect((await c.request({ type: 'no_such_type' })).code).toBe('UNKNOWN_TYPE');
-    expect((await c.request({ type: 'edit_message', messageId: '0190a7c4-0000-7000-8000-000000000000', content: 'x' })).code).toBe('NOT_FOUND');
+    expect((await c.request({ type: 'edit_private_message', messageId: '0190a7c4-0000-7000-8000-000000000000', content: 'x' })).code).toBe('NOT_FOUND');
     const after = await Promise.all(codes.map((code) => metric('chat_errors_total', { code })));
     expect(after.map((v, i) => v - before[i]!)).toEqual([1, 1, 1]);
+    const framesAfter = await read(['chat_frames_in_total', { type: 'invalid' }], ['chat_frames_in_total', { type: 'edit_message' }]);
+    expect(framesAfter.map((v, i) => v - framesBefore[i]!), 'frames in: invalid, edit_message (sent as its alias edit_private_message)').toEqual([2, 1]);
 
     const bad = await client();
     const r = await bad.request({ type: 'authenticate', token: 'not-a-jwt' });
