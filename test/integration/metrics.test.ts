@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TestClient } from '../helpers/client.ts';
 import { freshUsers, sendOk } from '../helpers/dmkit.ts';
 import { startServer, type TestServer } from '../helpers/server.ts';
-import { httpGet, upgrade, waitFor, within } from '../helpers/wire.ts';
+import { httpGet, upgrade, waitFor, within, type UpgradeResult } from '../helpers/wire.ts';
 
 /** Server start on the embedded database can be slow on a busy machine. */
 const START_TIMEOUT_MS = 120_000;
@@ -42,23 +42,30 @@ async function client(userId?: string): Promise<TestClient> {
   return c;
 }
 
-/** The scraped value of `name` with exactly `labels` (0 when the series is absent). */
-async function metric(name: string, labels: Record<string, string> = {}): Promise<number> {
+/** A series: metric name and its exact labels (none for an unlabelled one). */
+type Series = [name: string, labels?: Record<string, string>];
+
+/** The value of each of `series` in one scrape of /metrics (0 for a series not exposed yet). */
+async function read(...series: Series[]): Promise<number[]> {
   const r = await httpGet(s.port, '/metrics');
   expect(r.status).toBe(200);
-  const want = Object.entries(labels)
-    .map(([k, v]) => `${k}="${v}"`)
-    .join(',');
-  const series = want ? `${name}{${want}}` : name;
-  for (const line of r.text.split('\n')) {
-    if (line.startsWith(series + ' ')) return Number(line.slice(series.length + 1));
-  }
-  return 0;
+  const lines = r.text.split('\n');
+  return series.map(([name, labels = {}]) => {
+    const want = Object.entries(labels)
+      .map(([k, v]) => `${k}="${v}"`)
+      .join(',');
+    const prefix = (want ? `${name}{${want}}` : name) + ' ';
+    const line = lines.find((l) => l.startsWith(prefix));
+    return line ? Number(line.slice(prefix.length)) : 0;
+  });
 }
 
-/** Read several series at once: name → value (key `name{k="v"}` as in the exposition). */
-async function read(...series: [string, Record<string, string>?][]): Promise<number[]> {
-  return Promise.all(series.map(([n, l]) => metric(n, l)));
+/** How much each of `series` grew while `act` ran. */
+async function growth(series: Series[], act: () => Promise<unknown>): Promise<number[]> {
+  const before = await read(...series);
+  await act();
+  const after = await read(...series);
+  return after.map((v, i) => v - before[i]!);
 }
 
 describe('/metrics moves with traffic', () => {
@@ -69,31 +76,24 @@ describe('/metrics moves with traffic', () => {
     ]);
     // b has two devices: each delivery is one frame written to both (one fan-out of 2).
     const [ca, cb, cb2] = await Promise.all([client(a), client(b), client(b)]);
-    const before = await read(
-      ['chat_frames_in_total', { type: 'send_private_message' }],
-      ['chat_frames_out_total', { type: 'new_private_message' }],
-      ['chat_frames_out_total', { type: 'private_message_sent' }],
-      ['chat_command_duration_seconds_count', { type: 'send_private_message' }],
-      ['chat_messages_stored_total'],
-      ['chat_delivery_lag_seconds_count'],
-      ['chat_db_query_duration_seconds_count'],
-      ['chat_db_pool_wait_seconds_count'],
+    const d = await growth(
+      [
+        ['chat_frames_in_total', { type: 'send_private_message' }],
+        ['chat_frames_out_total', { type: 'new_private_message' }],
+        ['chat_frames_out_total', { type: 'private_message_sent' }],
+        ['chat_command_duration_seconds_count', { type: 'send_private_message' }],
+        ['chat_messages_stored_total'],
+        ['chat_delivery_lag_seconds_count'],
+        ['chat_db_query_duration_seconds_count'],
+        ['chat_db_pool_wait_seconds_count'],
+      ],
+      async () => {
+        for (let i = 0; i < 2; i++) {
+          await sendOk(ca, b!, `hello ${i}`);
+          await Promise.all([cb.next('new_private_message'), cb2.next('new_private_message')]);
+        }
+      },
     );
-    for (let i = 0; i < 2; i++) {
-      await sendOk(ca, b!, `hello ${i}`);
-      await Promise.all([cb.next('new_private_message'), cb2.next('new_private_message')]);
-    }
-    const after = await read(
-      ['chat_frames_in_total', { type: 'send_private_message' }],
-      ['chat_frames_out_total', { type: 'new_private_message' }],
-      ['chat_frames_out_total', { type: 'private_message_sent' }],
-      ['chat_command_duration_seconds_count', { type: 'send_private_message' }],
-      ['chat_messages_stored_total'],
-      ['chat_delivery_lag_seconds_count'],
-      ['chat_db_query_duration_seconds_count'],
-      ['chat_db_pool_wait_seconds_count'],
-    );
-    const d = after.map((v, i) => v - before[i]!);
     expect(d[0], 'send_private_message frames in').toBe(2);
     expect(d[1], 'new_private_message out').toBe(4);
     expect(d[2], 'private_message_sent out').toBe(2);
@@ -106,24 +106,31 @@ describe('/metrics moves with traffic', () => {
     }
   });
 
-  it('error frames by code: validation, unknown type, authentication and command errors', async () => {
+  it('error frames by code: validation, unknown type, authentication and command errors; frames in as invalid or by mapped type', async () => {
     const [a, b] = await freshUsers(s, 2);
-    const codes = ['BAD_REQUEST', 'UNKNOWN_TYPE', 'NOT_FOUND'];
-    const before = await Promise.all(codes.map((code) => metric('chat_errors_total', { code })));
-    const framesBefore = await read(['chat_frames_in_total', { type: 'invalid' }], ['chat_frames_in_total', { type: 'edit_message' }]);
     const c = await client(a);
-    expect((await c.request({ type: 'send_private_message', recipientId: b })).code).toBe('BAD_REQUEST');
-    expect((await c.request({ type: 'no_such_type' })).code).toBe('UNKNOWN_TYPE');
-    expect((await c.request({ type: 'edit_private_message', messageId: '0190a7c4-0000-7000-8000-000000000000', content: 'x' })).code).toBe('NOT_FOUND');
-    const after = await Promise.all(codes.map((code) => metric('chat_errors_total', { code })));
-    expect(after.map((v, i) => v - before[i]!)).toEqual([1, 1, 1]);
-    const framesAfter = await read(['chat_frames_in_total', { type: 'invalid' }], ['chat_frames_in_total', { type: 'edit_message' }]);
-    expect(framesAfter.map((v, i) => v - framesBefore[i]!), 'frames in: invalid, edit_message (sent as its alias edit_private_message)').toEqual([2, 1]);
-
     const bad = await client();
-    const r = await bad.request({ type: 'authenticate', token: 'not-a-jwt' });
-    expect(r.type).toBe('auth_error');
-    expect(await metric('chat_errors_total', { code: r.code })).toBeGreaterThanOrEqual(1);
+    let authCode = '';
+    const d = await growth(
+      [
+        ['chat_errors_total', { code: 'BAD_REQUEST' }],
+        ['chat_errors_total', { code: 'UNKNOWN_TYPE' }],
+        ['chat_errors_total', { code: 'NOT_FOUND' }],
+        ['chat_frames_in_total', { type: 'invalid' }],
+        ['chat_frames_in_total', { type: 'edit_message' }],
+      ],
+      async () => {
+        expect((await c.request({ type: 'send_private_message', recipientId: b })).code).toBe('BAD_REQUEST');
+        expect((await c.request({ type: 'no_such_type' })).code).toBe('UNKNOWN_TYPE');
+        // Sent as its alias: counted under the mapped type.
+        expect((await c.request({ type: 'edit_private_message', messageId: '0190a7c4-0000-7000-8000-000000000000', content: 'x' })).code).toBe('NOT_FOUND');
+        const r = await bad.request({ type: 'authenticate', token: 'not-a-jwt' });
+        expect(r.type).toBe('auth_error');
+        authCode = r.code;
+      },
+    );
+    expect(d, 'errors BAD_REQUEST, UNKNOWN_TYPE, NOT_FOUND; frames in invalid, edit_message').toEqual([1, 1, 1, 2, 1]);
+    expect((await read(['chat_errors_total', { code: authCode }]))[0], `auth_error ${authCode}`).toBeGreaterThanOrEqual(1);
   });
 
   it('rate-limit hits by limit (message, typing) next to the RATE_LIMITED error frames', async () => {
@@ -131,44 +138,47 @@ describe('/metrics moves with traffic', () => {
       [0, 1],
       [1, 0],
     ]);
-    const before = await read(['chat_rate_limit_hits_total', { limit: 'message' }], ['chat_rate_limit_hits_total', { limit: 'typing' }], ['chat_errors_total', { code: 'RATE_LIMITED' }]);
     const c = await client(a);
-    for (let i = 0; i < 3; i++) await sendOk(c, b!, `m${i}`);
-    expect((await c.request({ type: 'send_private_message', recipientId: b, content: 'one too many' })).code).toBe('RATE_LIMITED');
-    for (let i = 0; i < 3; i++) await c.request({ type: 'typing', recipientId: Number(b), isTyping: true });
-    const after = await read(['chat_rate_limit_hits_total', { limit: 'message' }], ['chat_rate_limit_hits_total', { limit: 'typing' }], ['chat_errors_total', { code: 'RATE_LIMITED' }]);
-    expect(after.map((v, i) => v - before[i]!)).toEqual([1, 1, 1]);
+    const d = await growth(
+      [['chat_rate_limit_hits_total', { limit: 'message' }], ['chat_rate_limit_hits_total', { limit: 'typing' }], ['chat_errors_total', { code: 'RATE_LIMITED' }]],
+      async () => {
+        for (let i = 0; i < 3; i++) await sendOk(c, b!, `m${i}`);
+        expect((await c.request({ type: 'send_private_message', recipientId: b, content: 'one too many' })).code).toBe('RATE_LIMITED');
+        for (let i = 0; i < 3; i++) await c.request({ type: 'typing', recipientId: Number(b), isTyping: true });
+      },
+    );
+    expect(d).toEqual([1, 1, 1]);
   });
 
   it('refused upgrades by reason (origin, ip_cap, connect_rate) and the connect limit as a rate-limit hit', async () => {
-    const series: [string, Record<string, string>][] = [
-      ['chat_upgrades_rejected_total', { reason: 'origin' }],
-      ['chat_upgrades_rejected_total', { reason: 'ip_cap' }],
-      ['chat_upgrades_rejected_total', { reason: 'connect_rate' }],
-      ['chat_rate_limit_hits_total', { limit: 'connect' }],
-    ];
-    const before = await read(...series);
-    expect((await upgrade(s.port, { headers: { Origin: 'https://evil.example', 'X-Forwarded-For': nextIp() } })).status).toBe(403);
     const ip = nextIp();
-    const held = [await upgrade(s.port, { headers: { 'X-Forwarded-For': ip } }), await upgrade(s.port, { headers: { 'X-Forwarded-For': ip } })];
-    try {
-      expect(held.map((u) => u.status)).toEqual([101, 101]);
-      // The third from the address passes the rate (3 per minute) and meets the cap of 2.
-      expect((await upgrade(s.port, { headers: { 'X-Forwarded-For': ip } })).status).toBe(429);
-      // The fourth is over the rate.
-      expect((await upgrade(s.port, { headers: { 'X-Forwarded-For': ip } })).status).toBe(429);
-    } finally {
-      for (const u of held) u.close();
-    }
-    const after = await read(...series);
-    expect(after.map((v, i) => v - before[i]!)).toEqual([1, 1, 1, 1]);
+    const held: UpgradeResult[] = [];
+    const d = await growth(
+      [
+        ['chat_upgrades_rejected_total', { reason: 'origin' }],
+        ['chat_upgrades_rejected_total', { reason: 'ip_cap' }],
+        ['chat_upgrades_rejected_total', { reason: 'connect_rate' }],
+        ['chat_rate_limit_hits_total', { limit: 'connect' }],
+      ],
+      async () => {
+        expect((await upgrade(s.port, { headers: { Origin: 'https://evil.example', 'X-Forwarded-For': nextIp() } })).status).toBe(403);
+        for (let i = 0; i < 2; i++) held.push(await upgrade(s.port, { headers: { 'X-Forwarded-For': ip } }));
+        expect(held.map((u) => u.status)).toEqual([101, 101]);
+        // The third from the address passes the rate (3 per minute) and meets the cap of 2.
+        expect((await upgrade(s.port, { headers: { 'X-Forwarded-For': ip } })).status).toBe(429);
+        // The fourth is over the rate.
+        expect((await upgrade(s.port, { headers: { 'X-Forwarded-For': ip } })).status).toBe(429);
+      },
+    ).finally(() => held.forEach((u) => u.close()));
+    expect(d).toEqual([1, 1, 1, 1]);
   });
 
   it('server-initiated closes by close code (4400 after PROTOCOL_ERROR_LIMIT invalid frames)', async () => {
-    const before = await metric('chat_server_closes_total', { code: '4400' });
+    const series: Series = ['chat_server_closes_total', { code: '4400' }];
+    const [before] = await read(series);
     const c = await client();
     for (let i = 0; i < 3; i++) c.send('{"type":');
     expect((await within(c.closed, 3000, '4400 close')).code).toBe(4400);
-    await waitFor(async () => (await metric('chat_server_closes_total', { code: '4400' })) === before + 1 || undefined, 3000, 'close counted');
+    await waitFor(async () => (await read(series))[0] === before! + 1 || undefined, 3000, 'close counted');
   });
 });
