@@ -163,10 +163,11 @@ export class Gateway implements GatewayHost {
     }
   }
 
-  /** Refuse an upgrade with an HTTP `status` response, counted by `why` in the metrics. */
+  /** Refuse an upgrade with an HTTP `status` response (PROTOCOL §1), counted by `why` in the metrics. */
   private refuseUpgrade(socket: Duplex, status: number, text: string, why: UpgradeRejection): void {
     this.metrics?.upgradeRejected(why);
-    reject(socket, status, text);
+    if (socket.destroyed) return;
+    socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${text.length}\r\n\r\n${text}`);
   }
 
   /** Run an authenticated command through its handler. */
@@ -302,8 +303,3 @@ export class Gateway implements GatewayHost {
 
 /** Deadlines fire at most this late, ms (PROTOCOL §3 gives them in seconds). */
 const DEADLINE_RESOLUTION_MS = 100;
-
-function reject(socket: Duplex, status: number, text: string): void {
-  if (socket.destroyed) return;
-  socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${text.length}\r\n\r\n${text}`);
-}

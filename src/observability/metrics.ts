@@ -8,30 +8,32 @@ import client from 'prom-client';
 import type { GatewayMetrics, UpgradeRejection } from '../gateway/host.ts';
 import type { LimitKind } from '../policy/rateLimits.ts';
 
-/** A labelled counter whose children are created once per label value. */
-class LabelledCounter<L extends string | number> {
-  private readonly children = new Map<L, client.Counter.Internal>();
-  constructor(private readonly counter: client.Counter<string>) {}
+/** The children of a one-label metric, created once per label value (no label hashing per call). */
+class Children<L extends string | number, C> {
+  private readonly cache = new Map<L, C>();
+  constructor(private readonly make: (value: string) => C) {}
 
-  /** Add 1 (or `n`) to the child of `value`. */
-  inc(value: L, n = 1): void {
-    let c = this.children.get(value);
-    if (!c) this.children.set(value, (c = this.counter.labels(String(value))));
-    c.inc(n);
+  /** The child of `value`. */
+  of(value: L): C {
+    let c = this.cache.get(value);
+    if (!c) this.cache.set(value, (c = this.make(String(value))));
+    return c;
   }
 }
+
+/** Children of a counter with one label. */
+const counterChildren = <L extends string | number>(c: client.Counter<string>) => new Children<L, client.Counter.Internal>((v) => c.labels(v));
 
 /** The service's metrics on their own registry. */
 export class Metrics implements GatewayMetrics {
   readonly registry = new client.Registry();
-  private readonly framesIn: LabelledCounter<string>;
-  private readonly framesOut: LabelledCounter<string>;
-  private readonly commands: client.Histogram<'type'>;
-  private readonly cmdChildren = new Map<string, client.Histogram.Internal<'type'>>();
-  private readonly errors: LabelledCounter<string>;
-  private readonly limitHits: LabelledCounter<LimitKind>;
-  private readonly upgradesRejected: LabelledCounter<UpgradeRejection>;
-  private readonly serverCloses: LabelledCounter<number>;
+  private readonly framesIn: Children<string, client.Counter.Internal>;
+  private readonly framesOut: Children<string, client.Counter.Internal>;
+  private readonly commands: Children<string, client.Histogram.Internal<'type'>>;
+  private readonly errors: Children<string, client.Counter.Internal>;
+  private readonly limitHits: Children<LimitKind, client.Counter.Internal>;
+  private readonly upgradesRejected: Children<UpgradeRejection, client.Counter.Internal>;
+  private readonly serverCloses: Children<number, client.Counter.Internal>;
 
   private readonly stored: client.Counter;
   private readonly dbQuery: client.Histogram;
@@ -47,27 +49,28 @@ export class Metrics implements GatewayMetrics {
     client.collectDefaultMetrics({ register: this.registry });
     new client.Gauge({ name: 'chat_open_connections', help: 'Open WebSocket connections', registers: [this.registry], collect() { this.set(gauges.connections()); } });
     new client.Gauge({ name: 'chat_authenticated_users', help: 'Distinct authenticated users', registers: [this.registry], collect() { this.set(gauges.users()); } });
-    this.framesIn = new LabelledCounter(
+    this.framesIn = counterChildren(
       new client.Counter({ name: 'chat_frames_in_total', help: 'Inbound frames by type (after alias mapping; invalid: failed validation; binary)', labelNames: ['type'], registers: [this.registry] }),
     );
-    this.framesOut = new LabelledCounter(new client.Counter({ name: 'chat_frames_out_total', help: 'Outbound frames by type', labelNames: ['type'], registers: [this.registry] }));
-    this.commands = new client.Histogram({
+    this.framesOut = counterChildren(new client.Counter({ name: 'chat_frames_out_total', help: 'Outbound frames by type', labelNames: ['type'], registers: [this.registry] }));
+    const commands = new client.Histogram({
       name: 'chat_command_duration_seconds',
       help: 'Command handling time by type (ack latency as the server sees it)',
       labelNames: ['type'],
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
       registers: [this.registry],
     });
-    this.errors = new LabelledCounter(
+    this.commands = new Children((v) => commands.labels(v));
+    this.errors = counterChildren(
       new client.Counter({ name: 'chat_errors_total', help: 'Error frames sent (error and auth_error), by code', labelNames: ['code'], registers: [this.registry] }),
     );
-    this.limitHits = new LabelledCounter(
+    this.limitHits = counterChildren(
       new client.Counter({ name: 'chat_rate_limit_hits_total', help: 'Refusals by a rate limit (message, action, typing, connect)', labelNames: ['limit'], registers: [this.registry] }),
     );
-    this.upgradesRejected = new LabelledCounter(
+    this.upgradesRejected = counterChildren(
       new client.Counter({ name: 'chat_upgrades_rejected_total', help: 'WebSocket upgrades refused (draining, origin, connect_rate, ip_cap)', labelNames: ['reason'], registers: [this.registry] }),
     );
-    this.serverCloses = new LabelledCounter(
+    this.serverCloses = counterChildren(
       new client.Counter({ name: 'chat_server_closes_total', help: 'Connections closed by the server, by close code', labelNames: ['code'], registers: [this.registry] }),
     );
     this.stored = new client.Counter({ name: 'chat_messages_stored_total', help: 'Messages committed (DM, group, announcement; duplicates excluded)', registers: [this.registry] });
@@ -115,7 +118,7 @@ export class Metrics implements GatewayMetrics {
   }
 
   frameIn(type: string): void {
-    this.framesIn.inc(type);
+    this.framesIn.of(type).inc();
   }
 
   frameOut(frame: string | Buffer): void {
@@ -127,30 +130,28 @@ export class Metrics implements GatewayMetrics {
     const head = typeof frame === 'string' ? frame.slice(0, 64) : frame.toString('latin1', 0, 64);
     const end = head.indexOf('"', 9);
     const type = head.startsWith('{"type":"') && end > 9 ? head.slice(9, end) : 'other';
-    this.framesOut.inc(type, n);
+    this.framesOut.of(type).inc(n);
   }
 
   commandDone(type: string, ms: number): void {
-    let h = this.cmdChildren.get(type);
-    if (!h) this.cmdChildren.set(type, (h = this.commands.labels(type)));
-    h.observe(ms / 1000);
+    this.commands.of(type).observe(ms / 1000);
   }
 
   errorSent(code: string): void {
-    this.errors.inc(code);
+    this.errors.of(code).inc();
   }
 
   closedByServer(code: number): void {
-    this.serverCloses.inc(code);
+    this.serverCloses.of(code).inc();
   }
 
   upgradeRejected(reason: UpgradeRejection): void {
-    this.upgradesRejected.inc(reason);
+    this.upgradesRejected.of(reason).inc();
   }
 
   /** A rate limit of `kind` refused a request (see policy/rateLimits.ts countingHits). */
   rateLimitHit(kind: LimitKind): void {
-    this.limitHits.inc(kind);
+    this.limitHits.of(kind).inc();
   }
 
   /** Prometheus text exposition. */

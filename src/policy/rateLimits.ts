@@ -26,13 +26,20 @@ export interface RateLimits {
  * chat_rate_limit_hits_total): same results, same errors.
  */
 export function countingHits(limits: RateLimits, onHit: (kind: LimitKind) => void): RateLimits {
-  return {
-    consume: (kind, key) =>
-      limits.consume(kind, key).then((wait) => {
+  // One continuation per kind, made on first use: no closure per call (one per send).
+  const after = new Map<LimitKind, (wait: number | null) => number | null>();
+  const continuation = (kind: LimitKind) => {
+    let f = after.get(kind);
+    if (!f) {
+      f = (wait) => {
         if (wait !== null) onHit(kind);
         return wait;
-      }),
+      };
+      after.set(kind, f);
+    }
+    return f;
   };
+  return { consume: (kind, key) => limits.consume(kind, key).then(continuation(kind)) };
 }
 
 /** Build the limiters of `spec` with `make` (memory, cluster or Redis store). */

@@ -11,6 +11,20 @@ import jwt from 'jsonwebtoken';
 import WebSocket from 'ws';
 import type { Frame } from './client.ts';
 
+/**
+ * A sequence of distinct client addresses `<prefix>.x.y` for X-Forwarded-For (servers
+ * started with TRUST_PROXY=1), so each test connection has its own per-IP budget.
+ * @param prefix first two octets, e.g. `10.77` (one per test file keeps files apart)
+ * @returns a function giving the next address on each call
+ */
+export function forwardedIps(prefix: string): () => string {
+  let n = 0;
+  return () => {
+    n++;
+    return `${prefix}.${Math.floor(n / 250)}.${(n % 250) + 1}`;
+  };
+}
+
 /** Poll `fn` until it returns a truthy value (resolved), at most `timeoutMs`; rejects naming `what`. */
 export async function waitFor<T>(fn: () => T | Promise<T>, timeoutMs = 5000, what = 'condition', intervalMs = 20): Promise<NonNullable<T>> {
   const deadline = Date.now() + timeoutMs;

@@ -13,14 +13,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TestClient } from '../helpers/client.ts';
 import { freshUsers, sendOk } from '../helpers/dmkit.ts';
 import { startServer, type TestServer } from '../helpers/server.ts';
-import { httpGet, upgrade, waitFor, within, type UpgradeResult } from '../helpers/wire.ts';
+import { forwardedIps, httpGet, upgrade, type UpgradeResult, waitFor, within } from '../helpers/wire.ts';
 
 /** Server start on the embedded database can be slow on a busy machine. */
 const START_TIMEOUT_MS = 120_000;
 
 let s: TestServer;
-let ipSeq = 0;
-const nextIp = (): string => `10.88.${Math.floor(++ipSeq / 250)}.${(ipSeq % 250) + 1}`;
+const nextIp = forwardedIps('10.88');
 
 beforeAll(async () => {
   s = await startServer({

@@ -13,7 +13,7 @@ import { hostname } from 'node:os';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { TestClient } from '../helpers/client.ts';
 import { startServer, TEST_ENC_KEY, TEST_JWT_SECRET, type TestServer } from '../helpers/server.ts';
-import { httpGet, ISO_RE, upgrade, waitFor, within, writeRawFrame } from '../helpers/wire.ts';
+import { forwardedIps, httpGet, ISO_RE, upgrade, waitFor, within, writeRawFrame } from '../helpers/wire.ts';
 
 const ORIGINS = ['https://app.example', 'https://admin.example'];
 const METRICS_TOKEN = 'metrics-' + 'a1b2c3d4e5f6';
@@ -22,9 +22,8 @@ const METRICS_TOKEN = 'metrics-' + 'a1b2c3d4e5f6';
 const START_TIMEOUT_MS = 120_000;
 
 let s: TestServer;
-let ipSeq = 0;
 /** A fresh client address, as the trusted proxy reports it. */
-const nextIp = (): string => `10.77.${Math.floor(++ipSeq / 250)}.${(ipSeq % 250) + 1}`;
+const nextIp = forwardedIps('10.77');
 const xff = (ip = nextIp()) => ({ 'X-Forwarded-For': ip });
 
 /** Connect to `s` from a fresh forwarded address. */
