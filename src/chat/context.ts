@@ -10,7 +10,7 @@ import type { Logger } from '../observability/logger.ts';
 import type { RelationPolicy } from '../policy/relations.ts';
 import type { LimitKind, RateLimits } from '../policy/rateLimits.ts';
 import type { Presence } from '../presence/presence.ts';
-import { ChatError, notFound } from '../protocol/errors.ts';
+import { ChatError, badRequest, notFound } from '../protocol/errors.ts';
 import { nowIso, type DirectView } from '../protocol/outbound.ts';
 import type { Stores } from '../store/index.ts';
 import type { MessageRecord } from '../store/types.ts';
@@ -71,6 +71,26 @@ export async function rateLimit(deps: ChatDeps, kind: LimitKind, userId: string)
 export function publish(deps: ChatDeps, userIds: readonly string[], frame: object, exceptConnId?: string): void {
   if (userIds.length === 0) return;
   deps.bus.publish({ userIds, frame: JSON.stringify(frame), exceptConnId, publishedAt: Date.now() });
+}
+
+/**
+ * The earlier message a send with a reused idempotency key (`clientMessageId`, unique per
+ * sender) resolved to, opened for the duplicate ack (PROTOCOL §6 rules, §7).
+ * @param existing the sender's stored message with that key
+ * @param conversationId the conversation (`conv_…`) or group (`group_…`) of the retry
+ * @returns the earlier message with its body decrypted
+ * @throws ChatError BAD_REQUEST (field `clientMessageId`) when the key was used for a message
+ *   in another conversation or group: that is not a retry, and answering it with the other
+ *   message's ack would tell the client a message was sent that was not
+ * @throws Error when the stored body fails authentication (the gateway answers INTERNAL_ERROR with an errorId)
+ */
+export function openDuplicate(deps: ChatDeps, existing: MessageRecord, conversationId: string): DirectView {
+  if (existing.conversationId !== conversationId) {
+    throw badRequest('clientMessageId was already used for a message in another conversation; use a new one for a new message', 'clientMessageId');
+  }
+  const view = openRecord(deps, existing);
+  if (!view) throw new Error('stored message of a duplicate send could not be decrypted');
+  return view;
 }
 
 /**

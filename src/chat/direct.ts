@@ -8,7 +8,7 @@ import { v7 as uuidv7 } from 'uuid';
 import { ChatError, badRequest, notFound } from '../protocol/errors.ts';
 import { messageM, nowIso, type DirectView } from '../protocol/outbound.ts';
 import type { MessageRecord } from '../store/types.ts';
-import { directConversationId, editBody, findVisible, freshView, openAll, openRecord, publish, rateLimit, type Actor, type ChatDeps, type Reply } from './context.ts';
+import { directConversationId, editBody, findVisible, freshView, openAll, openDuplicate, openRecord, publish, rateLimit, type Actor, type ChatDeps, type Reply } from './context.ts';
 
 /** `send_private_message` fields after validation. */
 export interface SendDirect {
@@ -64,9 +64,7 @@ export class DirectMessages {
       isAnnouncement: false,
     });
     if (res.duplicate) {
-      const view = openRecord(deps, res.existing);
-      if (!view || res.existing.senderId !== actor.userId) throw new ChatError('INTERNAL_ERROR', 'Stored message could not be read');
-      return { ...sentAck(view), duplicate: true };
+      return { ...sentAck(openDuplicate(deps, res.existing, conv.id)), duplicate: true };
     }
     const view = freshView(actor, { id, conversationId: conv.id, recipientId: cmd.recipientId, content: cmd.content, replyTo: cmd.replyTo, clientMessageId: cmd.clientMessageId }, res);
     const m = messageM(view);

@@ -8,7 +8,7 @@ import { v7 as uuidv7 } from 'uuid';
 import { ChatError, notFound } from '../protocol/errors.ts';
 import { groupG, nowIso, type DirectView } from '../protocol/outbound.ts';
 import type { MessageRecord } from '../store/types.ts';
-import { applyReaction, editBody, findVisible, freshView, openAll, openRecord, publish, rateLimit, type Actor, type ChatDeps, type Reply } from './context.ts';
+import { applyReaction, editBody, findVisible, freshView, openAll, openDuplicate, openRecord, publish, rateLimit, type Actor, type ChatDeps, type Reply } from './context.ts';
 import type { Groups } from './groups.ts';
 import { parseMentions } from './mentions.ts';
 
@@ -57,8 +57,7 @@ export class GroupMessages {
       isAnnouncement: announcement,
     });
     if (res.duplicate) {
-      const view = openRecord(deps, res.existing);
-      if (!view || res.existing.groupId !== cmd.groupId) throw new ChatError('INTERNAL_ERROR', 'Stored message could not be read');
+      const view = openDuplicate(deps, res.existing, cmd.groupId);
       const g = groupG({ ...res.existing, ...view, isPinned: res.existing.isAnnouncement });
       return { ...this.ack(g, announcement), duplicate: true };
     }
@@ -239,8 +238,4 @@ export class GroupMessages {
     return aud.members.filter((m) => m.userId !== actor.userId && !m.blockedWithActor).map((m) => m.userId);
   }
 
-  /** Render one group message for `sync` (pin state not looked up: false unless an announcement). */
-  renderForSync(view: GroupView): Record<string, unknown> {
-    return groupG({ ...view, isPinned: view.isPinned ?? view.isAnnouncement });
-  }
 }

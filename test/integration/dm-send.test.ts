@@ -186,6 +186,33 @@ describe('idempotency (clientMessageId)', () => {
     await Promise.all([cb.none('new_private_message', 300), ca2.none('private_message_sent', 300), ca.none('private_message_sent', 50)]);
   });
 
+  it('a key already used in another conversation or group is refused (BAD_REQUEST clientMessageId): nothing stored, delivered or acked as sent', async () => {
+    const { a, b, ca, cb } = await mutualPair(s);
+    const [c] = await freshUsers(s, 1);
+    await s.follow([a, c!]);
+    const cc = await s.login(c!);
+    await sendOk(ca, b, 'to b', { clientMessageId: 'k-dm' });
+    await cb.next('new_private_message');
+    const created = await ca.request({ type: 'create_group', groupName: 'keys', initialMembers: [b] });
+    expect(created.type).toBe('group_created');
+    await cb.next('group_created');
+    const g = await ca.request({ type: 'send_group_message', groupId: created.groupId, content: 'in group', clientMessageId: 'k-group' });
+    expect(g.type).toBe('group_message_sent');
+    await cb.next('new_group_message');
+    const stored = await messagesFrom(s, a);
+
+    // The DM key to another recipient, and to a group; the group key in a DM.
+    await expectError(ca, { type: 'send_private_message', recipientId: c, content: 'to c', clientMessageId: 'k-dm' }, 'BAD_REQUEST', 'clientMessageId');
+    await expectError(ca, { type: 'send_group_message', groupId: created.groupId, content: 'x', clientMessageId: 'k-dm' }, 'BAD_REQUEST', 'clientMessageId');
+    await expectError(ca, { type: 'send_private_message', recipientId: b, content: 'x', clientMessageId: 'k-group' }, 'BAD_REQUEST', 'clientMessageId');
+    expect(await messagesFrom(s, a)).toBe(stored);
+    await Promise.all([cc.none('new_private_message', 200), cb.none((f) => f.type === 'new_private_message' || f.type === 'new_group_message', 200)]);
+    // The same keys where they were first used are still retries.
+    expect(await sendOk(ca, b, 'to b', { clientMessageId: 'k-dm' })).toMatchObject({ duplicate: true });
+    const again = await ca.request({ type: 'send_group_message', groupId: created.groupId, content: 'in group', clientMessageId: 'k-group' });
+    expect(again).toMatchObject({ type: 'group_message_sent', duplicate: true, message: { id: g.message.id } });
+  });
+
   it('the key is per sender: another sender may use the same clientMessageId', async () => {
     const { a, b, ca, cb } = await mutualPair(s);
     const x = await sendOk(ca, b, 'from a', { clientMessageId: 'shared-key' });
