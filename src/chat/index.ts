@@ -35,7 +35,7 @@ export function createChatServices(deps: ChatDeps): ChatServices {
   typing.groupAudience = (a, g) => groupMessages.typingAudience(a, g);
   sync.groups = {
     groupIdsOf: (u) => deps.stores.groups.groupIdsOf(u),
-    render: (rec, content) => groupG({ ...rec, content, isPinned: rec.isAnnouncement }),
+    render: (rec, content) => groupG({ ...rec, content, isPinned: rec.isPinned === true }),
     changes: async (u, ids, from, to) =>
       (await deps.stores.groups.changes(u, ids, from, to)).map((r) => ({
         type: r.kind,

@@ -30,7 +30,8 @@ export class SyncStore {
            (NOT m.is_deleted
              AND NOT EXISTS (SELECT 1 FROM message_deletions d WHERE d.message_id = m.id AND d.user_id = $1)
              AND m.seq > COALESCE((SELECT up_to_seq FROM conversation_deletions cd WHERE cd.conversation_id = m.conversation_id AND cd.user_id = $1), 0)
-           ) AS visible
+           ) AS visible,
+           (m.group_id IS NOT NULL AND EXISTS (SELECT 1 FROM group_pins p WHERE p.group_id = m.group_id AND p.message_id = m.id)) AS is_pinned
          FROM private_messages m ${SENDER_JOIN}
          WHERE (m.recipient_id = $1 OR (m.sender_id = $1 AND m.group_id IS NULL) OR m.group_id = ANY($2::text[]))
            AND (m.change_xid > $3::xid8 OR (m.change_xid = $3::xid8 AND m.id > $4::uuid))

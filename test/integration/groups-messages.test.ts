@@ -142,6 +142,19 @@ describe('pins and announcements', () => {
     await expectError(g.members[0]!.c, { type: 'send_announcement', groupId: g.groupId, content: 'me too' }, 'INSUFFICIENT_PERMISSIONS');
     expect(idsOf(await groupHistory(g.owner, g.groupId))).toEqual([G.id, normal.id]);
   });
+
+  it('sync shows the pin state as history does: a pinned message true, an unpinned announcement false', async () => {
+    const g = await makeGroup(s, { members: 1 });
+    const plain = await say(g.owner, g.groupId, 'pin me');
+    const ann = (await ok(g.owner.c, { type: 'send_announcement', groupId: g.groupId, content: 'unpin me' }, 'announcement_sent')).message as Frame;
+    await ok(g.owner.c, { type: 'pin_message', groupId: g.groupId, messageId: plain.id }, 'message_pinned');
+    await ok(g.owner.c, { type: 'unpin_message', groupId: g.groupId, messageId: ann.id }, 'message_unpinned');
+    const pinState = (msgs: Frame[]) => Object.fromEntries(msgs.filter((m) => m.groupId === g.groupId).map((m) => [m.content, m.isPinned]));
+    const want = { 'pin me': true, 'unpin me': false };
+    expect(pinState((await groupHistory(g.members[0]!, g.groupId)).messages)).toEqual(want);
+    const r = await syncUntil(g.members[0]!, undefined, (x) => Object.keys(pinState(x.messages)).length === 2);
+    expect(pinState(r.messages)).toEqual(want);
+  });
 });
 
 describe('reactions', () => {
