@@ -7,9 +7,15 @@
 import type { KeyObject } from 'node:crypto';
 import jwt from 'jsonwebtoken';
 import type { AuthErrorCode } from '../protocol/errors.ts';
+import { isCleanText } from '../protocol/fields.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { UserStore } from '../store/users.ts';
 import type { Identity } from './identity.ts';
+
+/** Largest epoch ms a Date holds (ECMA-262 §21.4.1.22 TimeClip). */
+const MAX_DATE_MS = 8.64e15;
+/** Longest `jti` accepted, UTF-16 units (the backend's are UUIDs). */
+const MAX_JTI_LENGTH = 255;
 
 /** Verification settings. `clockToleranceS` seconds. */
 export interface VerifierOptions {
@@ -53,8 +59,17 @@ export class TokenVerifier {
     }
     const nowS = Date.now() / 1000;
     if (typeof payload.exp !== 'number') return { ok: false, code: 'TOKEN_INVALID', message: 'Token has no expiry' };
+    // An expiry no Date can hold (beyond the year 275760) is not a time: refuse it (fail closed).
+    if (!(payload.exp * 1000 <= MAX_DATE_MS)) return { ok: false, code: 'TOKEN_INVALID', message: 'Token expiry out of range' };
+    // RFC 7519 §4.1.6: iat is a NumericDate; one of another type cannot be checked, so it is refused.
+    if (payload.iat !== undefined && typeof payload.iat !== 'number') return { ok: false, code: 'TOKEN_INVALID', message: 'Token issue time is not a number' };
     if (typeof payload.iat === 'number' && payload.iat > nowS + this.opts.clockToleranceS) {
       return { ok: false, code: 'TOKEN_INVALID', message: 'Token issued in the future' };
+    }
+    // RFC 7519 §4.1.7: jti is a string. Another type (e.g. a number) could not be matched
+    // against jwt_revocation as the backend wrote it, so it is refused rather than skipped.
+    if (payload.jti !== undefined && (typeof payload.jti !== 'string' || payload.jti.length > MAX_JTI_LENGTH || !isCleanText(payload.jti))) {
+      return { ok: false, code: 'TOKEN_INVALID', message: 'Token id (jti) is not a valid string' };
     }
     const sub = typeof payload.sub === 'number' ? String(payload.sub) : payload.sub;
     if (typeof sub !== 'string' || !/^\d{1,18}$/.test(sub)) return { ok: false, code: 'TOKEN_INVALID', message: 'Token subject is not a user id' };

@@ -162,6 +162,12 @@ describe('§3.3 token rules → auth_error codes', () => {
     ['wrong aud', () => tok('1', { aud: 'another-service' }), 'TOKEN_INVALID'],
     ['no aud', () => tok('1', { aud: undefined }), 'TOKEN_INVALID'],
     ['sub not a user id', () => tok('alice'), 'TOKEN_INVALID'],
+    // No Date holds it: refused, never a silent half-authenticated connection.
+    ['exp beyond any date (1e13 s)', () => tok('1', { exp: 1e13 }), 'TOKEN_INVALID'],
+    ['iat not a number', () => tok('1', { iat: String(nowS() + 3600) }), 'TOKEN_INVALID'],
+    // RFC 7519 §4.1.7: jti is a string; a number could slip past jwt_revocation.
+    ['numeric jti', () => tok('1', { jti: 123456789 }), 'TOKEN_INVALID'],
+    ['jti with NUL', () => tok('1', { jti: 'a\u0000b' }), 'TOKEN_INVALID'],
     ['unknown user', () => tok('987654321'), 'USER_NOT_FOUND'],
   ];
   for (const [name, token, code] of cases) {
