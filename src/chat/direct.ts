@@ -99,19 +99,19 @@ export class DirectMessages {
     };
   }
 
-  /** `get_conversations` → `conversations`, newest activity first, cursor-paged (PROTOCOL §6). */
+  /** `get_conversations` → `conversations`, newest activity first, cursor-paged (PROTOCOL §6); `online` is never shown across a block (§5). */
   async list(actor: Actor, limit = 50, before?: string): Promise<Reply> {
     const { deps } = this;
     const pos = before ? decodeListCursor(before) : undefined;
     const { rows, hasMore } = await deps.stores.history.conversations(actor.userId, limit, pos);
     const others = rows.map((r) => r.otherUserId);
-    const [users, online] = await Promise.all([deps.stores.users.byIds(others), deps.presence.onlineAmong(others)]);
+    const [users, online, blocked] = await Promise.all([deps.stores.users.byIds(others), deps.presence.onlineAmong(others), deps.stores.relations.blockedWith(actor.userId)]);
     const conversations = rows.map((r) => {
       const u = users.get(r.otherUserId);
       const last = r.lastMessage ? openRecord(deps, r.lastMessage) : null;
       return {
         conversationId: r.conversationId,
-        otherUser: { id: r.otherUserId, username: u?.username ?? null, displayName: u?.displayName ?? null, online: online.has(r.otherUserId) },
+        otherUser: { id: r.otherUserId, username: u?.username ?? null, displayName: u?.displayName ?? null, online: online.has(r.otherUserId) && !blocked.has(r.otherUserId) },
         lastMessage: last ? messageM(last) : null,
         unreadCount: r.unreadCount,
         updatedAt: r.updatedAt.toISOString(),
@@ -236,13 +236,20 @@ function sentAck(view: DirectView, m = messageM(view)): Reply {
   };
 }
 
+/** Upper bound of a list cursor's time, epoch ms (the year 10000). */
+const MAX_CURSOR_TIME_MS = Date.UTC(10000, 0, 1);
+
+/** The `nextBefore` cursor of `get_conversations`: base64url of `<ISO updatedAt>|<conversationId>`. */
 function encodeListCursor(updatedAt: Date, conversationId: string): string {
   return Buffer.from(`${updatedAt.toISOString()}|${conversationId}`).toString('base64url');
 }
 
+/** Decode a `get_conversations` `before` cursor; BAD_REQUEST (field `before`) unless it is one {@link encodeListCursor} could have made. */
 function decodeListCursor(s: string): { updatedAt: Date; conversationId: string } {
-  const [when, cid] = Buffer.from(s, 'base64url').toString('utf8').split('|');
+  const [when, cid, ...rest] = Buffer.from(s, 'base64url').toString('utf8').split('|');
   const updatedAt = new Date(when ?? '');
-  if (!cid || Number.isNaN(updatedAt.getTime())) throw badRequest('before: not a cursor from this server', 'before');
+  const t = updatedAt.getTime();
+  // Only what encodeListCursor writes: an ISO time PostgreSQL can hold and a `conv_<a>_<b>` id.
+  if (rest.length > 0 || !cid || !/^conv_\d{1,18}_\d{1,18}$/.test(cid) || !(t >= 0 && t < MAX_CURSOR_TIME_MS)) throw badRequest('before: not a cursor from this server', 'before');
   return { updatedAt, conversationId: cid };
 }

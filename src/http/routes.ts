@@ -28,8 +28,11 @@ function json(res: ServerResponse, status: number, body: unknown): void {
   res.end(text);
 }
 
+/** True when `header` is `Bearer <token>` (PROTOCOL §10; RFC 6750 §2.1), compared in constant time. A bare token is refused. */
 function tokenOk(header: string | undefined, token: string): boolean {
-  const got = Buffer.from(header?.replace(/^Bearer\s+/i, '') ?? '');
+  const m = header ? /^Bearer\s+(.*?)\s*$/i.exec(header) : null;
+  if (!m) return false;
+  const got = Buffer.from(m[1]!);
   const want = Buffer.from(token);
   return got.length === want.length && timingSafeEqual(got, want);
 }

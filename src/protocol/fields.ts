@@ -18,6 +18,9 @@ export function codePoints(s: string): number {
   return n;
 }
 
+/** Empty, or only Unicode White_Space (which `String.prototype.trim` misses for U+0085 NEL). */
+const ALL_WHITE_SPACE = /^[\s\p{White_Space}]*$/u;
+
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
 /** True when `s` is valid Unicode (no lone surrogates) and has no NUL (PROTOCOL §2). */
@@ -27,12 +30,12 @@ export function isCleanText(s: string): boolean {
 
 /**
  * A text field of `min..max` code points, valid Unicode without NUL; with `nonBlank`,
- * text that is empty once trimmed is refused. Stored exactly as sent (no escaping).
+ * text that is empty once Unicode White_Space is trimmed is refused. Stored exactly as sent (no escaping).
  */
 export const text = (min: number, max: number, nonBlank = false) =>
   z.string().superRefine((s, ctx) => {
     if (!isCleanText(s)) ctx.addIssue({ code: 'custom', message: 'must be valid Unicode without NUL' });
-    else if (nonBlank && s.trim().length === 0) ctx.addIssue({ code: 'custom', message: 'must not be empty or only white space' });
+    else if (nonBlank && ALL_WHITE_SPACE.test(s)) ctx.addIssue({ code: 'custom', message: 'must not be empty or only white space' });
     else {
       const n = codePoints(s);
       if (n < min || n > max) ctx.addIssue({ code: 'custom', message: `must be ${min}..${max} characters (got ${n})` });
@@ -58,8 +61,11 @@ export const messageId = z
   .regex(/^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/, 'must be a message id (UUID)')
   .transform((s) => s.toLowerCase());
 
-/** A client-chosen idempotency key, 1..64 characters (PROTOCOL §6). */
-export const clientMessageId = z.string().min(1).max(64);
+/** A string that {@link isCleanText} accepts: valid Unicode without NUL (PostgreSQL text cannot hold NUL). */
+const cleanString = () => z.string().refine(isCleanText, 'must be valid Unicode without NUL');
+
+/** A client-chosen idempotency key, 1..64 characters, valid Unicode without NUL (PROTOCOL §2, §6). */
+export const clientMessageId = cleanString().min(1).max(64);
 
 /** `requestId`: optional string ≤ 64 chars, echoed on the direct reply (PROTOCOL §2). */
 export const requestId = z.string().max(64);
@@ -75,8 +81,11 @@ export const intIn = (min: number, max: number) =>
     return n;
   });
 
-/** A conversation id as clients send it (`conv_<a>_<b>` or a group id), ≤ 200 chars. */
-export const conversationId = z.string().min(1).max(200);
+/** A conversation id as clients send it (`conv_<a>_<b>` or a group id), 1..200 chars, valid Unicode without NUL. */
+export const conversationId = cleanString().min(1).max(200);
+
+/** A group id as clients send it (`group_<uuid>`), 1..200 chars, valid Unicode without NUL (PROTOCOL §7). */
+export const groupId = cleanString().min(1).max(200);
 
 /** A reaction: 1..16 code points (PROTOCOL §6). */
 export const reaction = text(1, 16, true);

@@ -32,6 +32,8 @@ export const TYPE_ALIASES: Readonly<Record<string, string>> = {
 };
 
 const empty = z.object({});
+/** §11 `communityId`: a string or number, echoed as a string (§2: ids are strings on output). */
+const communityId = z.union([z.string().max(200), z.number()]).transform(String);
 const paging = { limit: intIn(1, 100).optional(), offset: intIn(0, 1_000_000_000).optional(), before: intIn(0, Number.MAX_SAFE_INTEGER).optional() };
 
 /** The core and direct-message command specs (PROTOCOL §3, §6, §8, §9, §11). */
@@ -73,8 +75,8 @@ export function coreCommands(limits: ProtocolLimits): Record<string, CommandSpec
     get_online_users: { schema: empty },
     get_presence: { schema: z.object({ userIds: z.array(userId).max(100) }) },
     get_communities: { schema: empty },
-    get_community_members: { schema: z.object({ communityId: z.union([z.string().max(200), z.number()]).optional() }) },
-    get_community_progress: { schema: z.object({ communityId: z.union([z.string().max(200), z.number()]).optional() }) },
+    get_community_members: { schema: z.object({ communityId: communityId.optional() }) },
+    get_community_progress: { schema: z.object({ communityId: communityId.optional() }) },
   };
 }
 
@@ -91,8 +93,13 @@ export type DecodeResult = { ok: true; frame: DecodedFrame } | { ok: false; erro
 
 const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
 
+/** Nesting depth up to which keys are checked; a deeper frame that may hide a forbidden key is refused. */
+const MAX_CHECKED_DEPTH = 64;
+
 function hasForbiddenKey(v: unknown, depth = 0): boolean {
-  if (depth > 64 || v === null || typeof v !== 'object') return false;
+  if (v === null || typeof v !== 'object') return false;
+  // Deeper than any frame of this protocol: refused rather than left unchecked (fail closed).
+  if (depth > MAX_CHECKED_DEPTH) return true;
   if (Array.isArray(v)) return v.some((x) => hasForbiddenKey(x, depth + 1));
   for (const k of Object.keys(v)) {
     if (FORBIDDEN_KEYS.has(k) || hasForbiddenKey((v as Record<string, unknown>)[k], depth + 1)) return true;
@@ -135,7 +142,7 @@ export class FrameDecoder {
     // Cheap text test first: the walk only runs when a forbidden name appears at all, or a
     // `\u` escape could spell one (`"\u005f_proto__"` parses to the key `__proto__`).
     if ((raw.includes('__proto__') || raw.includes('constructor') || raw.includes('prototype') || raw.includes('\\u')) && hasForbiddenKey(obj)) {
-      return { ok: false, error: new ChatError('BAD_REQUEST', 'forbidden object key (__proto__, constructor or prototype)'), requestId: rid };
+      return { ok: false, error: new ChatError('BAD_REQUEST', `forbidden object key (__proto__, constructor or prototype), or nesting deeper than ${MAX_CHECKED_DEPTH} levels`), requestId: rid };
     }
     if (typeof obj.type !== 'string' || obj.type.length === 0) {
       return { ok: false, error: new ChatError('BAD_REQUEST', 'type must be a non-empty string', { field: 'type' }), requestId: rid };

@@ -1,9 +1,8 @@
 /** Group command schemas (PROTOCOL §7), merged into the same table as the core ones. */
 import { z } from 'zod';
-import { clientMessageId, flag, intIn, messageId, reaction, text, userId } from './fields.ts';
+import { clientMessageId, flag, groupId, intIn, messageId, reaction, text, userId } from './fields.ts';
 import type { CommandSpec, ProtocolLimits } from './inbound.ts';
 
-const groupId = z.string().min(1).max(200);
 const paging = { limit: intIn(1, 100).optional(), offset: intIn(0, 1_000_000_000).optional(), before: intIn(0, Number.MAX_SAFE_INTEGER).optional() };
 
 /** The group command specs. Names are 1..100 code points, descriptions ≤ 1000. */

@@ -4,6 +4,7 @@
  * `before` paging) and `delete_conversation` (for me / for everyone).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { addBlock } from '../../src/store/devData.ts';
 import type { Frame, TestClient } from '../helpers/client.ts';
 import { count, expectError, freshUsers, history, ISO, mutualPair, sendOk } from '../helpers/dmkit.ts';
 import { sleep, startServer, type TestServer } from '../helpers/server.ts';
@@ -159,6 +160,24 @@ describe('get_conversations', () => {
     await expectError(ca, { type: 'get_conversations', limit: 'ten' }, 'BAD_REQUEST', 'limit');
     await expectError(ca, { type: 'get_conversations', before: 'garbage' }, 'BAD_REQUEST', 'before');
     await expectError(ca, { type: 'get_conversations', before: 12 }, 'BAD_REQUEST', 'before');
+    // Cursors this server never makes: a conversation id with NUL, a time PostgreSQL cannot hold.
+    const forged = (t: string) => Buffer.from(t).toString('base64url');
+    for (const t of ['2026-01-01T00:00:00.000Z|conv_1_\u0000', '-271821-04-20T00:00:00.000Z|conv_1_2', '-004714-01-01T00:00:00.000Z|conv_1_2', '2026-01-01T00:00:00.000Z|group_x']) {
+      await expectError(ca, { type: 'get_conversations', before: forged(t) }, 'BAD_REQUEST', 'before');
+    }
+    // NUL in a conversation id → BAD_REQUEST, not a database error.
+    await expectError(ca, { type: 'delete_conversation', conversationId: 'conv_1_\u0000' }, 'BAD_REQUEST', 'conversationId');
+    await expectError(ca, { type: 'get_private_messages', conversationId: 'conv_\u0000' }, 'BAD_REQUEST', 'conversationId');
+    await expectError(ca, { type: 'get_group_info', groupId: 'group_\u0000' }, 'BAD_REQUEST', 'groupId');
+  });
+
+  it('online is never shown across a block (§5), whoever blocked', async () => {
+    const { a, b, ca, cb } = await mutualPair(s);
+    await sendOk(ca, b, 'before the block');
+    const online = async (c: TestClient) => (await c.request({ type: 'get_conversations' })).conversations[0].otherUser.online;
+    expect([await online(ca), await online(cb)]).toEqual([true, true]);
+    await addBlock(s.app.db, b, a);
+    expect([await online(ca), await online(cb)]).toEqual([false, false]);
   });
 });
 

@@ -275,6 +275,10 @@ describe('idempotency (clientMessageId)', () => {
     const { a, b, ca } = await mutualPair(s);
     await expectError(ca, { type: 'send_private_message', recipientId: b, content: 'x', clientMessageId: 'k'.repeat(65) }, 'BAD_REQUEST', 'clientMessageId');
     await expectError(ca, { type: 'send_private_message', recipientId: b, content: 'x', clientMessageId: 7 }, 'BAD_REQUEST', 'clientMessageId');
+    // NUL (PostgreSQL text cannot hold it) and a lone surrogate (not Unicode): refused, not an INTERNAL_ERROR.
+    await expectError(ca, { type: 'send_private_message', recipientId: b, content: 'x', clientMessageId: 'a\u0000b' }, 'BAD_REQUEST', 'clientMessageId');
+    ca.send(`{"type":"send_private_message","recipientId":"${b}","content":"x","clientMessageId":"k\\ud800z","requestId":"lone"}`);
+    expect(await ca.next((f) => f.requestId === 'lone')).toMatchObject({ type: 'error', code: 'BAD_REQUEST', field: 'clientMessageId' });
     await sendOk(ca, b, 'x', { clientMessageId: 'k'.repeat(64) });
     expect(await messagesFrom(s, a)).toBe(1);
   });
@@ -317,7 +321,7 @@ describe('input validation and attacks (§2)', () => {
 
   it('content: empty, white space only, non-string, NUL → BAD_REQUEST field content', async () => {
     const { a, b, ca } = await mutualPair(s);
-    for (const bad of ['', ' ', ' \n\t\u00a0 ', 5, { text: 'x' }, ['x'], null, true, 'a\u0000b', '\u0000']) {
+    for (const bad of ['', ' ', ' \n\t\u00a0 ', '\u0085', ' \u3000\u2028\ufeff', 5, { text: 'x' }, ['x'], null, true, 'a\u0000b', '\u0000']) {
       await expectError(ca, { type: 'send_private_message', recipientId: b, content: bad }, 'BAD_REQUEST', 'content');
     }
     await expectError(ca, { type: 'send_private_message', recipientId: b }, 'BAD_REQUEST', 'content');
@@ -405,6 +409,9 @@ describe('input validation and attacks (§2)', () => {
       const e = await ca.next((f) => f.requestId === `p${i + 1}`);
       expect(e, raw).toMatchObject({ type: 'error', code: 'BAD_REQUEST' });
     }
+    // Deeper than the 64 levels checked: refused, since it could hide such a key.
+    ca.send(`{"type":"ping","x":${'['.repeat(70)}{"__proto__":1}${']'.repeat(70)},"requestId":"deep"}`);
+    expect(await ca.next((f) => f.requestId === 'deep')).toMatchObject({ type: 'error', code: 'BAD_REQUEST' });
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
     expect(({} as Record<string, unknown>).isAdmin).toBeUndefined();
     // The words themselves as values are fine.

@@ -291,6 +291,12 @@ describe('§11 compatibility answers', () => {
     expect(r).toMatchObject({ type: 'community_progress', communityId: 'c-7', progress: null, timestamp: expect.stringMatching(ISO_RE) });
     expect('progress' in r).toBe(true);
   });
+
+  it('a numeric communityId is echoed as a string (§2: ids are strings on output)', async () => {
+    const c = await login('1');
+    expect(await c.request({ type: 'get_community_members', communityId: 42 })).toMatchObject({ type: 'community_members', communityId: '42' });
+    expect(await c.request({ type: 'get_community_progress', communityId: 7 })).toMatchObject({ type: 'community_progress', communityId: '7' });
+  });
 });
 
 describe('server with TRUST_PROXY=0, MAX_CONNECTIONS_PER_IP=1 and METRICS_TOKEN', () => {
@@ -378,6 +384,9 @@ describe('server with TRUST_PROXY=0, MAX_CONNECTIONS_PER_IP=1 and METRICS_TOKEN'
       expect((await httpGet(h.port, '/metrics', { Authorization: 'Bearer wrong' })).status).toBe(401);
       expect((await httpGet(h.port, '/metrics', { Authorization: `Bearer ${METRICS_TOKEN}x` })).status).toBe(401);
       expect((await httpGet(h.port, '/metrics', { Authorization: METRICS_TOKEN.slice(0, -1) })).status).toBe(401);
+      // The right token without the Bearer scheme (§10: `Authorization: Bearer <token>`).
+      expect((await httpGet(h.port, '/metrics', { Authorization: METRICS_TOKEN })).status).toBe(401);
+      expect((await httpGet(h.port, '/metrics', { Authorization: `Basic ${METRICS_TOKEN}` })).status).toBe(401);
       const r = await httpGet(h.port, '/metrics', { Authorization: `Bearer ${METRICS_TOKEN}` });
       expect(r.status).toBe(200);
       expect(r.headers['content-type']).toMatch(/^text\/plain/);
