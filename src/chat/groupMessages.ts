@@ -108,6 +108,21 @@ export class GroupMessages {
     return aud.members.filter((m) => !m.blockedWithActor).map((m) => m.userId);
   }
 
+  /**
+   * Members who may hear of the actor's activity on `msg` (a reaction, a pin): no block with
+   * the actor, nor with the message's sender, whose message the others never saw (§5).
+   * Throws NOT_FOUND when the actor is not a member of an active group.
+   */
+  private async audienceAbout(actor: Actor, msg: MessageRecord): Promise<string[]> {
+    const [byActor, bySender] = await Promise.all([
+      this.audienceOf(actor, msg.groupId!),
+      msg.senderId === actor.userId ? null : this.deps.stores.groups.audience(msg.groupId!, msg.senderId, false),
+    ]);
+    if (!bySender) return byActor;
+    const clear = new Set(bySender.members.filter((m) => !m.blockedWithActor).map((m) => m.userId));
+    return byActor.filter((id) => clear.has(id));
+  }
+
   /** `edit_group_message` (or `edit_message` on a group message): sender only, within EDIT_WINDOW_MS. */
   async edit(actor: Actor, msg: MessageRecord, newContent: string): Promise<Reply> {
     const { deps } = this;
@@ -150,7 +165,7 @@ export class GroupMessages {
    */
   async react(actor: Actor, msg: MessageRecord, reaction: string, add: boolean): Promise<Reply> {
     const { deps } = this;
-    const audience = await this.audienceOf(actor, msg.groupId!);
+    const audience = await this.audienceAbout(actor, msg);
     const event = await applyReaction(deps, actor, msg, reaction, add);
     publish(deps, audience, event, actor.connId);
     return event;
@@ -201,19 +216,20 @@ export class GroupMessages {
     return reply;
   }
 
-  /** `pin_message` / `unpin_message` (owner/admin) → `message_pinned` / `message_unpinned` to the members. */
+  /** `pin_message` / `unpin_message` (owner/admin, a message they can see) → `message_pinned` / `message_unpinned` to the members who can see it (§5). */
   async pin(actor: Actor, groupId: string, messageId: string, pin: boolean): Promise<Reply> {
     const { deps } = this;
     await rateLimit(deps, 'action', actor.userId);
     await this.groups.access(actor, groupId, 'admin');
-    const msg = await deps.stores.messages.getForViewer(messageId, actor.userId);
-    if (!msg || msg.groupId !== groupId) throw notFound('Message', 'messageId');
+    // A message the admin cannot see (deleted for them, or its sender in a block with them) is NOT_FOUND (§2.2, §5).
+    const msg = await findVisible(deps, actor, messageId);
+    if (msg.groupId !== groupId) throw notFound('Message', 'messageId');
     if (pin) await deps.stores.pins.pin(groupId, messageId, actor.userId);
     else if (!(await deps.stores.pins.unpin(groupId, messageId))) throw notFound('Pin', 'messageId');
     const event = pin
       ? { type: 'message_pinned', messageId, groupId, pinnedBy: actor.userId, timestamp: nowIso() }
       : { type: 'message_unpinned', messageId, groupId, unpinnedBy: actor.userId, timestamp: nowIso() };
-    publish(deps, await this.groups.memberIds(groupId), event, actor.connId);
+    publish(deps, await this.audienceAbout(actor, msg), event, actor.connId);
     return event;
   }
 
@@ -221,7 +237,7 @@ export class GroupMessages {
   async pinned(actor: Actor, groupId: string): Promise<Reply> {
     const { deps } = this;
     await this.groups.access(actor, groupId);
-    const [rows, blocked] = await Promise.all([deps.stores.pins.list(groupId), deps.stores.relations.blockedWith(actor.userId)]);
+    const [rows, blocked] = await Promise.all([deps.stores.pins.list(groupId, actor.userId), deps.stores.relations.blockedWith(actor.userId)]);
     const messages = rows.flatMap((p) => {
       const v = blocked.has(p.record.senderId) ? null : openRecord(deps, p.record);
       return v

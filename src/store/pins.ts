@@ -35,12 +35,18 @@ export class PinStore {
     return rows.length > 0;
   }
 
-  /** Pins of a group whose messages are not deleted, newest pin first. */
-  async list(groupId: string): Promise<PinRow[]> {
+  /**
+   * Pins of a group whose messages `viewerId` can see (not deleted for everyone, nor for
+   * the viewer alone, nor hidden by the viewer's conversation deletion), newest pin first.
+   */
+  async list(groupId: string, viewerId: string): Promise<PinRow[]> {
     const { rows } = await this.db.query(
       `SELECT ${MESSAGE_COLUMNS}, p.pinned_at, p.pinned_by FROM group_pins p JOIN private_messages m ON m.id = p.message_id ${SENDER_JOIN}
-       WHERE p.group_id = $1 AND NOT m.is_deleted ORDER BY p.pinned_at DESC, p.message_id DESC`,
-      [groupId],
+       WHERE p.group_id = $1 AND NOT m.is_deleted
+         AND NOT EXISTS (SELECT 1 FROM message_deletions d WHERE d.message_id = m.id AND d.user_id = $2)
+         AND m.seq > COALESCE((SELECT up_to_seq FROM conversation_deletions cd WHERE cd.conversation_id = m.conversation_id AND cd.user_id = $2), 0)
+       ORDER BY p.pinned_at DESC, p.message_id DESC`,
+      [groupId, viewerId],
     );
     return rows.map((r) => ({ record: { ...toMessageRecord(r), isPinned: true }, pinnedAt: r.pinned_at as Date, pinnedBy: r.pinned_by as string }));
   }

@@ -271,4 +271,27 @@ describe('blocks in groups (§5)', () => {
     expect((await userGroup(blocker, g.groupId)).unreadCount).toBe(1); // fromOwner only
     expect((await userGroup(d, g.groupId)).unreadCount).toBe(5);
   });
+
+  it('reactions and pins on a message reach only members who can see it; an admin cannot pin what they cannot see; pins hide what the viewer deleted', async () => {
+    const g = await makeGroup(s, { admins: 1, members: 2 });
+    const [sender, blocker] = g.members as [Who, Who];
+    const admin = g.admins[0]!;
+    const m = await say(sender, g.groupId, 'from the sender');
+    await addBlock(s.app.db, blocker.id, sender.id);
+    await addBlock(s.app.db, admin.id, sender.id);
+    // The owner reacts and pins: the sender hears of it, the blocker does not (never saw the message).
+    await ok(g.owner.c, { type: 'add_group_reaction', messageId: m.id, reaction: '👍' }, 'group_reaction_added');
+    await ok(g.owner.c, { type: 'pin_message', groupId: g.groupId, messageId: m.id }, 'message_pinned');
+    await sender.c.next('group_reaction_added');
+    await sender.c.next('message_pinned');
+    await blocker.c.none((f) => f.messageId === m.id, 150);
+    // The admin in a block with the sender cannot see the message, so cannot pin or unpin it either.
+    await expectError(admin.c, { type: 'pin_message', groupId: g.groupId, messageId: m.id }, 'NOT_FOUND', 'messageId');
+    await expectError(admin.c, { type: 'unpin_message', groupId: g.groupId, messageId: m.id }, 'NOT_FOUND', 'messageId');
+    // A pinned message the owner deleted for themselves leaves their pins, not the sender's.
+    const pinnedIds = async (w: Who) => (await ok(w.c, { type: 'get_pinned_messages', groupId: g.groupId }, 'pinned_message')).messages.map((x: Frame) => x.id);
+    await ok(g.owner.c, { type: 'delete_group_message', messageId: m.id, deleteForEveryone: false }, 'group_message_deleted');
+    expect(await pinnedIds(g.owner)).toEqual([]);
+    expect(await pinnedIds(sender)).toEqual([m.id]);
+  });
 });
