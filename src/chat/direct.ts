@@ -161,14 +161,16 @@ export class DirectMessages {
   /**
    * `delete_message` / `delete_private_message` → `message_deleted` (PROTOCOL §6). Default
    * `deleteForEveryone`: false for delete_message; for delete_private_message true when the
-   * caller is the sender.
+   * caller is the sender. On a group message the same defaults apply, and the groups
+   * service answers (`group_message_deleted`, §7 permissions).
    */
   async delete(actor: Actor, messageId: string, deleteForEveryone: boolean | undefined, privateAlias: boolean): Promise<Reply> {
     const { deps } = this;
     await rateLimit(deps, 'action', actor.userId);
     const msg = await this.visible(actor, messageId);
-    if (msg.groupId) return this.requireGroupOps().delete(actor, msg, deleteForEveryone);
+    // §6's defaults hold for these DM-named commands on a group message too (§7's default is for delete_group_message).
     const everyone = deleteForEveryone ?? (privateAlias && msg.senderId === actor.userId);
+    if (msg.groupId) return this.requireGroupOps().delete(actor, msg, everyone);
     if (everyone) {
       if (msg.senderId !== actor.userId) throw new ChatError('INSUFFICIENT_PERMISSIONS', 'Only the sender can delete a message for everyone');
       if (!(await deps.stores.messages.deleteForEveryone(msg.id, actor.userId))) throw notFound('Message', 'messageId');

@@ -95,6 +95,19 @@ describe("§7 row 2: delete another's message for everyone; pin / unpin; announc
     }
   });
 
+  it('delete_message (the §6 command) on a group message keeps §6 defaults: for me only, even by its sender or the owner; delete_private_message by the sender is for everyone', async () => {
+    const g = await makeGroup(s, { members: 2 });
+    const [author, reader] = g.members as [Who, Who];
+    const m = await say(author, g.groupId, 'mine');
+    expect(await ok(author.c, { type: 'delete_message', messageId: m.id }, 'group_message_deleted')).toMatchObject({ deleteForEveryone: false });
+    const n = await say(author, g.groupId, 'by the author');
+    expect(await ok(g.owner.c, { type: 'delete_message', messageId: n.id }, 'group_message_deleted')).toMatchObject({ deleteForEveryone: false });
+    expect(idsOf(await groupHistory(reader, g.groupId))).toEqual([m.id, n.id]);
+    await reader.c.none((f) => f.type === 'group_message_deleted', 100);
+    expect(await ok(author.c, { type: 'delete_private_message', messageId: n.id }, 'group_message_deleted')).toMatchObject({ deleteForEveryone: true });
+    expect(idsOf(await groupHistory(reader, g.groupId))).toEqual([m.id]);
+  });
+
   it.each(['owner', 'admin'] as const)('%s pins and unpins', async (role) => {
     const g = await makeGroup(s, { admins: 1, members: 1 });
     const me = by(g, role);
