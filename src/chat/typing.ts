@@ -16,6 +16,8 @@ interface Active {
   audience: string[];
   target: { conversationId?: string; groupId?: string };
   actor: Actor;
+  /** The recipient of DM typing. */
+  recipientId?: string;
 }
 
 /** Typing state of this process's connections. */
@@ -37,29 +39,36 @@ export class Typing {
       return reply;
     }
     if ((await this.deps.limits.consume('typing', actor.userId)) !== null) return reply;
-    let audience: string[] | null;
-    let target: Active['target'];
-    try {
-      if (cmd.groupId) {
-        audience = this.groupAudience ? await this.groupAudience(actor, cmd.groupId) : null;
-        target = { groupId: cmd.groupId };
-      } else {
-        const rid = cmd.recipientId!;
-        const rel = rid === actor.userId ? null : await this.deps.relations.pair(actor.userId, rid);
-        audience = rel && rel.bExists && !rel.blocked ? [rid] : null;
-        target = { conversationId: directConversationId(actor.userId, rid).id };
-      }
-    } catch {
-      return reply; // lookups failing: drop (fail closed), still one reply
-    }
-    if (!audience || audience.length === 0) return reply;
+    const target: Active['target'] = cmd.groupId ? { groupId: cmd.groupId } : { conversationId: directConversationId(actor.userId, cmd.recipientId!).id };
+    const audience = await this.audience(actor, target, cmd.recipientId);
     const prev = this.active.get(key);
     if (prev) clearTimeout(prev.timer);
+    if (!audience || audience.length === 0) {
+      // Now blocked (or gone): the indicator ends silently, as any typing across a block (§5).
+      this.active.delete(key);
+      return reply;
+    }
     const timer = setTimeout(() => this.stop(key), this.deps.settings.typingTimeoutMs);
     timer.unref();
-    this.active.set(key, { timer, connId: actor.connId, audience, target, actor });
+    this.active.set(key, { timer, connId: actor.connId, audience, target, actor, recipientId: cmd.recipientId });
     this.emit(actor, audience, target, true);
     return reply;
+  }
+
+  /**
+   * Who may see the actor typing to `target` now: the recipient unless a block exists or the
+   * user is unknown, or the group's members but the actor minus blocks (§5). Null when
+   * nobody may, or when a lookup fails (fail closed: typing is dropped).
+   */
+  private async audience(actor: Actor, target: Active['target'], recipientId: string | undefined): Promise<string[] | null> {
+    try {
+      if (target.groupId) return this.groupAudience ? await this.groupAudience(actor, target.groupId) : null;
+      const rid = recipientId!;
+      const rel = rid === actor.userId ? null : await this.deps.relations.pair(actor.userId, rid);
+      return rel && rel.bExists && !rel.blocked ? [rid] : null;
+    } catch {
+      return null;
+    }
   }
 
   /** A connection closed: every indicator it started ends with `isTyping:false`. */
@@ -73,12 +82,18 @@ export class Typing {
     this.active.clear();
   }
 
+  /** End an indicator: `isTyping:false` to those who saw it start and may still see the actor (a block since then drops it, §5). */
   private stop(key: string): void {
     const a = this.active.get(key);
     if (!a) return;
     clearTimeout(a.timer);
     this.active.delete(key);
-    this.emit(a.actor, a.audience, a.target, false);
+    void this.audience(a.actor, a.target, a.recipientId).then((now) => {
+      // Typing again meanwhile: the newer indicator stands.
+      if (this.active.has(key)) return;
+      const still = now ? a.audience.filter((u) => now.includes(u)) : [];
+      if (still.length > 0) this.emit(a.actor, still, a.target, false);
+    });
   }
 
   private emit(actor: Actor, audience: string[], target: Active['target'], isTyping: boolean): void {

@@ -94,6 +94,18 @@ describe('typing', () => {
     ]);
   });
 
+  it('an indicator running when a block appears ends silently: no isTyping:false on refresh, stop or timeout', async () => {
+    for (const how of ['refresh', 'stop', 'timeout'] as const) {
+      const { a, b, ca, cb } = await mutualPair(s);
+      await ca.request({ type: 'typing', recipientId: b, isTyping: true });
+      await cb.next('typing_indicator');
+      await addBlock(s.app.db, b, a);
+      if (how === 'refresh') await ca.request({ type: 'typing', recipientId: b, isTyping: true });
+      if (how === 'stop') await ca.request({ type: 'typing', recipientId: b, isTyping: false });
+      await cb.none('typing_indicator', how === 'stop' ? 300 : TYPING_TIMEOUT_MS + 300);
+    }
+  });
+
   it('bad typing frames → BAD_REQUEST', async () => {
     const { b, ca } = await mutualPair(s);
     await expectError(ca, { type: 'typing', recipientId: b, isTyping: 'yes' }, 'BAD_REQUEST', 'isTyping');
