@@ -125,12 +125,22 @@ export class HistoryStore {
     return { rows: out, hasMore };
   }
 
-  /** Delete a whole conversation for one user: hide everything up to its current last seq. */
+  /**
+   * Delete conversation `conversationId` for user `userId` only (PROTOCOL §6): hide
+   * everything up to its current last seq, in one statement. `change_xid` (this
+   * transaction) makes that user's sync return a tombstone for every hidden message, on
+   * all their devices (PROTOCOL §9, store/sync.ts). A repeat keeps what the previous
+   * deletion covered (`prev_up_to_seq`, `prev_change_xid`), so devices that synced past
+   * it get tombstones only for the newly hidden messages; a repeat that hides nothing new
+   * changes nothing. No-op for an unknown conversation. Throws driver errors.
+   */
   async deleteConversationForUser(conversationId: string, userId: string): Promise<void> {
     await this.db.query(
-      `INSERT INTO conversation_deletions (conversation_id, user_id, up_to_seq)
+      `INSERT INTO conversation_deletions AS cd (conversation_id, user_id, up_to_seq)
        SELECT conversation_id, $2, last_seq FROM conversations WHERE conversation_id = $1
-       ON CONFLICT (conversation_id, user_id) DO UPDATE SET up_to_seq = EXCLUDED.up_to_seq, deleted_at = now()`,
+       ON CONFLICT (conversation_id, user_id) DO UPDATE SET up_to_seq = EXCLUDED.up_to_seq, deleted_at = now(),
+         prev_up_to_seq = cd.up_to_seq, prev_change_xid = cd.change_xid, change_xid = pg_current_xact_id()
+       WHERE EXCLUDED.up_to_seq > cd.up_to_seq`,
       [conversationId, userId],
     );
   }

@@ -145,7 +145,13 @@ export class MessageStore {
     return rowCount > 0;
   }
 
-  /** Delete for one user (hidden from their history). Idempotent. */
+  /**
+   * Delete message `id` for user `userId` only (hidden from their history, PROTOCOL §6),
+   * in one statement. The row's `change_xid` (column default: this transaction) puts a
+   * tombstone in that user's sync stream, for all their devices (PROTOCOL §9,
+   * store/sync.ts); the other participant's stream is untouched. Idempotent: a repeat
+   * changes nothing (the first deletion's tombstone stands). Throws driver errors.
+   */
   async deleteForUser(id: string, userId: string): Promise<void> {
     await this.db.query('INSERT INTO message_deletions (message_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING', [id, userId]);
   }
