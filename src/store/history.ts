@@ -90,7 +90,8 @@ export class HistoryStore {
   }
 
   /**
-   * The viewer's DM conversations, newest activity first, after the `(updatedAt,
+   * The viewer's DM conversations that still hold a message the viewer can see (PROTOCOL
+   * §6: each entry has its `lastMessage`), newest activity first, after the `(updatedAt,
    * conversationId)` position `before` when given. Resolves `limit` rows at most and
    * whether more follow.
    */
@@ -103,7 +104,7 @@ export class HistoryStore {
          lm.*
        FROM conversations c
        LEFT JOIN conversation_deletions cd ON cd.conversation_id = c.conversation_id AND cd.user_id = $1
-       LEFT JOIN LATERAL (
+       JOIN LATERAL (
          SELECT ${MESSAGE_COLUMNS} FROM private_messages m ${SENDER_JOIN}
          WHERE m.conversation_id = c.conversation_id AND NOT m.is_deleted AND m.seq > COALESCE(cd.up_to_seq, 0)
            AND NOT EXISTS (SELECT 1 FROM message_deletions d WHERE d.message_id = m.id AND d.user_id = $1)

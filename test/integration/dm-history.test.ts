@@ -171,6 +171,24 @@ describe('get_conversations', () => {
     await expectError(ca, { type: 'get_group_info', groupId: 'group_\u0000' }, 'BAD_REQUEST', 'groupId');
   });
 
+  it('a conversation with no message left for the viewer is not listed (every entry has its lastMessage)', async () => {
+    const { a, b, ca, cb } = await mutualPair(s);
+    const ids = async (c: TestClient) => (await c.request({ type: 'get_conversations' })).conversations.map((x: Frame) => x.otherUser.id);
+    // The only message deleted for me: gone from my list, still in the other's.
+    const only = await sendOk(ca, b, 'only one');
+    await ca.request({ type: 'delete_message', messageId: only.messageId, deleteForEveryone: false });
+    expect(await ids(ca)).toEqual([]);
+    expect(await ids(cb)).toEqual([a]);
+    // Deleted for everyone: gone from both lists; a new message brings it back.
+    await ca.request({ type: 'delete_message', messageId: (await sendOk(cb, a, 'b too')).messageId, deleteForEveryone: false });
+    await cb.request({ type: 'delete_conversation', conversationId: only.conversationId, deleteForEveryone: true });
+    expect([await ids(ca), await ids(cb)]).toEqual([[], []]);
+    const again = await sendOk(ca, b, 'again');
+    const list = (await cb.request({ type: 'get_conversations' })).conversations;
+    expect(list).toHaveLength(1);
+    expect(list[0].lastMessage.id).toBe(again.messageId);
+  });
+
   it('online is never shown across a block (§5), whoever blocked', async () => {
     const { a, b, ca, cb } = await mutualPair(s);
     await sendOk(ca, b, 'before the block');
