@@ -7,7 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import { ChatError, badRequest, notFound } from '../protocol/errors.ts';
 import { nowIso } from '../protocol/outbound.ts';
-import type { GroupRow, MemberRow, Role } from '../store/groups.ts';
+import type { GroupRow, Guard, LockedGroup, MemberRow, Role } from '../store/groups.ts';
 import { afterReply, publish, rateLimit, type Actor, type ChatDeps, type Reply } from './context.ts';
 
 const RANK: Record<Role, number> = { member: 0, admin: 1, owner: 2 };
@@ -40,6 +40,30 @@ export function memberObject(m: MemberRow): Record<string, unknown> {
   return { userId: m.userId, username: m.username, displayName: m.displayName, role: m.role, joinedAt: m.joinedAt.toISOString() };
 }
 
+/**
+ * The role of `userId` in `group` when it ranks at least `need`.
+ * @throws ChatError NOT_FOUND (field `groupId`) when there is no group, `userId` is not a
+ *   member (`role` null) or the group is soft-deleted (unless `allowInactive`);
+ *   INSUFFICIENT_PERMISSIONS when the role ranks below `need` (PROTOCOL §7 table)
+ */
+function requireRole(group: GroupRow | undefined, role: Role | null | undefined, need: Role, allowInactive = false): Role {
+  if (!group || !role || (!group.isActive && !allowInactive)) throw notFound('Group', 'groupId');
+  if (RANK[role] < RANK[need]) throw new ChatError('INSUFFICIENT_PERMISSIONS', `Only ${need === 'owner' ? 'the owner' : 'admins'} can do that`);
+  return role;
+}
+
+/**
+ * A store {@link Guard} (run under the group row lock) admitting `actor` when they are a
+ * member of the active group with a role of at least `need`, then running `more` on the
+ * locked rows with the actor's role (further checks; throw a ChatError to refuse).
+ */
+function guard(actor: Actor, need: Role, more?: (g: LockedGroup, role: Role) => void): Guard {
+  return (g) => {
+    const role = requireRole(g?.group, g?.members.find((m) => m.userId === actor.userId)?.role, need);
+    more?.(g!, role);
+  };
+}
+
 /** Group membership and administration service. */
 export class Groups {
   constructor(private readonly deps: ChatDeps) {}
@@ -51,9 +75,8 @@ export class Groups {
    */
   async access(actor: Actor, groupId: string, need: Role = 'member', allowInactive = false): Promise<Access> {
     const r = await this.deps.stores.groups.withRole(groupId, actor.userId);
-    if (!r || !r.role || (!r.group.isActive && !allowInactive)) throw notFound('Group', 'groupId');
-    if (RANK[r.role] < RANK[need]) throw new ChatError('INSUFFICIENT_PERMISSIONS', `Only ${need === 'owner' ? 'the owner' : 'admins'} can do that`);
-    return { group: r.group, role: r.role, memberCount: r.memberCount };
+    const role = requireRole(r?.group, r?.role, need, allowInactive);
+    return { group: r!.group, role, memberCount: r!.memberCount };
   }
 
   /** User ids of the group's members. */
@@ -116,7 +139,8 @@ export class Groups {
    * `add_group_member` (owner/admin) → `member_added` to every member, the new one
    * included, then `group_created` to the new member (PROTOCOL §7). USER_BLOCKED when the
    * adder or any current member has a block with the target; the adder must follow the
-   * target; GROUP_FULL; ALREADY_MEMBER.
+   * target; GROUP_FULL; ALREADY_MEMBER. The adder's role, capacity, presence and blocks
+   * with the members are checked again under the group row lock as the member is added.
    */
   async addMember(actor: Actor, groupId: string, userId: string): Promise<Reply> {
     const { deps } = this;
@@ -134,37 +158,41 @@ export class Groups {
     }
     if (rel.blocked || blocked.size > 0) throw new ChatError('USER_BLOCKED', 'This user cannot be added to this group');
     if (!deps.relations.followOk(rel)) throw new ChatError('NOT_FOLLOWING', 'You must follow this user to add them');
-    const res = await deps.stores.groups.addMember(groupId, userId, actor.userId);
-    if (res === 'exists') throw new ChatError('ALREADY_MEMBER', 'Already a member', { field: 'userId' });
-    if (res === 'full') throw new ChatError('GROUP_FULL', 'The group is full');
-    if (res === 'gone') throw notFound('Group', 'groupId');
-    const [group, members] = await Promise.all([deps.stores.groups.get(groupId), deps.stores.groups.members(groupId)]);
+    const res = await deps.stores.groups.addMember(groupId, userId, actor.userId, guard(actor, 'admin'));
+    if (res.status !== 'added') {
+      if (res.status === 'exists') throw new ChatError('ALREADY_MEMBER', 'Already a member', { field: 'userId' });
+      if (res.status === 'full') throw new ChatError('GROUP_FULL', 'The group is full');
+      if (res.status === 'blocked') throw new ChatError('USER_BLOCKED', 'This user cannot be added to this group');
+      throw notFound('Group', 'groupId');
+    }
+    const { group, members } = res;
     const added = members.find((m) => m.userId === userId);
     const event = { type: 'member_added', groupId, userId, username: added?.username ?? null, addedBy: actor.userId, role: 'member', timestamp: nowIso() };
     publish(deps, members.map((m) => m.userId), event, actor.connId);
-    publish(deps, [userId], this.createdEvent(group!, members));
+    publish(deps, [userId], this.createdEvent(group, members));
     return event;
   }
 
   /**
    * `remove_group_member` → `member_removed` to the remaining members and to the removed
    * user (PROTOCOL §7). Admins remove members only; the owner removes anyone but
-   * themselves; the owner is never removed.
+   * themselves; the owner is never removed. Roles are checked under the group row lock.
    */
   async removeMember(actor: Actor, groupId: string, userId: string): Promise<Reply> {
     const { deps } = this;
     await rateLimit(deps, 'action', actor.userId);
-    const a = await this.access(actor, groupId, 'admin');
-    // The owner naming themselves falls through to OWNER_CANNOT_BE_REMOVED (PROTOCOL §7).
-    if (userId === actor.userId && a.role !== 'owner') throw badRequest('Use leave_group to leave a group', 'userId');
-    const members = await deps.stores.groups.members(groupId);
-    const target = members.find((m) => m.userId === userId);
-    if (!target) throw notFound('Member', 'userId');
-    if (target.role === 'owner') throw new ChatError('OWNER_CANNOT_BE_REMOVED', 'The owner cannot be removed');
-    if (target.role === 'admin' && a.role !== 'owner') throw new ChatError('INSUFFICIENT_PERMISSIONS', 'Only the owner can remove an admin');
-    if (!(await deps.stores.groups.removeMember(groupId, userId, actor.userId, 'member_removed'))) throw notFound('Member', 'userId');
-    const event = { type: 'member_removed', groupId, userId, username: target.username, removedBy: actor.userId, timestamp: nowIso() };
-    publish(deps, members.map((m) => m.userId), event, actor.connId);
+    const check = guard(actor, 'admin', (g, role) => {
+      // The owner naming themselves falls through to OWNER_CANNOT_BE_REMOVED (PROTOCOL §7).
+      if (userId === actor.userId && role !== 'owner') throw badRequest('Use leave_group to leave a group', 'userId');
+      const target = g.members.find((m) => m.userId === userId);
+      if (!target) throw notFound('Member', 'userId');
+      if (target.role === 'owner') throw new ChatError('OWNER_CANNOT_BE_REMOVED', 'The owner cannot be removed');
+      if (target.role === 'admin' && role !== 'owner') throw new ChatError('INSUFFICIENT_PERMISSIONS', 'Only the owner can remove an admin');
+    });
+    const r = await deps.stores.groups.removeMember(groupId, userId, actor.userId, check);
+    if (!r) throw notFound('Member', 'userId');
+    const event = { type: 'member_removed', groupId, userId, username: r.removed.username, removedBy: actor.userId, timestamp: nowIso() };
+    publish(deps, r.memberIds, event, actor.connId);
     return event;
   }
 
@@ -172,19 +200,17 @@ export class Groups {
    * `leave_group` → `left_group`; `member_left` to the remaining members and all of the
    * leaver's connections, the originating one right after `left_group` (PROTOCOL §7).
    * The owner leaving passes ownership (`ownership_transferred`); the last member leaving
-   * deletes the group.
+   * deletes the group. The leaver's role is read, and all of this done, in one transaction
+   * under the group row lock, so a leave is serialised with every other membership change;
+   * events name only what was done.
+   * @throws ChatError NOT_FOUND (field `groupId`) when the actor is not (or no longer) a
+   *   member of the active group
    */
   async leave(actor: Actor, groupId: string): Promise<Reply> {
     const { deps } = this;
-    const a = await this.access(actor, groupId);
-    const before = await this.memberIds(groupId);
-    let newOwnerId: string | null = null;
-    if (a.role === 'owner') {
-      newOwnerId = (await deps.stores.groups.ownerLeaves(groupId, actor.userId)).newOwnerId;
-    } else {
-      await deps.stores.groups.removeMember(groupId, actor.userId, actor.userId, 'member_left');
-      await deps.stores.groups.deleteIfEmpty(groupId);
-    }
+    const r = await deps.stores.groups.leave(groupId, actor.userId, guard(actor, 'member'));
+    if (!r) throw notFound('Group', 'groupId');
+    const { memberIds: before, newOwnerId } = r;
     const remaining = before.filter((id) => id !== actor.userId);
     const ts = nowIso();
     const left = { type: 'member_left', groupId, userId: actor.userId, username: actor.username, timestamp: ts };
@@ -210,34 +236,48 @@ export class Groups {
     return { type: 'group_updated', groupId: cmd.groupId, updates, timestamp: ts };
   }
 
-  /** `promote_member` / `demote_member` (owner only) → `member_promoted` / `member_demoted` to all members (PROTOCOL §7). */
+  /**
+   * `promote_member` / `demote_member` (owner only) → `member_promoted` / `member_demoted`
+   * to all members (PROTOCOL §7); roles checked under the group row lock.
+   * @throws ChatError NOT_FOUND, INSUFFICIENT_PERMISSIONS, CANNOT_DEMOTE_SELF, NOT_FOUND
+   *   (field `userId`: not a member), ALREADY_ADMIN, NOT_ADMIN
+   */
   async setRole(actor: Actor, groupId: string, userId: string, promote: boolean): Promise<Reply> {
     const { deps } = this;
     await rateLimit(deps, 'action', actor.userId);
-    await this.access(actor, groupId, 'owner');
-    if (!promote && userId === actor.userId) throw new ChatError('CANNOT_DEMOTE_SELF', 'The owner cannot demote themselves');
-    const members = await deps.stores.groups.members(groupId);
-    const target = members.find((m) => m.userId === userId);
-    if (!target) throw notFound('Member', 'userId');
-    if (promote && target.role !== 'member') throw new ChatError('ALREADY_ADMIN', 'Already an admin');
-    if (!promote && target.role !== 'admin') throw new ChatError('NOT_ADMIN', 'Not an admin');
-    await deps.stores.groups.setRole(groupId, userId, promote ? 'admin' : 'member', actor.userId);
+    const check = guard(actor, 'owner', (g) => {
+      if (!promote && userId === actor.userId) throw new ChatError('CANNOT_DEMOTE_SELF', 'The owner cannot demote themselves');
+      const target = g.members.find((m) => m.userId === userId);
+      if (!target) throw notFound('Member', 'userId');
+      if (promote && target.role !== 'member') throw new ChatError('ALREADY_ADMIN', 'Already an admin');
+      if (!promote && target.role !== 'admin') throw new ChatError('NOT_ADMIN', 'Not an admin');
+    });
+    const r = await deps.stores.groups.setRole(groupId, userId, promote ? 'admin' : 'member', actor.userId, check);
+    if (!r) throw notFound('Member', 'userId');
     const event = promote
       ? { type: 'member_promoted', groupId, userId, newRole: 'admin', promotedBy: actor.userId, timestamp: nowIso() }
       : { type: 'member_demoted', groupId, userId, newRole: 'member', demotedBy: actor.userId, timestamp: nowIso() };
-    publish(deps, members.map((m) => m.userId), event, actor.connId);
+    publish(deps, r.memberIds, event, actor.connId);
     return event;
   }
 
-  /** `transfer_ownership` (owner only) → `ownership_transferred` to all members; the previous owner becomes admin. */
+  /**
+   * `transfer_ownership` (owner only) → `ownership_transferred` to all members; the previous
+   * owner becomes admin (PROTOCOL §7). Checked and done under the group row lock.
+   * @throws ChatError NOT_FOUND, INSUFFICIENT_PERMISSIONS, BAD_REQUEST (self), NOT_FOUND
+   *   (field `userId`: not a member)
+   */
   async transferOwnership(actor: Actor, groupId: string, userId: string): Promise<Reply> {
     const { deps } = this;
     await rateLimit(deps, 'action', actor.userId);
-    await this.access(actor, groupId, 'owner');
-    if (userId === actor.userId) throw badRequest('You already own this group', 'userId');
-    if (!(await deps.stores.groups.transferOwnership(groupId, actor.userId, userId))) throw notFound('Member', 'userId');
+    const check = guard(actor, 'owner', (g) => {
+      if (userId === actor.userId) throw badRequest('You already own this group', 'userId');
+      if (!g.members.some((m) => m.userId === userId)) throw notFound('Member', 'userId');
+    });
+    const r = await deps.stores.groups.transferOwnership(groupId, actor.userId, userId, check);
+    if (!r) throw notFound('Member', 'userId');
     const event = { type: 'ownership_transferred', groupId, newOwnerId: userId, previousOwnerId: actor.userId, timestamp: nowIso() };
-    publish(deps, await this.memberIds(groupId), event, actor.connId);
+    publish(deps, r.memberIds, event, actor.connId);
     return event;
   }
 

@@ -36,15 +36,6 @@ export function createChatServices(deps: ChatDeps): ChatServices {
   sync.groups = {
     groupIdsOf: (u) => deps.stores.groups.groupIdsOf(u),
     render: (rec, content) => groupG({ ...rec, content, isPinned: rec.isPinned === true }),
-    changes: async (u, ids, from, to) =>
-      (await deps.stores.groups.changes(u, ids, from, to)).map((r) => ({
-        type: r.kind,
-        groupId: r.group_id,
-        userId: r.user_id ?? undefined,
-        actorId: r.actor_id ?? undefined,
-        role: r.role ?? undefined,
-        timestamp: (r.created_at as Date).toISOString(),
-      })),
   };
   return { deps, direct, actions, typing, presence, sync, groups, groupMessages };
 }

@@ -21,12 +21,6 @@ export interface SyncGroups {
   groupIdsOf(userId: string): Promise<string[]>;
   /** Render a decrypted group message as G (PROTOCOL §7). */
   render(record: MessageRecord, content: string): Record<string, unknown>;
-  /**
-   * Unused: sync reads group changes through `stores.sync.groupChanges`, paged with the
-   * cursor. Optional so the existing wiring in chat/index.ts still type-checks; to be
-   * removed with that wiring.
-   */
-  changes?(userId: string, groupIds: readonly string[], fromXid: string, toXid: string): Promise<Record<string, unknown>[]>;
 }
 
 /** Above every message id: a position after all messages of its transaction. */

@@ -5,7 +5,23 @@ import type { CommandSpec, ProtocolLimits } from './inbound.ts';
 
 const paging = { limit: intIn(1, 100).optional(), offset: intIn(0, 1_000_000_000).optional(), before: intIn(0, Number.MAX_SAFE_INTEGER).optional() };
 
-/** The group command specs. Names are 1..100 code points, descriptions ≤ 1000. */
+/**
+ * Most entries `create_group.initialMembers` may list (PROTOCOL §7): 2 × MAX_GROUP_SIZE, at
+ * least 1000. Only an abuse bound (more → BAD_REQUEST): duplicates, the creator and
+ * rejected users are dropped first, and too many accepted members is TOO_MANY_MEMBERS.
+ * @param maxGroupSize MAX_GROUP_SIZE
+ * @returns the bound on the raw list length
+ */
+export function maxInitialMembersListed(maxGroupSize: number): number {
+  return Math.max(1000, 2 * maxGroupSize);
+}
+
+/**
+ * The group command specs (PROTOCOL §7). Names are 1..100 code points, descriptions ≤ 1000;
+ * maxMembers 2..MAX_GROUP_SIZE; initialMembers see {@link maxInitialMembersListed}.
+ * @param limits the configured protocol limits
+ * @returns command name → schema and field aliases
+ */
 export function groupCommands(limits: ProtocolLimits): Record<string, CommandSpec> {
   const content = text(1, limits.maxMessageLength, true);
   const name = text(1, 100, true);
@@ -17,7 +33,7 @@ export function groupCommands(limits: ProtocolLimits): Record<string, CommandSpe
   const pin = { schema: z.object({ groupId, messageId }) };
   return {
     create_group: {
-      schema: z.object({ groupName: name, groupDescription: description.optional(), initialMembers: z.array(userId).max(limits.maxGroupSize).optional(), maxMembers: maxMembers.optional() }),
+      schema: z.object({ groupName: name, groupDescription: description.optional(), initialMembers: z.array(userId).max(maxInitialMembersListed(limits.maxGroupSize)).optional(), maxMembers: maxMembers.optional() }),
       aliases: [['memberUserIds', 'initialMembers'], ['name', 'groupName'], ['description', 'groupDescription']],
     },
     send_group_message: {

@@ -1,9 +1,13 @@
 /**
  * Groups and membership (PROTOCOL §7): `group_chats`, `group_members`, `group_changes`.
- * Capacity and ownership changes run in transactions with the group row locked, so
- * concurrent adds never pass `max_members` and there is always exactly one owner.
+ * Every membership, role and ownership change runs in one transaction holding the group
+ * row lock and decides on rows read under it (the caller's checks run there as a
+ * {@link Guard}), so changes to one group are serialised: concurrent adds never pass
+ * `max_members`, a live group always has exactly one owner who is a member, and a group
+ * with no members does not exist.
  */
 import type { Db, Queryable } from './db.ts';
+import { recordGroupChangeForMembers } from './sync.ts';
 
 /** Group roles. */
 export type Role = 'owner' | 'admin' | 'member';
@@ -38,8 +42,41 @@ export interface AudienceMember {
   blockedWithActor: boolean;
 }
 
-/** Outcome of {@link GroupStore.addMember}. */
-export type AddResult = 'added' | 'exists' | 'full' | 'gone';
+/** A group as read under its row lock: the row and every member with role, oldest first. */
+export interface LockedGroup {
+  group: GroupRow;
+  members: MemberRow[];
+}
+
+/**
+ * A caller's check, run under the group row lock before anything is written, on what was
+ * read there (null: no such group). It refuses by throwing (the transaction rolls back; the
+ * error reaches the caller unchanged). It must not query: on PGlite (one connection) a
+ * query outside the transaction would wait for it forever.
+ */
+export type Guard = (g: LockedGroup | null) => void;
+
+/**
+ * Outcome of {@link GroupStore.addMember}: 'added' (with the group and its members after
+ * the add), 'full' at capacity, 'exists' if already in, 'blocked' when a member has a
+ * block (either way) with the new one, 'gone' if the group is missing or not active.
+ */
+export type AddResult = { status: 'added'; group: GroupRow; members: MemberRow[] } | { status: 'exists' | 'full' | 'blocked' | 'gone' };
+
+/** Outcome of a membership change other than a leave: the members just before it (ids, oldest first). */
+export interface Changed {
+  memberIds: string[];
+}
+
+/**
+ * Outcome of {@link GroupStore.leave}: the members before (the leaver included), who became
+ * owner (the leaver was the owner and someone remains; else null), and whether the group
+ * was deleted (the leaver was the last member).
+ */
+export interface LeaveResult extends Changed {
+  newOwnerId: string | null;
+  deleted: boolean;
+}
 
 function toGroup(r: Record<string, unknown>): GroupRow {
   return {
@@ -68,6 +105,12 @@ const toMember = (r: Record<string, unknown>): MemberRow => ({
   role: r.role as Role,
   joinedAt: r.joined_at as Date,
 });
+
+/** Members of `groupId` through `q` (a pool or a transaction), oldest first. */
+async function membersOn(q: Queryable, groupId: string): Promise<MemberRow[]> {
+  const { rows } = await q.query(`${MEMBER_SQL} WHERE gm.group_id = $1 ORDER BY gm.joined_at, gm.user_id`, [groupId]);
+  return rows.map(toMember);
+}
 
 /** Group repository. */
 export class GroupStore {
@@ -108,9 +151,8 @@ export class GroupStore {
   }
 
   /** Members, oldest first. */
-  async members(groupId: string): Promise<MemberRow[]> {
-    const { rows } = await this.db.query(`${MEMBER_SQL} WHERE gm.group_id = $1 ORDER BY gm.joined_at, gm.user_id`, [groupId]);
-    return rows.map(toMember);
+  members(groupId: string): Promise<MemberRow[]> {
+    return membersOn(this.db, groupId);
   }
 
   /**
@@ -136,92 +178,126 @@ export class GroupStore {
     };
   }
 
-  /** Add a member under the group row lock: 'full' at capacity, 'exists' if already in, 'gone' if the group is not active. */
-  async addMember(groupId: string, userId: string, addedBy: string): Promise<AddResult> {
+  /**
+   * Run `fn` in one transaction holding the group row lock (`SELECT … FOR UPDATE`), after
+   * `guard` accepted what was read there. Every membership and ownership change goes
+   * through here, so they are serialised per group and each decides on current rows.
+   * Resolves what `fn` resolves, or null when the group does not exist (and `guard` let it pass).
+   */
+  private locked<T>(groupId: string, guard: Guard, fn: (tx: Queryable, g: LockedGroup) => Promise<T>): Promise<T | null> {
     return this.db.transaction(async (tx) => {
-      const { rows } = await tx.query<{ max_members: number; is_active: boolean }>('SELECT max_members, is_active FROM group_chats WHERE group_id = $1 FOR UPDATE', [groupId]);
-      const g = rows[0];
-      if (!g || !g.is_active) return 'gone';
-      const cur = await tx.query<{ n: number; present: boolean }>(
-        'SELECT count(*)::int AS n, bool_or(user_id = $2) AS present FROM group_members WHERE group_id = $1',
-        [groupId, userId],
-      );
-      if (cur.rows[0]?.present) return 'exists';
-      if (Number(cur.rows[0]?.n ?? 0) >= Number(g.max_members)) return 'full';
-      await tx.query(`INSERT INTO group_members (group_id, user_id, role, added_by_user_id) VALUES ($1, $2, 'member', $3)`, [groupId, userId, addedBy]);
-      await change(tx, groupId, userId, 'member_added', addedBy, 'member');
-      return 'added';
-    });
-  }
-
-  /** Remove a member (not the owner). Resolves false when they were not a member. */
-  async removeMember(groupId: string, userId: string, actorId: string, kind: 'member_removed' | 'member_left'): Promise<boolean> {
-    return this.db.transaction(async (tx) => {
-      const { rowCount } = await tx.query(`DELETE FROM group_members WHERE group_id = $1 AND user_id = $2 AND role <> 'owner'`, [groupId, userId]);
-      if (rowCount > 0) await change(tx, groupId, userId, kind, actorId);
-      return rowCount > 0;
+      const { rows } = await tx.query('SELECT * FROM group_chats WHERE group_id = $1 FOR UPDATE', [groupId]);
+      const g = rows[0] ? { group: toGroup(rows[0]), members: await membersOn(tx, groupId) } : null;
+      guard(g);
+      return g ? fn(tx, g) : null;
     });
   }
 
   /**
-   * The owner leaves: ownership passes to the longest-standing admin, else the
-   * longest-standing member; the last member leaving deletes the group. Resolves the new
-   * owner id, or null when the group was deleted.
+   * Add `userId` as a member, under the group row lock, after `guard` (the adder's role).
+   * Capacity, presence and blocks with the current members are checked there too, so
+   * concurrent adds never pass `max_members` nor seat two users with a block between them.
+   * @returns see {@link AddResult}
+   * @throws whatever `guard` throws (nothing written)
    */
-  async ownerLeaves(groupId: string, ownerId: string): Promise<{ newOwnerId: string | null }> {
-    return this.db.transaction(async (tx) => {
-      await tx.query('SELECT 1 FROM group_chats WHERE group_id = $1 FOR UPDATE', [groupId]);
-      const { rows } = await tx.query<{ user_id: string }>(
-        `SELECT user_id FROM group_members WHERE group_id = $1 AND user_id <> $2
-         ORDER BY (role = 'admin') DESC, joined_at, user_id LIMIT 1`,
-        [groupId, ownerId],
+  async addMember(groupId: string, userId: string, addedBy: string, guard: Guard): Promise<AddResult> {
+    const r = await this.locked(groupId, guard, async (tx, g): Promise<AddResult> => {
+      if (!g.group.isActive) return { status: 'gone' };
+      if (g.members.some((m) => m.userId === userId)) return { status: 'exists' };
+      if (g.members.length >= g.group.maxMembers) return { status: 'full' };
+      const { rows } = await tx.query<{ blocked: boolean }>(
+        `SELECT EXISTS (SELECT 1 FROM blocked_relationships WHERE (blocker_id = $1::bigint AND blocked_id = ANY($2::bigint[]))
+                                                         OR (blocked_id = $1::bigint AND blocker_id = ANY($2::bigint[]))) AS blocked`,
+        [userId, g.members.map((m) => m.userId)],
       );
-      await tx.query('DELETE FROM group_members WHERE group_id = $1 AND user_id = $2', [groupId, ownerId]);
-      await change(tx, groupId, ownerId, 'member_left', ownerId);
-      const next = rows[0]?.user_id;
-      if (!next) {
+      if (rows[0]?.blocked) return { status: 'blocked' };
+      await tx.query(`INSERT INTO group_members (group_id, user_id, role, added_by_user_id) VALUES ($1, $2, 'member', $3)`, [groupId, userId, addedBy]);
+      await change(tx, groupId, userId, 'member_added', addedBy, 'member');
+      return { status: 'added', group: g.group, members: await membersOn(tx, groupId) };
+    });
+    return r ?? { status: 'gone' };
+  }
+
+  /**
+   * Remove member `userId` (never the owner) by `actorId`, under the group row lock, after
+   * `guard` (the remover's role against the target's).
+   * @returns the members before and the removed one's row; null when `userId` was not a
+   *   non-owner member (or no such group)
+   * @throws whatever `guard` throws (nothing written)
+   */
+  async removeMember(groupId: string, userId: string, actorId: string, guard: Guard): Promise<(Changed & { removed: MemberRow }) | null> {
+    return this.locked(groupId, guard, async (tx, g) => {
+      const removed = g.members.find((m) => m.userId === userId);
+      if (!removed || removed.role === 'owner') return null;
+      await tx.query('DELETE FROM group_members WHERE group_id = $1 AND user_id = $2', [groupId, userId]);
+      await change(tx, groupId, userId, 'member_removed', actorId);
+      return { memberIds: g.members.map((m) => m.userId), removed };
+    });
+  }
+
+  /**
+   * `userId` leaves, in one transaction under the group row lock, after `guard`: their
+   * role is read there; an owner's ownership passes to the longest-standing admin, else
+   * the longest-standing member; the last member leaving deletes the group.
+   * @returns what happened; null when `userId` was not a member (or no such group)
+   * @throws whatever `guard` throws (nothing written)
+   */
+  async leave(groupId: string, userId: string, guard: Guard): Promise<LeaveResult | null> {
+    return this.locked(groupId, guard, async (tx, g) => {
+      const me = g.members.find((m) => m.userId === userId);
+      if (!me) return null;
+      const others = g.members.filter((m) => m.userId !== userId);
+      const memberIds = g.members.map((m) => m.userId);
+      await tx.query('DELETE FROM group_members WHERE group_id = $1 AND user_id = $2', [groupId, userId]);
+      await change(tx, groupId, userId, 'member_left', userId);
+      if (others.length === 0) {
         await tx.query('DELETE FROM group_chats WHERE group_id = $1', [groupId]);
         await tx.query('DELETE FROM conversations WHERE conversation_id = $1', [groupId]);
-        await change(tx, groupId, null, 'group_deleted', ownerId);
-        return { newOwnerId: null };
+        await change(tx, groupId, null, 'group_deleted', userId);
+        return { memberIds, newOwnerId: null, deleted: true };
       }
+      if (me.role !== 'owner') return { memberIds, newOwnerId: null, deleted: false };
+      const next = (others.find((m) => m.role === 'admin') ?? others[0]!).userId;
       await tx.query(`UPDATE group_members SET role = 'owner' WHERE group_id = $1 AND user_id = $2`, [groupId, next]);
       await tx.query('UPDATE group_chats SET owner_id = $2, updated_at = now() WHERE group_id = $1', [groupId, next]);
-      await change(tx, groupId, next, 'role_changed', ownerId, 'owner');
-      return { newOwnerId: next };
+      await change(tx, groupId, next, 'role_changed', userId, 'owner');
+      return { memberIds, newOwnerId: next, deleted: false };
     });
   }
 
-  /** Last member (not owner) leaving is handled by {@link removeMember}; this deletes a group with no members left. */
-  async deleteIfEmpty(groupId: string): Promise<boolean> {
-    const { rowCount } = await this.db.query('DELETE FROM group_chats g WHERE group_id = $1 AND NOT EXISTS (SELECT 1 FROM group_members WHERE group_id = g.group_id)', [groupId]);
-    if (rowCount > 0) await this.db.query('DELETE FROM conversations WHERE conversation_id = $1', [groupId]);
-    return rowCount > 0;
-  }
-
-  /** Set a member's role (promote/demote). Resolves false when not a member. */
-  async setRole(groupId: string, userId: string, role: 'admin' | 'member', actorId: string): Promise<boolean> {
-    return this.db.transaction(async (tx) => {
-      const { rowCount } = await tx.query(`UPDATE group_members SET role = $3 WHERE group_id = $1 AND user_id = $2 AND role <> 'owner'`, [groupId, userId, role]);
-      if (rowCount > 0) await change(tx, groupId, userId, 'role_changed', actorId, role);
-      return rowCount > 0;
+  /**
+   * Set a non-owner member's role (promote/demote) under the group row lock, after `guard`.
+   * @returns the members before; null when `userId` is not a non-owner member (or no such group)
+   * @throws whatever `guard` throws (nothing written)
+   */
+  async setRole(groupId: string, userId: string, role: 'admin' | 'member', actorId: string, guard: Guard): Promise<Changed | null> {
+    return this.locked(groupId, guard, async (tx, g) => {
+      const target = g.members.find((m) => m.userId === userId);
+      if (!target || target.role === 'owner') return null;
+      await tx.query('UPDATE group_members SET role = $3 WHERE group_id = $1 AND user_id = $2', [groupId, userId, role]);
+      await change(tx, groupId, userId, 'role_changed', actorId, role);
+      return { memberIds: g.members.map((m) => m.userId) };
     });
   }
 
-  /** Transfer ownership: the new owner becomes owner, the previous one admin. Resolves false when `to` is not a member. */
-  async transferOwnership(groupId: string, from: string, to: string): Promise<boolean> {
-    return this.db.transaction(async (tx) => {
-      await tx.query('SELECT 1 FROM group_chats WHERE group_id = $1 FOR UPDATE', [groupId]);
-      const { rowCount } = await tx.query(`UPDATE group_members SET role = 'owner' WHERE group_id = $1 AND user_id = $2 AND user_id <> $3`, [groupId, to, from]);
-      if (rowCount === 0) return false;
+  /**
+   * Transfer ownership from `from` to member `to` under the group row lock, after `guard`;
+   * the previous owner becomes admin.
+   * @returns the members; null when `from` is not the owner or `to` not another member
+   * @throws whatever `guard` throws (nothing written)
+   */
+  async transferOwnership(groupId: string, from: string, to: string, guard: Guard): Promise<Changed | null> {
+    return this.locked(groupId, guard, async (tx, g) => {
+      const owner = g.members.find((m) => m.userId === from);
+      if (!owner || owner.role !== 'owner' || from === to || !g.members.some((m) => m.userId === to)) return null;
+      await tx.query(`UPDATE group_members SET role = 'owner' WHERE group_id = $1 AND user_id = $2`, [groupId, to]);
       await tx.query(`UPDATE group_members SET role = 'admin' WHERE group_id = $1 AND user_id = $2`, [groupId, from]);
       await tx.query('UPDATE group_chats SET owner_id = $2, updated_at = now() WHERE group_id = $1', [groupId, to]);
       await change(tx, groupId, to, 'role_changed', from, 'owner');
       await change(tx, groupId, from, 'role_changed', from, 'admin');
-      return true;
+      return { memberIds: g.members.map((m) => m.userId) };
     });
   }
-
   /**
    * Update name / description / maxMembers. maxMembers below the current member count is
    * refused: resolves 'too_small' (checked under the row lock).
@@ -254,9 +330,15 @@ export class GroupStore {
     });
   }
 
-  /** Remove a group and everything in it (messages go with its conversation row). */
+  /**
+   * Remove a group and everything in it (messages go with its conversation row). The
+   * `group_deleted` change is also recorded for each member by name first, since their
+   * membership rows go with the group and sync finds a member's changes through them
+   * (PROTOCOL §9; store/sync.ts).
+   */
   async hardDelete(groupId: string, actorId: string): Promise<void> {
     await this.db.transaction(async (tx) => {
+      await recordGroupChangeForMembers(tx, groupId, 'group_deleted', actorId);
       await tx.query('DELETE FROM group_chats WHERE group_id = $1', [groupId]);
       await tx.query('DELETE FROM conversations WHERE conversation_id = $1', [groupId]);
       await change(tx, groupId, null, 'group_deleted', actorId);
@@ -312,20 +394,6 @@ export class GroupStore {
       [groupId, userId, seq],
     );
     return rowCount > 0;
-  }
-
-  /**
-   * Membership and group-state changes visible to `userId` with change_xid in
-   * [fromXid, toXid): of their groups, or about themselves (e.g. their removal).
-   */
-  async changes(userId: string, groupIds: readonly string[], fromXid: string, toXid: string, limit = 500): Promise<Record<string, unknown>[]> {
-    const { rows } = await this.db.query(
-      `SELECT id, group_id, user_id, kind, actor_id, role, created_at FROM group_changes
-       WHERE (group_id = ANY($2::text[]) OR user_id = $1) AND change_xid >= $3::xid8 AND change_xid < $4::xid8
-       ORDER BY change_xid, id LIMIT $5`,
-      [userId, groupIds, fromXid, toXid, limit],
-    );
-    return rows;
   }
 }
 

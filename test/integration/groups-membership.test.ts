@@ -1,10 +1,12 @@
 /**
  * PROTOCOL §7 membership and lifecycle: create_group (rejectedMembers, alias, limits,
- * TOO_MANY_MEMBERS), add_group_member (§5 blocks and follows, GROUP_FULL, event order),
- * remove_group_member, leave_group event order, update_group_info limits, soft delete /
- * restore / hard delete (notified before anything is removed) and the purge.
+ * TOO_MANY_MEMBERS counted after de-duplication), add_group_member (§5 blocks and
+ * follows, GROUP_FULL, event order), remove_group_member, leave_group event order,
+ * update_group_info limits, soft delete / restore / hard delete (notified before anything
+ * is removed) and the purge. Concurrent membership changes: groups-races.test.ts.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { maxInitialMembersListed } from '../../src/protocol/inboundGroups.ts';
 import { addBlock } from '../../src/store/devData.ts';
 import type { Frame, TestClient } from '../helpers/client.ts';
 import { PRESENCE, allGet, count, expectError, freshUsers, groupHistory, idsOf, makeGroup, ok, say, syncUntil, waitFor } from '../helpers/groupkit.ts';
@@ -86,6 +88,28 @@ describe('create_group', () => {
     await s.follow(...many.map((id) => [me!, id] as [string, string]));
     await expectError(c, { type: 'create_group', groupName: 'default cap', initialMembers: many }, 'TOO_MANY_MEMBERS');
     expect((await ok(c, { type: 'create_group', groupName: 'default cap', initialMembers: many.slice(1) }, 'group_created')).group.memberCount).toBe(10);
+  });
+
+  it('initialMembers is counted after dropping duplicates, the creator and rejected users: a long list that fits is accepted', async () => {
+    const [me, a, b, nf] = await freshUsers(s, 4, [[0, 1], [0, 2]]);
+    const c = await s.login(me!);
+    const list = [...Array<string>(MAX).fill(a!), Number(b), `${b}`, me, me, nf, nf]; // 26 entries > MAX_GROUP_SIZE, 2 accepted
+    const r = await ok(c, { type: 'create_group', groupName: 'dups', maxMembers: 3, initialMembers: list }, 'group_created');
+    expect((r.members as Frame[]).map((m) => m.userId).sort()).toEqual([me, a, b].sort());
+    expect(r.rejectedMembers).toEqual([{ userId: nf, code: 'NOT_FOLLOWING' }]);
+  });
+
+  it('more distinct accepted initial members than MAX_GROUP_SIZE allows → TOO_MANY_MEMBERS; only an absurdly long list is BAD_REQUEST', async () => {
+    const [me, ...others] = await freshUsers(s, MAX + 2); // MAX + 1 distinct others
+    await s.follow(...others.map((id) => [me!, id] as [string, string]));
+    const c = await s.login(me!);
+    const before = await count(s, 'group_chats');
+    await expectError(c, { type: 'create_group', groupName: 'big', maxMembers: MAX, initialMembers: others }, 'TOO_MANY_MEMBERS', 'initialMembers');
+    const tooLong = Array<string>(maxInitialMembersListed(MAX) + 1).fill(others[0]!);
+    await expectError(c, { type: 'create_group', groupName: 'abuse', initialMembers: tooLong }, 'BAD_REQUEST', 'initialMembers');
+    expect(await count(s, 'group_chats')).toBe(before);
+    const r = await ok(c, { type: 'create_group', groupName: 'full', maxMembers: MAX, initialMembers: [...others.slice(2), ...others.slice(2)] }, 'group_created');
+    expect(r.group.memberCount).toBe(MAX);
   });
 
   it('groupName 1..100 code points, groupDescription ≤ 1000, maxMembers 2..MAX_GROUP_SIZE; stored exactly as sent', async () => {

@@ -178,10 +178,8 @@ describe('sync: group deletion and restore', () => {
     await expect(recordGroupChangeForMembers(s.app.db, g.groupId, 'member_added', o!)).rejects.toThrow(/not a whole-group change/);
   });
 
-  // Needs the write side: GroupStore.hardDelete must call recordGroupChangeForMembers(tx, groupId,
-  // 'group_deleted', actorId) before it deletes the group (src/store/groups.ts, owned elsewhere).
-  // Remove `.fails` once it does.
-  it.fails('a member syncing after a permanent delete gets group_deleted (fails until GroupStore.hardDelete records members)', async () => {
+  // GroupStore.hardDelete records the change for each member before their rows go with the group.
+  it('a member syncing after a permanent delete gets group_deleted', async () => {
     const [o, m, x] = await freshUsers(s, 3);
     await s.follow([o!, m!]);
     const co = await s.login(o!);
