@@ -217,7 +217,7 @@ export class Connection {
     const f = res.frame;
     if (f.type === 'ping') return this.sendFrame({ type: 'pong', timestamp: Date.now() }, f.requestId);
     if (f.type === 'test') return this.sendFrame({ type: 'test_response', message: 'Server is working', timestamp: Date.now() }, f.requestId);
-    if (f.type === 'authenticate') return this.authenticate(f.cmd.token as string | undefined, f.requestId);
+    if (f.type === 'authenticate') return this.authenticate((f.cmd.token as string | null | undefined) ?? undefined, f.requestId);
     if (!this.identity) {
       const bytes = Buffer.byteLength(raw); // the 64 KiB bound is bytes, not UTF-16 units
       if (!this.holdRefused && this.held.length < MAX_HELD_FRAMES && this.heldBytes + bytes <= MAX_HELD_BYTES) {

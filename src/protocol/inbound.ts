@@ -42,7 +42,8 @@ export function coreCommands(limits: ProtocolLimits): Record<string, CommandSpec
   const reactionSpec: CommandSpec = { schema: z.object({ messageId, reaction }), aliases: [['emoji', 'reaction']] };
   const deleteSpec: CommandSpec = { schema: z.object({ messageId, deleteForEveryone: flag.optional() }) };
   return {
-    authenticate: { schema: z.object({ token: z.string().max(16384).optional() }) },
+    // A null token is a missing one (TOKEN_MISSING, §3 item 4), as clients send when they have none.
+    authenticate: { schema: z.object({ token: z.string().max(16384).nullable().optional() }) },
     ping: { schema: empty },
     test: { schema: empty },
     send_private_message: {

@@ -142,6 +142,7 @@ describe('§3.3 token rules → auth_error codes', () => {
   const cases: [name: string, token: () => string | undefined, code: string][] = [
     ['no token field', () => undefined, 'TOKEN_MISSING'],
     ['empty token', () => '', 'TOKEN_MISSING'],
+    ['null token', () => null as unknown as string, 'TOKEN_MISSING'],
     ['not a JWT', () => 'not-a-jwt', 'TOKEN_INVALID'],
     ['alg none (unsigned)', () => unsignedToken(claims('1')), 'TOKEN_INVALID'],
     ['alg none with the signature of a good token', () => unsignedToken(claims('1')) + tok('1').split('.')[2], 'TOKEN_INVALID'],
