@@ -248,7 +248,8 @@ export async function createApp(cfg: Config, opts: AppOptions = {}): Promise<App
       await gw.drain(timeoutMs);
       gw.close();
       chat.typing.close();
-      presenceEvents.close();
+      // Before the bus, Redis and the database close: persists lastSeen of users this process was the last to hold (§8).
+      await presenceEvents.shutdown();
       server.closeAllConnections();
       await new Promise<void>((r) => server.close(() => r()));
       await bus.stop().catch(() => {});

@@ -11,6 +11,9 @@
  *   claim succeeds deployment-wide) and persists `lastSeen` (StatusStore.set).
  * - Transitions found by the store itself (a crashed process reaped, state resynced after
  *   a Redis outage) are announced by the one process the store reports them to.
+ * - Shutdown ({@link PresenceEvents.shutdown}, after the gateway drained): when no other
+ *   process will finish this one's grace periods (one process; the last live instance on
+ *   Redis) the store releases its users and their `lastSeen` is persisted at once.
  *
  * Contacts come from {@link PresenceQueries.contacts} (follows and shared groups, never
  * across a block); only contacts that are online get the event.
@@ -65,6 +68,43 @@ export class PresenceEvents {
     this.closed = true;
     for (const t of this.timers.values()) clearTimeout(t);
     this.timers.clear();
+  }
+
+  /**
+   * Graceful shutdown, once the gateway drained (PROTOCOL §8: `lastSeen` is persisted):
+   * {@link close}, then ask the store to release this process's users
+   * ({@link Presence.release}: everything on one process; on Redis only when no other
+   * instance is live, else that instance reaps this one after the grace period) and mark
+   * them offline in `user_status` with `lastSeen` = now, in batched statements. No
+   * `user_offline` is sent: no contact is connected anywhere any more. Waits at most
+   * `timeoutMs` (ms); failures are logged, never thrown. Resolves the users persisted offline.
+   */
+  async shutdown(timeoutMs = 3000): Promise<string[]> {
+    this.close();
+    const log = this.deps.logger;
+    const work = (async () => {
+      const users = (await this.deps.presence.release?.()) ?? [];
+      if (users.length === 0) return users;
+      // Through the coalescer, after any `user_online` write still queued for these users.
+      await Promise.all(users.map((u) => this.deps.stores.status.set(u, false)));
+      log.info('presence: lastSeen persisted at shutdown', { users: users.length });
+      return users;
+    })().catch((err: Error) => {
+      log.warn('presence: lastSeen not persisted at shutdown', { err: err.message });
+      return [];
+    });
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<string[]>((r) => {
+      timer = setTimeout(() => {
+        log.warn('presence: lastSeen not persisted at shutdown', { err: `timed out after ${timeoutMs} ms` });
+        r([]);
+      }, timeoutMs);
+    });
+    try {
+      return await Promise.race([work, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   private async afterGrace(userId: string, username: string): Promise<void> {

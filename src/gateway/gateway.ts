@@ -190,10 +190,23 @@ export class Gateway implements GatewayHost {
     return Object.assign(new ChatError('INTERNAL_ERROR', 'Internal error'), { errorId });
   }
 
+  /**
+   * First authentication of `conn` as `identity` (PROTOCOL §3 item 9, §2.3 4409/4429).
+   * Without SINGLE_SESSION the device cap and the presence registration are one atomic
+   * step of the presence store ({@link Presence.admit}: concurrent logins on any process
+   * never exceed MAX_CONNECTIONS_PER_USER; with the store unreachable, this process's own
+   * connections and in-flight admissions are counted); over the cap the connection is
+   * closed 4429. With SINGLE_SESSION the user's other connections get `session_conflict`
+   * and 4409 through the bus. Then the connection is registered for delivery (waiting for
+   * the bus subscription) and the userConnected hook runs. Resolves false when refused or
+   * closed meanwhile (everything registered is undone); never rejects on store errors.
+   */
   async admitUser(conn: Connection, identity: Identity): Promise<boolean> {
     const userId = identity.user.id;
-    const s = this.settings;
-    if (s.singleSession) {
+    const presence = this.deps.presence;
+    let first = false;
+    let registered = false;
+    if (this.settings.singleSession) {
       this.deps.bus.publish({
         userIds: [userId],
         frame: JSON.stringify({ type: 'session_conflict', message: 'Signed in from another device', timestamp: nowIso() }),
@@ -201,30 +214,29 @@ export class Gateway implements GatewayHost {
         close: { code: CloseCode.SESSION_REPLACED, reason: 'Replaced by a newer session' },
       });
     } else {
-      let count: number;
-      try {
-        count = await this.deps.presence.connectionCount(userId);
-      } catch {
-        count = this.registry.of(userId).length;
-      }
-      if (count >= s.maxConnectionsPerUser) {
+      // Never rejects: with the shared store unreachable it counts this process's connections.
+      const admission = await presence.admit(userId, conn.id, this.settings.maxConnectionsPerUser);
+      if (admission === 'refused') {
         conn.close(CloseCode.TOO_MANY_DEVICES, 'Too many devices');
         return false;
       }
+      first = admission === 'first';
+      registered = true;
     }
-    if (conn.closed) return false;
-    if (this.registry.add(userId, conn)) await this.deps.bus.track(userId, true);
-    let first = false;
-    try {
-      first = await this.deps.presence.connected(userId, conn.id);
-    } catch (err) {
-      this.logger.warn('presence update failed', { userId, err: (err as Error).message });
+    if (!registered && conn.closed) return false;
+    if (!conn.closed && this.registry.add(userId, conn)) await this.deps.bus.track(userId, true);
+    if (!registered) {
+      try {
+        first = await presence.connected(userId, conn.id);
+      } catch (err) {
+        this.logger.warn('presence update failed', { userId, err: (err as Error).message });
+      }
     }
     this.deps.hooks?.userConnected?.(userId, identity.user.username, first);
     if (conn.closed) {
       // Closed while being admitted: its close handler ran without an identity, so undo here.
       if (this.registry.remove(userId, conn)) this.deps.bus.track(userId, false);
-      this.deps.presence.disconnected(userId, conn.id).then(
+      presence.disconnected(userId, conn.id).then(
         (last) => this.deps.hooks?.userDisconnected?.(userId, identity.user.username, last),
         () => {},
       );

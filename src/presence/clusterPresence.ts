@@ -6,18 +6,25 @@
  * resulting offline transitions to one live worker (`chat:presence` message).
  * If the primary does not answer (it is gone; the worker is about to exit), calls fall
  * back to this worker's own counts.
+ *
+ * Device cap: admissions of one user on one worker run one after another (count, then
+ * register), so a worker never exceeds MAX_CONNECTIONS_PER_USER by itself; simultaneous
+ * logins of one user on two workers can still both pass (an atomic check-and-add needs
+ * a `p.admit` operation in the primary, src/fanout/clusterPrimary.ts).
  */
 import { CH, isMsg, type PresenceMsg, type WorkerRpc } from '../fanout/clusterIpc.ts';
 import type { IpConnectionCounter } from '../gateway/admission.ts';
 import { LocalIpCounter } from '../gateway/admission.ts';
 import type { Logger } from '../observability/logger.ts';
-import type { Presence, PresenceListener } from './presence.ts';
+import type { Admission, Presence, PresenceListener } from './presence.ts';
 
 /** Worker-side {@link Presence} backed by the cluster primary. */
 export class ClusterPresence implements Presence {
   private readonly tokens = new Map<string, string>();
   private readonly local = new Map<string, number>();
   private readonly listeners: PresenceListener[] = [];
+  /** Per user: the last admission still running on this worker (the next one waits for it). */
+  private readonly admitting = new Map<string, Promise<Admission>>();
   private readonly onMessage = (m: unknown) => {
     if (!isMsg<PresenceMsg>(m, CH.presence)) return;
     for (const l of this.listeners) {
@@ -44,6 +51,24 @@ export class ClusterPresence implements Presence {
     this.local.set(userId, (this.local.get(userId) ?? 0) + 1);
     this.tokens.delete(userId);
     return this.rpc.call<boolean>('p.connected', [userId, connId]);
+  }
+
+  async admit(userId: string, connId: string, max: number): Promise<Admission> {
+    const run = async (): Promise<Admission> => {
+      if ((await this.connectionCount(userId)) >= max) return 'refused';
+      try {
+        return (await this.connected(userId, connId)) ? 'first' : 'again';
+      } catch {
+        return 'again';
+      }
+    };
+    const prev = this.admitting.get(userId);
+    const p = prev ? prev.then(run, run) : run();
+    this.admitting.set(userId, p);
+    void p.finally(() => {
+      if (this.admitting.get(userId) === p) this.admitting.delete(userId);
+    });
+    return p;
   }
 
   async disconnected(userId: string, connId: string): Promise<boolean> {

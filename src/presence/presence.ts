@@ -15,6 +15,14 @@ import { PresenceTable } from './table.ts';
  */
 export type PresenceListener = (online: string[], offline: string[]) => void;
 
+/**
+ * Outcome of {@link Presence.admit}: `refused` (the user already holds
+ * MAX_CONNECTIONS_PER_USER connections: close 4429, nothing was registered), or
+ * registered, with `first` when `user_online` is due (as {@link Presence.connected} → true)
+ * and `again` otherwise.
+ */
+export type Admission = 'refused' | 'first' | 'again';
+
 /** Presence tracker. All methods are async so a shared store can implement them. */
 export interface Presence {
   /**
@@ -23,6 +31,16 @@ export interface Presence {
    * OFFLINE_GRACE_MS period (a reconnect cancels the pending offline silently).
    */
   connected(userId: string, connId: string): Promise<boolean>;
+  /**
+   * Device cap and registration in one atomic step (PROTOCOL §3 item 9, §2.3 4429): when
+   * `userId` holds fewer than `max` connections in the deployment, counting admissions
+   * still in flight on this process, register `connId` as {@link connected} does; else
+   * register nothing and resolve `refused`. Concurrent calls never admit more than `max`.
+   * When the shared store is unreachable the cap is checked against this process's own
+   * connections (including in-flight admissions) and the connection is admitted without
+   * an announcement. Never rejects.
+   */
+  admit(userId: string, connId: string, max: number): Promise<Admission>;
   /**
    * A connection of `userId` closed. Resolves true when the user has no connection left
    * anywhere: a grace period started and this process owns it ({@link claimOffline}).
@@ -34,6 +52,14 @@ export interface Presence {
    * `user_offline`), false when they came back or another grace period replaced this one.
    */
   claimOffline?(userId: string): Promise<boolean>;
+  /**
+   * This process is stopping and its connections were drained (PROTOCOL §8, `lastSeen`
+   * persisted): when no other process can still finish its users' grace periods, drop
+   * everything it holds and resolve the users now offline deployment-wide, whose
+   * `lastSeen` the caller persists; else resolve [] (another process does it). Later
+   * calls on this instance change nothing.
+   */
+  release?(): Promise<string[]>;
   /** Listen for transitions to announce that no connect/close on this process reported ({@link PresenceListener}). */
   onTransitions?(listener: PresenceListener): void;
   /** Open authenticated connections of `userId` in the deployment. */
@@ -56,6 +82,11 @@ export class LocalPresence implements Presence {
     this.tokens.delete(userId);
     return this.table.connect(OWNER, userId, connId);
   }
+  async admit(userId: string, connId: string, max: number): Promise<Admission> {
+    // Synchronous check-and-add: concurrent admissions see each other.
+    if (this.table.count(userId) >= max) return 'refused';
+    return (await this.connected(userId, connId)) ? 'first' : 'again';
+  }
   async disconnected(userId: string, connId: string): Promise<boolean> {
     const token = this.table.disconnect(OWNER, userId, connId);
     if (token) this.tokens.set(userId, token);
@@ -66,6 +97,13 @@ export class LocalPresence implements Presence {
     if (!token) return false;
     this.tokens.delete(userId);
     return this.table.claim(userId, token);
+  }
+  /** One process holds every user: all of them (connected or within the grace period) are offline now. */
+  async release(): Promise<string[]> {
+    const { offline, grace } = this.table.dropOwner(OWNER);
+    for (const g of grace) if (this.table.claim(g.userId, g.token)) offline.push(g.userId);
+    this.tokens.clear();
+    return offline;
   }
   onTransitions(): void {
     // One process: every transition comes from a connect or a close here.

@@ -7,7 +7,13 @@
  * are dropped and their users announced offline by the one reaper. So a crashed
  * instance's users go offline within PRESENCE_TTL_MS + PRESENCE_HEARTBEAT_MS (20 s by
  * default). A gracefully stopped instance is reaped the same way, which also ends the
- * grace periods it owned.
+ * grace periods it owned. The last live instance to stop gracefully has no one left to
+ * reap it: it drops itself at once ({@link RedisPresence.release}) so that its users'
+ * `lastSeen` is persisted.
+ *
+ * Device cap: {@link RedisPresence.admit} checks and registers in one script (ADMIT), and
+ * reserves the slot in the mirror before sending it, so concurrent logins on any
+ * instances never exceed MAX_CONNECTIONS_PER_USER.
  *
  * Redis down: each process keeps a mirror of its own connections and IP slots and
  * answers from it (per-process device cap, IP cap and online set; no presence events).
@@ -19,8 +25,8 @@ import { randomBytes } from 'node:crypto';
 import type { Redis } from '../fanout/redisClient.ts';
 import type { IpConnectionCounter } from '../gateway/admission.ts';
 import type { Logger } from '../observability/logger.ts';
-import type { Presence, PresenceListener } from './presence.ts';
-import { ALL_SCRIPTS, CLAIM, CONNECT, DISCONNECT, HEARTBEAT, IP_ACQUIRE, IP_RELEASE, ONLINE, REAP, RESYNC } from './redisScripts.ts';
+import type { Admission, Presence, PresenceListener } from './presence.ts';
+import { ADMIT, ALL_SCRIPTS, CLAIM, CONNECT, DISCONNECT, HEARTBEAT, IP_ACQUIRE, IP_RELEASE, ONLINE, REAP, RELEASE, RESYNC } from './redisScripts.ts';
 
 /** Options of {@link RedisPresence} (ms). */
 export interface RedisPresenceOptions {
@@ -53,6 +59,8 @@ export class RedisPresence implements Presence {
   private timer: NodeJS.Timeout | undefined;
   /** True once the mirror was written back after the current connection became ready. */
   private synced = false;
+  /** True once {@link release} ran: nothing is written back or re-registered any more. */
+  private released = false;
 
   /** Adapter for the gateway's per-IP cap (PROTOCOL §1). */
   readonly ipCounter: IpConnectionCounter = {
@@ -98,6 +106,32 @@ export class RedisPresence implements Presence {
     return Number(r) === 1;
   }
 
+  async admit(userId: string, connId: string, max: number): Promise<Admission> {
+    let set = this.conns.get(userId);
+    // The mirror holds this instance's connections and in-flight admissions (a slot is
+    // reserved here before any await): enough to refuse locally, and the whole count
+    // while Redis is unreachable.
+    if ((set?.size ?? 0) >= max) return 'refused';
+    if (!set) this.conns.set(userId, (set = new Set()));
+    set.add(connId);
+    this.tokens.delete(userId);
+    this.overdue.delete(userId);
+    if (!this.live()) return 'again';
+    let r: unknown;
+    try {
+      const keys = [this.k('pu:', userId), this.k('pis:', this.opts.instanceId), this.k('pg:', userId)];
+      r = await this.track(ADMIT.run(this.client, keys, [this.opts.instanceId, userId, String(max)]));
+    } catch {
+      return 'again';
+    }
+    if (Number(r) === -1) {
+      set.delete(connId);
+      if (set.size === 0 && this.conns.get(userId) === set) this.conns.delete(userId);
+      return 'refused';
+    }
+    return Number(r) === 1 ? 'first' : 'again';
+  }
+
   async disconnected(userId: string, connId: string): Promise<boolean> {
     const set = this.conns.get(userId);
     if (!set || !set.delete(connId)) return false;
@@ -128,6 +162,31 @@ export class RedisPresence implements Presence {
       this.tokens.set(userId, token);
       this.overdue.add(userId);
       return false;
+    }
+  }
+
+  /**
+   * Drop this instance now when it is the last live one (RELEASE), after in-flight updates
+   * (≤ 1 s); resolves the users now offline. With another live instance, or Redis
+   * unreachable, resolves [] and leaves this instance to be reaped. Stops the heartbeat
+   * either way.
+   */
+  async release(): Promise<string[]> {
+    if (this.released) return [];
+    this.released = true;
+    clearInterval(this.timer);
+    await Promise.race([Promise.allSettled([...this.inflight]), new Promise((r) => setTimeout(r, 1000))]);
+    if (!this.live()) return [];
+    try {
+      const [dropped, users] = (await this.track(RELEASE.run(this.client, [this.k('pi', '')], [this.opts.prefix, String(this.ttlMs), this.opts.instanceId]))) as [number, string[]];
+      if (Number(dropped) !== 1) return [];
+      this.conns.clear();
+      this.tokens.clear();
+      this.overdue.clear();
+      return [...new Set(users)];
+    } catch (err) {
+      this.opts.logger.warn('presence: release failed; this instance is left to be reaped', { err: (err as Error).message });
+      return [];
     }
   }
 
@@ -201,7 +260,7 @@ export class RedisPresence implements Presence {
    * presence command on this connection, so every later update applies after the resync.
    */
   private resync(): void {
-    if (!this.client.isReady) return;
+    if (!this.client.isReady || this.released) return;
     for (const s of ALL_SCRIPTS) this.client.scriptLoad(s.src).catch(() => {});
     const args = [this.opts.prefix, this.opts.instanceId, String(this.conns.size)];
     for (const [u, set] of this.conns) args.push(u, String(set.size));
@@ -233,7 +292,7 @@ export class RedisPresence implements Presence {
 
   /** Heartbeat, then reap silent instances (PRESENCE_TTL_MS). */
   private async tick(): Promise<void> {
-    if (!this.client.isReady) return;
+    if (!this.client.isReady || this.released) return;
     if (!this.synced) return this.resync();
     try {
       const ok = await this.track(HEARTBEAT.run(this.client, [this.k('pi', '')], [this.opts.instanceId]));

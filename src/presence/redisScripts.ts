@@ -32,6 +32,21 @@ for _, v in ipairs(redis.call('HVALS', KEYS[1])) do total = total + tonumber(v) 
 if total == 1 then return 1 end
 return 0`);
 
+/**
+ * Device cap (PROTOCOL §3 item 9) and CONNECT in one step. KEYS pu:user, pis:inst,
+ * pg:user; ARGV inst, user, max → -1 when the user already holds `max` connections in the
+ * deployment (nothing changed), else as CONNECT: 1 when `user_online` is due, 0 otherwise.
+ */
+export const ADMIT = new LuaScript(`
+local total = 0
+for _, v in ipairs(redis.call('HVALS', KEYS[1])) do total = total + tonumber(v) end
+if total >= tonumber(ARGV[3]) then return -1 end
+redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+redis.call('SADD', KEYS[2], ARGV[2])
+local resumed = redis.call('DEL', KEYS[3])
+if resumed == 1 or total > 0 then return 0 end
+return 1`);
+
 /** KEYS pu:user, pis:inst, pg:user, pig:inst; ARGV inst, user, token, px → 1 when the user has no connection left (grace started). */
 export const DISCONNECT = new LuaScript(`
 local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
@@ -71,6 +86,32 @@ end
 return 0`);
 
 /**
+ * Lua `drop(inst)`: forget instance `inst` (already removed from `P pi`): its connections,
+ * the grace periods it owns and its IP slots. Appends to `out` the users now offline (no
+ * connection anywhere and no other grace period pending). Needs `P` and `out` in scope.
+ */
+const DROP = `
+local function drop(inst)
+  for _, u in ipairs(redis.call('SMEMBERS', P .. 'pis:' .. inst)) do
+    local h = P .. 'pu:' .. u
+    redis.call('HDEL', h, inst)
+    if redis.call('HLEN', h) == 0 and redis.call('EXISTS', P .. 'pg:' .. u) == 0 then out[#out + 1] = u end
+  end
+  redis.call('DEL', P .. 'pis:' .. inst)
+  for _, u in ipairs(redis.call('SMEMBERS', P .. 'pig:' .. inst)) do
+    local g = P .. 'pg:' .. u
+    local tok = redis.call('GET', g)
+    if tok and string.sub(tok, 1, #inst + 1) == inst .. '|' then
+      redis.call('DEL', g)
+      if redis.call('HLEN', P .. 'pu:' .. u) == 0 then out[#out + 1] = u end
+    end
+  end
+  redis.call('DEL', P .. 'pig:' .. inst)
+  for _, ip in ipairs(redis.call('SMEMBERS', P .. 'ipi:' .. inst)) do redis.call('HDEL', P .. 'ip:' .. ip, inst) end
+  redis.call('DEL', P .. 'ipi:' .. inst)
+end`;
+
+/**
  * KEYS pi; ARGV prefix, ttlMs, self → users now offline because an instance silent for
  * ttlMs was reaped (its connections dropped, grace periods it owned ended). Up to 5
  * instances per call; the ZREM makes each reap happen once.
@@ -78,31 +119,41 @@ return 0`);
 export const REAP = new LuaScript(`
 local P = ARGV[1]
 ${NOW}
-local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]), 'LIMIT', 0, 5)
 local out = {}
+${DROP}
+local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]), 'LIMIT', 0, 5)
 for _, inst in ipairs(dead) do
   if inst ~= ARGV[3] and redis.call('ZREM', KEYS[1], inst) == 1 then
     redis.call('SET', P .. 'reaped:' .. inst, '1', 'PX', 3600000)
-    for _, u in ipairs(redis.call('SMEMBERS', P .. 'pis:' .. inst)) do
-      local h = P .. 'pu:' .. u
-      redis.call('HDEL', h, inst)
-      if redis.call('HLEN', h) == 0 and redis.call('EXISTS', P .. 'pg:' .. u) == 0 then out[#out + 1] = u end
-    end
-    redis.call('DEL', P .. 'pis:' .. inst)
-    for _, u in ipairs(redis.call('SMEMBERS', P .. 'pig:' .. inst)) do
-      local g = P .. 'pg:' .. u
-      local tok = redis.call('GET', g)
-      if tok and string.sub(tok, 1, #inst + 1) == inst .. '|' then
-        redis.call('DEL', g)
-        if redis.call('HLEN', P .. 'pu:' .. u) == 0 then out[#out + 1] = u end
-      end
-    end
-    redis.call('DEL', P .. 'pig:' .. inst)
-    for _, ip in ipairs(redis.call('SMEMBERS', P .. 'ipi:' .. inst)) do redis.call('HDEL', P .. 'ip:' .. ip, inst) end
-    redis.call('DEL', P .. 'ipi:' .. inst)
+    drop(inst)
   end
 end
 return out`);
+
+/**
+ * Graceful stop of the last live instance (PROTOCOL §8: `lastSeen` persisted). KEYS pi;
+ * ARGV prefix, ttlMs, self → {released, users}. When another instance heartbeat within
+ * ttlMs, nothing changes and released is 0: that instance reaps this one later, which
+ * ends its grace periods after clients had the chance to reconnect there. Otherwise this
+ * instance and every silent one are dropped at once (released 1) and `users` are those
+ * now offline, to be persisted by the caller.
+ */
+export const RELEASE = new LuaScript(`
+local P, me = ARGV[1], ARGV[3]
+${NOW}
+local out = {}
+${DROP}
+local cutoff = now - tonumber(ARGV[2])
+for _, inst in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], cutoff, '+inf')) do
+  if inst ~= me then return {0, out} end
+end
+local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', cutoff)
+gone[#gone + 1] = me
+for _, inst in ipairs(gone) do
+  redis.call('ZREM', KEYS[1], inst)
+  drop(inst)
+end
+return {1, out}`);
 
 /**
  * KEYS pi; ARGV prefix, inst, nUsers, (user, count)…, nIps, (ip, count)… → {online, offline}.
@@ -176,4 +227,4 @@ end
 return 1`);
 
 /** Every script (loaded with SCRIPT LOAD after each reconnect, before anything else runs). */
-export const ALL_SCRIPTS = [CONNECT, DISCONNECT, CLAIM, ONLINE, HEARTBEAT, REAP, RESYNC, IP_ACQUIRE, IP_RELEASE];
+export const ALL_SCRIPTS = [CONNECT, ADMIT, DISCONNECT, CLAIM, ONLINE, HEARTBEAT, REAP, RELEASE, RESYNC, IP_ACQUIRE, IP_RELEASE];

@@ -7,6 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deleteUser, revokeJti } from '../../src/store/devData.ts';
+import type { TestClient } from '../helpers/client.ts';
 import { startServer, type TestServer } from '../helpers/server.ts';
 import { BareClient, jti, nowS, waitFor, within } from '../helpers/wire.ts';
 
@@ -147,6 +148,42 @@ describe('§3.9 devices', () => {
       50,
     );
     expect((await d4.request({ type: 'get_communities' })).type).toBe('community_list');
+  });
+});
+
+/** Send `authenticate` on every client at once; resolves once each got auth_success or closed (then 200 ms more). */
+async function authenticateAtOnce(clients: TestClient[], token: string): Promise<{ open: number; refused4429: number }> {
+  for (const c of clients) c.send({ type: 'authenticate', token });
+  const settled = (c: TestClient) => c.closeCode !== undefined || c.frames.some((f) => f.type === 'auth_success');
+  await waitFor(() => clients.every(settled), 5000, 'every login answered or closed');
+  await new Promise((r) => setTimeout(r, 200));
+  const success = (c: TestClient) => c.frames.some((f) => f.type === 'auth_success');
+  return {
+    open: clients.filter((c) => success(c) && c.closeCode === undefined).length,
+    refused4429: clients.filter((c) => !success(c) && c.closeCode === 4429).length,
+  };
+}
+
+describe('§3.9 devices: simultaneous logins', () => {
+  it('MAX_CONNECTIONS_PER_USER=2: of 6 simultaneous logins of one user exactly 2 stay open, 4 are closed 4429; the 2 slots are reusable', async () => {
+    await s.users('29');
+    const clients = await Promise.all(Array.from({ length: 6 }, () => s.connect()));
+    expect(await authenticateAtOnce(clients, s.token('29'))).toEqual({ open: 2, refused4429: 4 });
+    // Nothing leaked: once the 2 close, 2 new simultaneous logins are admitted again.
+    await Promise.all(clients.map((c) => c.close()));
+    const again = await waitFor(
+      async () => {
+        const cs = await Promise.all([s.connect(), s.connect()]);
+        const r = await authenticateAtOnce(cs, s.token('29'));
+        if (r.open === 2) return cs;
+        await Promise.all(cs.map((c) => c.close()));
+        return undefined;
+      },
+      5000,
+      'the 2 freed slots',
+      50,
+    );
+    await Promise.all(again.map((c) => c.close()));
   });
 });
 

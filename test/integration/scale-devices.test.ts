@@ -1,0 +1,66 @@
+/**
+ * MAX_CONNECTIONS_PER_USER across processes (PROTOCOL §3 item 9, §2.3 4429): simultaneous
+ * logins of one user spread over two instances sharing Redis never admit more than the
+ * cap; the refused ones are closed 4429 without auth_success, and no slot leaks.
+ */
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { TestClient } from '../helpers/client.ts';
+import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
+import { clearRedisPrefix, Fixture, scaleEnabled, spawnRedisInstance, until, warnIfSkipped, type Proc } from '../helpers/scaleProcs.ts';
+
+warnIfSkipped('scale-devices.test.ts');
+
+const PREFIX = `t:scale-dev:${randomBytes(4).toString('hex')}:`;
+let db: TestDatabase;
+let fx: Fixture;
+let i1: Proc;
+let i2: Proc;
+
+/** Authenticate every client at once; once each got auth_success or closed (then 300 ms more): how many stay open, how many were refused 4429. */
+async function authenticateAtOnce(clients: TestClient[]): Promise<{ open: number; refused4429: number }> {
+  const token = fx.token('1');
+  for (const c of clients) c.send({ type: 'authenticate', token });
+  const success = (c: TestClient) => c.frames.some((f) => f.type === 'auth_success');
+  await until('every login answered or closed', () => clients.every((c) => c.closeCode !== undefined || success(c)), 10_000, 20);
+  await new Promise((r) => setTimeout(r, 300));
+  return {
+    open: clients.filter((c) => success(c) && c.closeCode === undefined).length,
+    refused4429: clients.filter((c) => !success(c) && c.closeCode === 4429).length,
+  };
+}
+
+describe.skipIf(!scaleEnabled)('MAX_CONNECTIONS_PER_USER over Redis: two processes', () => {
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    fx = new Fixture(db.url!);
+    await fx.seed(['1']);
+    const spawn = () => spawnRedisInstance(db.url!, process.env.TEST_REDIS_URL!, PREFIX, { MAX_CONNECTIONS_PER_USER: '2' });
+    [i1, i2] = await Promise.all([spawn(), spawn()]);
+  }, 120_000);
+
+  afterAll(async () => {
+    await fx?.closeAll();
+    await Promise.all([i1?.stop(), i2?.stop()]);
+    await db?.drop();
+    await clearRedisPrefix(process.env.TEST_REDIS_URL!, PREFIX);
+  }, 60_000);
+
+  it('cap 2: of 6 simultaneous logins (3 per instance) exactly 2 stay open and 4 are closed 4429; the slots are reusable', async () => {
+    const clients = await Promise.all([i1, i2, i1, i2, i1, i2].map((p) => fx.connect(p.url)));
+    expect(await authenticateAtOnce(clients)).toEqual({ open: 2, refused4429: 4 });
+    // No reservation leaked on either instance: after the 2 close, 2 new simultaneous logins fit.
+    await Promise.all(clients.map((c) => c.close()));
+    await until(
+      'the 2 freed slots',
+      async () => {
+        const pair = await Promise.all([fx.connect(i1.url), fx.connect(i2.url)]);
+        const r = await authenticateAtOnce(pair);
+        await Promise.all(pair.map((c) => c.close()));
+        return r.open === 2;
+      },
+      10_000,
+      100,
+    );
+  });
+});
