@@ -126,6 +126,12 @@ export class ClusterHub {
         return this.table.disconnect(owner, String(a[0]), String(a[1]));
       case 'p.claim':
         return this.table.claim(String(a[0]), String(a[1]));
+      case 'p.admit': {
+        // Device cap and registration in one step: the primary runs one message at a time (PROTOCOL §3 item 9).
+        const userId = String(a[0]);
+        if (this.table.count(userId) >= Number(a[2])) return 'refused';
+        return this.table.connect(owner, userId, String(a[1])) ? 'first' : 'again';
+      }
       case 'p.count':
         return this.table.count(String(a[0]));
       case 'p.online':

@@ -7,10 +7,10 @@
  * If the primary does not answer (it is gone; the worker is about to exit), calls fall
  * back to this worker's own counts.
  *
- * Device cap: admissions of one user on one worker run one after another (count, then
- * register), so a worker never exceeds MAX_CONNECTIONS_PER_USER by itself; simultaneous
- * logins of one user on two workers can still both pass (an atomic check-and-add needs
- * a `p.admit` operation in the primary, src/fanout/clusterPrimary.ts).
+ * Device cap: the primary checks MAX_CONNECTIONS_PER_USER and registers the connection in
+ * one step (`p.admit`), so simultaneous logins of one user on any workers never pass it.
+ * Without the primary, this worker's own connections (in-flight admissions included) are
+ * the count.
  */
 import { CH, isMsg, type PresenceMsg, type WorkerRpc } from '../fanout/clusterIpc.ts';
 import type { IpConnectionCounter } from '../gateway/admission.ts';
@@ -23,8 +23,6 @@ export class ClusterPresence implements Presence {
   private readonly tokens = new Map<string, string>();
   private readonly local = new Map<string, number>();
   private readonly listeners: PresenceListener[] = [];
-  /** Per user: the last admission still running on this worker (the next one waits for it). */
-  private readonly admitting = new Map<string, Promise<Admission>>();
   private readonly onMessage = (m: unknown) => {
     if (!isMsg<PresenceMsg>(m, CH.presence)) return;
     for (const l of this.listeners) {
@@ -54,27 +52,30 @@ export class ClusterPresence implements Presence {
   }
 
   async admit(userId: string, connId: string, max: number): Promise<Admission> {
-    const run = async (): Promise<Admission> => {
-      if ((await this.connectionCount(userId)) >= max) return 'refused';
-      try {
-        return (await this.connected(userId, connId)) ? 'first' : 'again';
-      } catch {
-        return 'again';
-      }
-    };
-    const prev = this.admitting.get(userId);
-    const p = prev ? prev.then(run, run) : run();
-    this.admitting.set(userId, p);
-    void p.finally(() => {
-      if (this.admitting.get(userId) === p) this.admitting.delete(userId);
-    });
-    return p;
+    // Counted here first, so a fallback count includes admissions still in flight.
+    const held = (this.local.get(userId) ?? 0) + 1;
+    this.local.set(userId, held);
+    this.tokens.delete(userId);
+    let r: Admission;
+    try {
+      r = await this.rpc.call<Admission>('p.admit', [userId, connId, max]);
+    } catch {
+      // The primary does not answer: this worker's own connections are the count.
+      r = held > max ? 'refused' : 'again';
+    }
+    if (r === 'refused') this.forget(userId);
+    return r;
   }
 
-  async disconnected(userId: string, connId: string): Promise<boolean> {
+  /** Undo one local count of `userId` (a refused admission; a closed connection). */
+  private forget(userId: string): void {
     const n = (this.local.get(userId) ?? 0) - 1;
     if (n <= 0) this.local.delete(userId);
     else this.local.set(userId, n);
+  }
+
+  async disconnected(userId: string, connId: string): Promise<boolean> {
+    this.forget(userId);
     const token = await this.rpc.call<string | null>('p.disconnected', [userId, connId]);
     if (!token) return false;
     this.tokens.set(userId, token);

@@ -1,13 +1,14 @@
 /**
  * MAX_CONNECTIONS_PER_USER across processes (PROTOCOL §3 item 9, §2.3 4429): simultaneous
- * logins of one user spread over two instances sharing Redis never admit more than the
- * cap; the refused ones are closed 4429 without auth_success, and no slot leaks.
+ * logins of one user spread over two instances sharing Redis, or over the two workers of
+ * the cluster server, never admit more than the cap; the refused ones are closed 4429
+ * without auth_success, and no slot leaks.
  */
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TestClient } from '../helpers/client.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
-import { clearRedisPrefix, Fixture, scaleEnabled, spawnRedisInstance, until, warnIfSkipped, type Proc } from '../helpers/scaleProcs.ts';
+import { clearRedisPrefix, Fixture, freePort, getJson, scaleEnabled, spawnRedisInstance, spawnServer, until, warnIfSkipped, type Proc } from '../helpers/scaleProcs.ts';
 
 warnIfSkipped('scale-devices.test.ts');
 
@@ -62,5 +63,51 @@ describe.skipIf(!scaleEnabled)('MAX_CONNECTIONS_PER_USER over Redis: two process
       10_000,
       100,
     );
+  });
+});
+
+describe.skipIf(!scaleEnabled)('MAX_CONNECTIONS_PER_USER in the cluster server: two workers, no Redis', () => {
+  let cdb: TestDatabase;
+  let cfx: Fixture;
+  let primary: Proc;
+  beforeAll(async () => {
+    cdb = await createTestDatabase();
+    cfx = new Fixture(cdb.url!);
+    await cfx.seed(['1']);
+    primary = await spawnServer({ PORT: String(await freePort()), DATABASE_URL: cdb.url!, CLUSTER_WORKERS: '2', MAX_CONNECTIONS_PER_USER: '2' }, 'cluster-server.ts', 90_000);
+    // Both workers listening (node:cluster hands connections round-robin).
+    const pids = new Set<number>();
+    await until('2 live workers', async () => {
+      const h = await getJson(primary.port, '/health');
+      if (h.status === 200) pids.add(h.body.pid);
+      return pids.size >= 2;
+    }, 30_000, 50);
+  }, 120_000);
+
+  afterAll(async () => {
+    await cfx?.closeAll();
+    await primary?.stop(15_000);
+    await cdb?.drop();
+  }, 60_000);
+
+  it('cap 2: of 6 simultaneous logins over both workers exactly 2 stay open and 4 are closed 4429', async () => {
+    fx = cfx;
+    for (let round = 0; round < 3; round++) {
+      const clients = await Promise.all(Array.from({ length: 6 }, () => cfx.connect(primary.url)));
+      expect(await authenticateAtOnce(clients)).toEqual({ open: 2, refused4429: 4 });
+      await Promise.all(clients.map((c) => c.close()));
+      // No slot leaked: once the closes reached the primary, 2 new simultaneous logins fit.
+      await until(
+        'the 2 freed slots',
+        async () => {
+          const pair = await Promise.all([cfx.connect(primary.url), cfx.connect(primary.url)]);
+          const r = await authenticateAtOnce(pair);
+          await Promise.all(pair.map((c) => c.close()));
+          return r.open === 2;
+        },
+        10_000,
+        100,
+      );
+    }
   });
 });
