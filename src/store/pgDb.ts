@@ -49,7 +49,8 @@ export interface PoolStats {
 }
 
 // SQLSTATE classes meaning "could not talk to the database" rather than "bad statement".
-const UNAVAILABLE_STATES = new Set(['57P01', '57P02', '57P03', '08000', '08001', '08003', '08004', '08006', '53300']);
+// 57P01..05: admin shutdown, crash shutdown, cannot connect now, database dropped, idle session timeout.
+const UNAVAILABLE_STATES = new Set(['57P01', '57P02', '57P03', '57P04', '57P05', '08000', '08001', '08003', '08004', '08006', '53300']);
 const UNAVAILABLE_ERRNOS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EHOSTUNREACH']);
 
 /** True when `err` says the database was unreachable (not a failed statement). */
@@ -59,8 +60,13 @@ export function isConnectionError(err: unknown): boolean {
   if (!e) return false;
   if (e.code && (UNAVAILABLE_STATES.has(e.code) || UNAVAILABLE_ERRNOS.has(e.code))) return true;
   const m = e.message ?? '';
-  return /timeout exceeded when trying to connect|Connection terminated|connection timeout|Client has encountered a connection error|not queryable/i.test(m);
+  // "Query read timeout": pg's client-side query_timeout (no answer at all: a black-holed
+  // server). "not currently accepting connections": a database closed to connections (55000).
+  return /timeout exceeded when trying to connect|Connection terminated|connection timeout|Client has encountered a connection error|not queryable|Query read timeout|not currently accepting connections/i.test(m);
 }
+
+/** An 'error' listener that only keeps the event from being unhandled (see createPgDb). */
+function ignoreError(): void {}
 
 function wrap(err: unknown): unknown {
   return isConnectionError(err) && !(err instanceof DbUnavailableError) ? new DbUnavailableError('database unavailable', err) : err;
@@ -113,6 +119,12 @@ export function createPgDb(opts: PgOptions, logger: Logger): Db & { poolStats():
     keepAlive: true,
   });
   pool.on('error', (err) => logger.warn('idle database connection failed', { err: err.message }));
+  // Every connection keeps a listener for its whole life. pg parses a socket read message
+  // by message: when one read holds both the ReadyForQuery that completes a checkout and an
+  // ErrorResponse (57P01 from pg_terminate_backend, a restart), pg-pool has already removed
+  // its idle listener and ours (acquire) is not yet added, and an 'error' event with no
+  // listener would crash the process. The idle listener or the checked-out one logs it.
+  pool.on('connect', (client) => client.on('error', ignoreError));
 
   const obs = opts.observer;
   const names = new StatementNames(opts.preparedStatements ?? false);
