@@ -149,9 +149,19 @@ export class Gateway implements GatewayHost {
     // The 101 response and the `connected` frame (PROTOCOL §3 item 1) leave in one write:
     // `ws` completes the upgrade and calls back synchronously, and the Connection writes its
     // welcome frame in that callback. One system call and one TCP segment less per connection.
+    // A handshake `ws` refuses (400: bad version or key) never reaches the callback, and
+    // the socket closes without a Connection: the per-IP slot taken above is given back
+    // then, or the cap would fill with refused upgrades (PROTOCOL §1).
+    let accepted = false;
+    const releaseRefused = () => {
+      if (!accepted) this.deps.ipCounter.release(ip);
+    };
+    socket.once('close', releaseRefused);
     socket.cork();
     try {
       this.wss.handleUpgrade(req, socket, head, (ws) => {
+        accepted = true;
+        socket.removeListener('close', releaseRefused);
         // From here the ws library handles socket errors (and destroys the socket).
         socket.removeListener('error', onError);
         // The server's `WebSocket` option makes every accepted socket a ConnSocket.

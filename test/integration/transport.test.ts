@@ -12,7 +12,7 @@ import type { Socket } from 'node:net';
 import { hostname } from 'node:os';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { TestClient } from '../helpers/client.ts';
-import { startServer, TEST_ENC_KEY, TEST_JWT_SECRET, type TestServer } from '../helpers/server.ts';
+import { sleep, startServer, TEST_ENC_KEY, TEST_JWT_SECRET, type TestServer } from '../helpers/server.ts';
 import { forwardedIps, httpGet, ISO_RE, upgrade, waitFor, within, writeRawFrame } from '../helpers/wire.ts';
 
 const ORIGINS = ['https://app.example', 'https://admin.example'];
@@ -153,6 +153,21 @@ describe('§1 admission', () => {
     const c = await connect(xff(ip));
     expect((await c.request({ type: 'ping' })).type).toBe('pong');
     await Promise.all([b.close(), c.close()]);
+  });
+
+  it('upgrades the WebSocket handshake refuses (400: bad version, bad key) give their per-IP slot back', async () => {
+    const ip = nextIp();
+    for (const bad of [{ 'Sec-WebSocket-Version': '99' }, { 'Sec-WebSocket-Key': 'short' }] as Record<string, string>[]) {
+      const r = await upgrade(s.port, { headers: { ...xff(ip), ...bad } });
+      expect(r.status).toBe(400);
+      r.close();
+    }
+    // MAX_CONNECTIONS_PER_IP=2 and both refused: a valid upgrade still gets in (it got 429
+    // for good before). One try only: each counts toward CONNECTION_RATE_PER_IP=5.
+    await sleep(200);
+    const u = await upgrade(s.port, { headers: xff(ip) });
+    u.close();
+    expect(u.status).toBe(101);
   });
 
   it('CONNECTION_RATE_PER_IP=5: a sixth new connection within the minute → 429, even with none open', async () => {
