@@ -35,7 +35,8 @@ export class Typing {
     if (cmd.groupId) reply.groupId = cmd.groupId;
     const key = `${actor.userId}|${cmd.groupId ? 'g:' + cmd.groupId : 'u:' + cmd.recipientId}`;
     if (!isTyping) {
-      this.stop(key);
+      if (this.active.has(key)) this.stop(key);
+      else await this.stopElsewhere(actor, cmd);
       return reply;
     }
     if ((await this.deps.limits.consume('typing', actor.userId)) !== null) return reply;
@@ -69,6 +70,19 @@ export class Typing {
     } catch {
       return null;
     }
+  }
+
+  /**
+   * `isTyping:false` from a device whose process holds no indicator of the user's: another
+   * device may have started one on another process (its timer there ends it later, once
+   * more). Sent now to the current audience, as on one process; it spends the typing
+   * budget (§4), since nothing here shows a start was seen.
+   */
+  private async stopElsewhere(actor: Actor, cmd: { recipientId?: string; groupId?: string }): Promise<void> {
+    if ((await this.deps.limits.consume('typing', actor.userId)) !== null) return;
+    const target: Active['target'] = cmd.groupId ? { groupId: cmd.groupId } : { conversationId: directConversationId(actor.userId, cmd.recipientId!).id };
+    const audience = await this.audience(actor, target, cmd.recipientId);
+    if (audience && audience.length > 0) this.emit(actor, audience, target, false);
   }
 
   /** A connection closed: every indicator it started ends with `isTyping:false`. */

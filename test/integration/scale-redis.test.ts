@@ -50,8 +50,8 @@ describe.skipIf(!scaleEnabled)('scale-out over Redis: two processes', () => {
     db = await createTestDatabase();
     fx = new Fixture(db.url!);
     await fx.seed(
-      ['1', '2', '10', '11', '20', '21', '30', '40', '41', '50', '60', '61', '62'],
-      [['60', '61'], ['60', '62'], ...Fixture.mutual(['1', '2']), ...Fixture.mutual(['10', '11']), ['20', '21'], ...Fixture.mutual(['40', '41'])],
+      ['1', '2', '10', '11', '20', '21', '30', '40', '41', '50', '60', '61', '62', '70', '71'],
+      [['60', '61'], ['60', '62'], ...Fixture.mutual(['1', '2']), ...Fixture.mutual(['10', '11']), ['20', '21'], ...Fixture.mutual(['40', '41']), ['70', '71']],
     );
     // Sequential: the first applies migrations, the second finds them done.
     i1 = await instance();
@@ -183,6 +183,20 @@ describe.skipIf(!scaleEnabled)('scale-out over Redis: two processes', () => {
     expect((await s2.request(dm('21', 'eighth'))).code).toBe('RATE_LIMITED');
     await s1.close();
     await s2.close();
+  });
+
+  it('typing: a stop sent by the typist\'s device on the other instance reaches the recipient at once, not after TYPING_TIMEOUT_MS', async () => {
+    const ip = nextIp();
+    const t1 = await fx.login(i1.url, '70', ip);
+    const t2 = await fx.login(i2.url, '70', ip);
+    const r = await fx.login(i2.url, '71', ip);
+    await t1.request({ type: 'typing', recipientId: '71', isTyping: true });
+    expect((await r.next('typing_indicator', 3000)).isTyping).toBe(true);
+    const t0 = Date.now();
+    await t2.request({ type: 'typing', recipientId: '71', isTyping: false });
+    expect(await r.next('typing_indicator', 3000)).toMatchObject({ senderId: '70', isTyping: false });
+    expect(Date.now() - t0).toBeLessThan(3000); // TYPING_TIMEOUT_MS is 6000
+    await Promise.all([t1.close(), t2.close(), r.close()]);
   });
 
   it('MAX_CONNECTIONS_PER_USER counts devices on every instance (4429)', async () => {
