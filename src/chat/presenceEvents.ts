@@ -25,6 +25,8 @@ import type { PresenceQueries } from './presence.ts';
 /** Emits presence events for connection changes on this process. */
 export class PresenceEvents {
   private readonly timers = new Map<string, NodeJS.Timeout>();
+  /** When each user's grace period began (their last close on this process). */
+  private readonly closedAt = new Map<string, Date>();
   private closed = false;
 
   /**
@@ -47,6 +49,7 @@ export class PresenceEvents {
       clearTimeout(t);
       this.timers.delete(userId);
     }
+    this.closedAt.delete(userId);
     if (announce && !this.closed) void this.online(userId, username);
   }
 
@@ -55,9 +58,13 @@ export class PresenceEvents {
     if (!last || this.closed) return;
     const prev = this.timers.get(userId);
     if (prev) clearTimeout(prev);
+    // lastSeen is when the user was last connected, not when the grace period ended (§8).
+    const closedAt = new Date();
+    this.closedAt.set(userId, closedAt);
     const timer = setTimeout(() => {
       this.timers.delete(userId);
-      void this.afterGrace(userId, username);
+      this.closedAt.delete(userId);
+      void this.afterGrace(userId, username, closedAt);
     }, this.graceMs);
     timer.unref();
     this.timers.set(userId, timer);
@@ -75,7 +82,8 @@ export class PresenceEvents {
    * {@link close}, then ask the store to release this process's users
    * ({@link Presence.release}: everything on one process; on Redis only when no other
    * instance is live, else that instance reaps this one after the grace period) and mark
-   * them offline in `user_status` with `lastSeen` = now, in batched statements. No
+   * them offline in `user_status` with `lastSeen` = their last close on this process (within
+   * the grace period) or now (still connected), in batched statements. No
    * `user_offline` is sent: no contact is connected anywhere any more. Waits at most
    * `timeoutMs` (ms); failures are logged, never thrown. Resolves the users persisted offline.
    */
@@ -86,7 +94,8 @@ export class PresenceEvents {
       const users = (await this.deps.presence.release?.()) ?? [];
       if (users.length === 0) return users;
       // Through the coalescer, after any `user_online` write still queued for these users.
-      await Promise.all(users.map((u) => this.deps.stores.status.set(u, false)));
+      // Users within their grace period were last seen when they closed; the others now.
+      await Promise.all(users.map((u) => this.deps.stores.status.set(u, false, this.closedAt.get(u))));
       log.info('presence: lastSeen persisted at shutdown', { users: users.length });
       return users;
     })().catch((err: Error) => {
@@ -107,12 +116,12 @@ export class PresenceEvents {
     }
   }
 
-  private async afterGrace(userId: string, username: string): Promise<void> {
+  private async afterGrace(userId: string, username: string, closedAt: Date): Promise<void> {
     if (this.closed) return;
     const p = this.deps.presence;
     try {
       const due = p.claimOffline ? await p.claimOffline(userId) : (await p.connectionCount(userId)) === 0;
-      if (due) await this.offline(userId, username);
+      if (due) await this.offline(userId, username, closedAt);
     } catch (err) {
       this.deps.logger.warn('presence: offline check failed', { userId, err: (err as Error).message });
     }
@@ -139,10 +148,11 @@ export class PresenceEvents {
     }
   }
 
-  private async offline(userId: string, username: string): Promise<void> {
+  /** Persist `lastSeen` (`closedAt`, else now: a reaped instance's users) and send `user_offline` to the online contacts. */
+  private async offline(userId: string, username: string, closedAt?: Date): Promise<void> {
     let lastSeen: Date | null = null;
     try {
-      lastSeen = await this.deps.stores.status.set(userId, false);
+      lastSeen = await this.deps.stores.status.set(userId, false, closedAt);
     } catch (err) {
       this.deps.logger.warn('presence: lastSeen not persisted', { userId, err: (err as Error).message });
     }

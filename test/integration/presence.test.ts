@@ -53,6 +53,30 @@ describe('presence', () => {
   });
 });
 
+describe('lastSeen is the last close, not the end of the grace period (§8)', () => {
+  it('user_offline and get_presence give the time of the close, OFFLINE_GRACE_MS before the announcement', async () => {
+    const g = await startServer({ OFFLINE_GRACE_MS: '2000' });
+    try {
+      await g.users('1', '2');
+      await g.follow(['2', '1']);
+      const two = await g.login('2');
+      const one = await g.login('1');
+      const closedAt = Date.now();
+      await one.close();
+      const off = await two.next((f) => f.type === 'user_offline' && f.user.id === '1', 6000);
+      const announcedAt = Date.now();
+      const seen = Date.parse(off.lastSeen);
+      expect(announcedAt - closedAt).toBeGreaterThanOrEqual(1900);
+      expect(seen).toBeGreaterThanOrEqual(closedAt - 50);
+      expect(seen).toBeLessThan(closedAt + 1000);
+      const p = await two.request({ type: 'get_presence', userIds: ['1'] });
+      expect(p.users).toEqual([{ id: '1', online: false, lastSeen: off.lastSeen }]);
+    } finally {
+      await g.close();
+    }
+  });
+});
+
 const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
 const redisUrl = process.env.TEST_REDIS_URL;
 
