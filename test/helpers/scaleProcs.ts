@@ -221,6 +221,17 @@ export class Fixture {
   }
 }
 
+/**
+ * Tear down a two-instance Redis deployment of a test file: close the fixture's clients,
+ * stop the instances (by PID), drop the test database, delete the Redis keys under `prefix`.
+ */
+export async function teardownRedisPair(fx: Fixture | undefined, procs: (Proc | undefined)[], db: { drop(): Promise<void> } | undefined, prefix: string): Promise<void> {
+  await fx?.closeAll();
+  await Promise.all(procs.map((p) => p?.stop()));
+  await db?.drop();
+  await clearRedisPrefix(process.env.TEST_REDIS_URL!, prefix);
+}
+
 /** Delete every Redis key under `prefix` (bounded SCAN). */
 export async function clearRedisPrefix(url: string, prefix: string): Promise<void> {
   const c = createClient({ url, socket: { connectTimeout: 2000, reconnectStrategy: false } });

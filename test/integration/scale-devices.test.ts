@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TestClient } from '../helpers/client.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
-import { clearRedisPrefix, Fixture, freePort, getJson, scaleEnabled, spawnRedisInstance, spawnServer, until, warnIfSkipped, type Proc } from '../helpers/scaleProcs.ts';
+import { teardownRedisPair, Fixture, freePort, getJson, scaleEnabled, spawnRedisInstance, spawnServer, until, warnIfSkipped, type Proc } from '../helpers/scaleProcs.ts';
 
 warnIfSkipped('scale-devices.test.ts');
 
@@ -40,12 +40,7 @@ describe.skipIf(!scaleEnabled)('MAX_CONNECTIONS_PER_USER over Redis: two process
     [i1, i2] = await Promise.all([spawn(), spawn()]);
   }, 120_000);
 
-  afterAll(async () => {
-    await fx?.closeAll();
-    await Promise.all([i1?.stop(), i2?.stop()]);
-    await db?.drop();
-    await clearRedisPrefix(process.env.TEST_REDIS_URL!, PREFIX);
-  }, 60_000);
+  afterAll(() => teardownRedisPair(fx, [i1, i2], db, PREFIX), 60_000);
 
   it('cap 2: of 6 simultaneous logins (3 per instance) exactly 2 stay open and 4 are closed 4429; the slots are reusable', async () => {
     const clients = await Promise.all([i1, i2, i1, i2, i1, i2].map((p) => fx.connect(p.url)));

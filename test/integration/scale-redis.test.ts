@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Frame, TestClient } from '../helpers/client.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
-import { clearRedisPrefix, Fixture, freePort, getJson, scaleEnabled, sleep, spawnRedisInstance, spawnServer, until, warnIfSkipped, type Proc } from '../helpers/scaleProcs.ts';
+import { teardownRedisPair, Fixture, freePort, getJson, scaleEnabled, sleep, spawnRedisInstance, spawnServer, until, warnIfSkipped, type Proc } from '../helpers/scaleProcs.ts';
 
 warnIfSkipped('scale-redis.test.ts');
 
@@ -58,12 +58,7 @@ describe.skipIf(!scaleEnabled)('scale-out over Redis: two processes', () => {
     i2 = await instance();
   }, 120_000);
 
-  afterAll(async () => {
-    await fx?.closeAll();
-    await Promise.all([i1?.stop(), i2?.stop()]);
-    await db?.drop();
-    await clearRedisPrefix(process.env.TEST_REDIS_URL!, PREFIX);
-  }, 60_000);
+  afterAll(() => teardownRedisPair(fx, [i1, i2], db, PREFIX), 60_000);
 
   it('reports redis healthy in /ready and /health', async () => {
     const r = await getJson(i1.port, '/ready');

@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
-import { clearRedisPrefix, Fixture, freePort, scaleEnabled, spawnRedisInstance, spawnServer, warnIfSkipped, type Proc } from '../helpers/scaleProcs.ts';
+import { teardownRedisPair, Fixture, freePort, scaleEnabled, spawnRedisInstance, spawnServer, warnIfSkipped, type Proc } from '../helpers/scaleProcs.ts';
 
 warnIfSkipped('scale-session.test.ts');
 
@@ -32,12 +32,7 @@ describe.skipIf(!scaleEnabled)('SINGLE_SESSION over Redis: two processes', () =>
     i2 = await instance();
   }, 120_000);
 
-  afterAll(async () => {
-    await fx?.closeAll();
-    await Promise.all([i1?.stop(), i2?.stop()]);
-    await db?.drop();
-    await clearRedisPrefix(process.env.TEST_REDIS_URL!, PREFIX);
-  }, 60_000);
+  afterAll(() => teardownRedisPair(fx, [i1, i2], db, PREFIX), 60_000);
 
   it('a newer login on instance 2 closes the older one on instance 1 with 4409; the newer one receives from instance 1', async () => {
     const old = await fx.login(i1.url, '1');
