@@ -1,22 +1,20 @@
 /**
  * PROTOCOL §1 (transport: payload limit, UTF-8, text frames only, Origin allow-list,
  * per-IP caps, X-Forwarded-For with TRUST_PROXY), §2 frame validation (BAD_REQUEST,
- * UNKNOWN_TYPE, requestId, forbidden keys, PROTOCOL_ERROR_LIMIT), §10 HTTP probes and
- * §11 compatibility answers.
+ * UNKNOWN_TYPE, requestId, forbidden keys, PROTOCOL_ERROR_LIMIT), §10 /metrics open
+ * without METRICS_TOKEN and §11 compatibility answers.
  *
  * Server `s`: TRUST_PROXY=1 with small per-IP caps; every test connects with its own
  * X-Forwarded-For address so the caps only bite where a test means them to.
- * Server `h`: TRUST_PROXY=0, one connection per IP, METRICS_TOKEN set (HTTP probes).
+ * TRUST_PROXY=0 and the §10 HTTP probes with METRICS_TOKEN: transport-http.test.ts.
  */
 import type { Socket } from 'node:net';
-import { hostname } from 'node:os';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { TestClient } from '../helpers/client.ts';
-import { sleep, startServer, TEST_ENC_KEY, TEST_JWT_SECRET, type TestServer } from '../helpers/server.ts';
+import { sleep, startServer, type TestServer } from '../helpers/server.ts';
 import { forwardedIps, httpGet, ISO_RE, upgrade, waitFor, within, writeRawFrame } from '../helpers/wire.ts';
 
 const ORIGINS = ['https://app.example', 'https://admin.example'];
-const METRICS_TOKEN = 'metrics-' + 'a1b2c3d4e5f6';
 
 /** Server start on the embedded database can be slow on a busy machine. */
 const START_TIMEOUT_MS = 120_000;
@@ -311,110 +309,6 @@ describe('§11 compatibility answers', () => {
     const c = await login('1');
     expect(await c.request({ type: 'get_community_members', communityId: 42 })).toMatchObject({ type: 'community_members', communityId: '42' });
     expect(await c.request({ type: 'get_community_progress', communityId: 7 })).toMatchObject({ type: 'community_progress', communityId: '7' });
-  });
-});
-
-describe('server with TRUST_PROXY=0, MAX_CONNECTIONS_PER_IP=1 and METRICS_TOKEN', () => {
-  let h: TestServer;
-  beforeAll(async () => {
-    h = await startServer({ TRUST_PROXY: '0', MAX_CONNECTIONS_PER_IP: '1', METRICS_TOKEN });
-    await h.users('1');
-  }, START_TIMEOUT_MS);
-  afterAll(() => h?.close());
-
-  describe('§1 admission', () => {
-    it('TRUST_PROXY=0: X-Forwarded-For is ignored (the socket address counts)', async () => {
-      // h allows one connection per IP; both come from 127.0.0.9 with different headers.
-      const a = await upgrade(h.port, { localAddress: '127.0.0.9', headers: { 'X-Forwarded-For': '198.51.100.1' } });
-      const b = await upgrade(h.port, { localAddress: '127.0.0.9', headers: { 'X-Forwarded-For': '198.51.100.2' } });
-      // Another socket address is a different client.
-      const c = await upgrade(h.port, { localAddress: '127.0.0.10', headers: { 'X-Forwarded-For': '198.51.100.1' } });
-      for (const u of [a, b, c]) u.close();
-      expect([a.status, b.status, c.status]).toEqual([101, 429, 101]);
-    });
-
-    it('without ALLOWED_ORIGINS any Origin is accepted', async () => {
-      const u = await upgrade(h.port, { localAddress: '127.0.0.11', headers: { Origin: 'https://anywhere.example' } });
-      u.close();
-      expect(u.status).toBe(101);
-    });
-  });
-
-  describe('§10 HTTP', () => {
-    const json = async (path: string, headers: Record<string, string> = {}) => {
-      const r = await httpGet(h.port, path, headers);
-      return { ...r, body: JSON.parse(r.text) as Record<string, any> };
-    };
-
-    it('GET /live → 200 {alive: true, uptime, timestamp}', async () => {
-      const r = await json('/live');
-      expect(r.status).toBe(200);
-      expect(r.headers['content-type']).toMatch(/application\/json/);
-      expect(r.body).toEqual({ alive: true, uptime: expect.any(Number), timestamp: expect.stringMatching(ISO_RE) });
-    });
-
-    it('GET /ready → 200 {ready: true, checks: database and websocket healthy}', async () => {
-      const r = await json('/ready');
-      expect(r.status).toBe(200);
-      expect(r.body.ready).toBe(true);
-      expect(r.body.timestamp).toMatch(ISO_RE);
-      expect(r.body.checks).toEqual(
-        expect.arrayContaining([
-          { name: 'database', status: 'healthy' },
-          { name: 'websocket', status: 'healthy' },
-        ]),
-      );
-      for (const c of r.body.checks) expect(['database', 'redis', 'websocket']).toContain(c.name);
-    });
-
-    it('GET /health → 200 with the listed fields counting live connections, and no host names or secrets', async () => {
-      // Earlier tests' sockets are gone (the server saw their close).
-      await waitFor(() => h.app.gateway.connectionCount() === 0, 3000, 'no open connection on h');
-      const c = await TestClient.connect(h.url);
-      expect((await c.request({ type: 'authenticate', token: h.token('1') })).type).toBe('auth_success');
-      try {
-        const r = await json('/health');
-        expect(r.status).toBe(200);
-        expect(r.body).toMatchObject({
-          status: 'healthy',
-          uptime: expect.any(Number),
-          connections: 1,
-          users: 1,
-          database: { connected: true },
-          redis: { connected: false },
-          memory: { rss: expect.any(Number) },
-          version: expect.any(String),
-          timestamp: expect.stringMatching(ISO_RE),
-        });
-        const forbidden = [TEST_JWT_SECRET, TEST_ENC_KEY, METRICS_TOKEN, hostname(), '127.0.0.1', 'localhost', 'postgres://', 'postgresql://'];
-        if (h.database.url) forbidden.push(new URL(h.database.url).pathname.slice(1), new URL(h.database.url).host);
-        for (const f of forbidden) expect(r.text, `/health leaks ${f}`).not.toContain(f);
-      } finally {
-        await c.close();
-      }
-    });
-
-    it('GET /metrics needs the METRICS_TOKEN bearer: 401 without or with a wrong one, 200 Prometheus text with it', async () => {
-      expect((await httpGet(h.port, '/metrics')).status).toBe(401);
-      expect((await httpGet(h.port, '/metrics', { Authorization: 'Bearer wrong' })).status).toBe(401);
-      expect((await httpGet(h.port, '/metrics', { Authorization: `Bearer ${METRICS_TOKEN}x` })).status).toBe(401);
-      expect((await httpGet(h.port, '/metrics', { Authorization: METRICS_TOKEN.slice(0, -1) })).status).toBe(401);
-      // The right token without the Bearer scheme (§10: `Authorization: Bearer <token>`).
-      expect((await httpGet(h.port, '/metrics', { Authorization: METRICS_TOKEN })).status).toBe(401);
-      expect((await httpGet(h.port, '/metrics', { Authorization: `Basic ${METRICS_TOKEN}` })).status).toBe(401);
-      const r = await httpGet(h.port, '/metrics', { Authorization: `Bearer ${METRICS_TOKEN}` });
-      expect(r.status).toBe(200);
-      expect(r.headers['content-type']).toMatch(/^text\/plain/);
-      expect(r.text).toMatch(/^# HELP \w+ /m);
-      expect(r.text).toMatch(/^# TYPE \w+ (counter|gauge|histogram|summary)$/m);
-      expect(r.text).toMatch(/^chat_open_connections \d+$/m);
-      expect(r.text).not.toContain(METRICS_TOKEN);
-    });
-
-    it('anything else → 404', async () => {
-      for (const path of ['/', '/nope', '/live/extra', '/healthz', '/metrics.json']) expect((await httpGet(h.port, path)).status, path).toBe(404);
-      expect((await httpGet(h.port, '/live', {}, 'POST')).status).toBe(404);
-    });
   });
 });
 
