@@ -175,6 +175,28 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
 }
 
 /**
+ * Settings that are valid but work against each other; the entry point logs each at
+ * start (a warning, not a refusal). Today: a statement timeout (DB_STATEMENT_TIMEOUT_MS,
+ * 0 = none) not below DRAIN_TIMEOUT_MS on a configured database, so a command stuck in the
+ * database at SIGTERM is cut off by the drain unanswered (its client resends with its
+ * `clientMessageId`; its commit may still land) instead of being answered
+ * SERVICE_UNAVAILABLE before the 1001 close (PROTOCOL §2.3).
+ * @param cfg a loaded Config
+ * @returns one message per conflict, naming the variables; empty when none; never throws
+ */
+export function configWarnings(cfg: Config): string[] {
+  const out: string[] = [];
+  const stmt = cfg.dbStatementTimeoutMs;
+  if (!cfg.embedded && (stmt === 0 || stmt >= cfg.drainTimeoutMs)) {
+    out.push(
+      `DB_STATEMENT_TIMEOUT_MS (${stmt === 0 ? 'none' : stmt}) is not below DRAIN_TIMEOUT_MS (${cfg.drainTimeoutMs}): ` +
+        'a command stuck in the database at shutdown is closed 1001 unanswered instead of answered SERVICE_UNAVAILABLE; set it lower',
+    );
+  }
+  return out;
+}
+
+/**
  * {@link loadConfig} for process entry points: a {@link ConfigError} is printed to
  * stderr (variable and expected form) and the process exits with status 1.
  */

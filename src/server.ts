@@ -1,12 +1,13 @@
 /**
  * Process entry: `.env` + environment → Config → app → listen. SIGTERM/SIGINT drain
  * (`/ready` 503 at once, new upgrades refused, open connections closed 1001 after their
- * in-flight commands) and exit within DRAIN_TIMEOUT_MS.
+ * in-flight commands, or at DRAIN_TIMEOUT_MS without waiting for them any longer), close
+ * the app's resources, and exit 0; at the latest DRAIN_TIMEOUT_MS + {@link CLOSE_GRACE_MS}.
  */
 import cluster from 'node:cluster';
 import dotenv from 'dotenv';
 import { createApp, StartupError } from './app.ts';
-import { loadConfigOrExit } from './config.ts';
+import { configWarnings, loadConfigOrExit } from './config.ts';
 import { createLogger } from './observability/logger.ts';
 import { startCpuProfile } from './observability/profiler.ts';
 
@@ -14,6 +15,15 @@ dotenv.config({ quiet: true });
 
 const cfg = loadConfigOrExit();
 const logger = createLogger(cfg.logLevel);
+for (const w of configWarnings(cfg)) logger.warn(`configuration: ${w}`);
+
+/**
+ * Time after DRAIN_TIMEOUT_MS for closing the app's resources (bus, Redis, database pool),
+ * ms. The drain itself ends by DRAIN_TIMEOUT_MS (Gateway.drain); what may still run after
+ * that is closing the pool, which waits for a statement stuck in the database (a row lock)
+ * until DB_STATEMENT_TIMEOUT_MS. That must not hold the exit.
+ */
+const CLOSE_GRACE_MS = 2000;
 
 // Under the cluster server each worker writes its own profile (`FILE.w<worker id>`).
 const profileFile = process.env.CPU_PROFILE_FILE;
@@ -28,9 +38,12 @@ try {
     stopping = true;
     logger.info('draining', { signal, timeoutMs: cfg.drainTimeoutMs });
     const force = setTimeout(() => {
-      logger.error('drain timed out; exiting');
-      process.exit(1);
-    }, cfg.drainTimeoutMs + 2000);
+      // Every client was closed 1001 by the drain: only resources are still closing (exit 0).
+      const open = app.gateway.connectionCount();
+      if (open === 0) logger.warn('shutdown: resources still closing after the drain (a database statement in flight?); exiting');
+      else logger.error('drain timed out; exiting', { open });
+      process.exit(open === 0 ? 0 : 1);
+    }, cfg.drainTimeoutMs + CLOSE_GRACE_MS);
     force.unref();
     app.shutdown(cfg.drainTimeoutMs).then(
       async () => {

@@ -13,6 +13,7 @@ import { ChatError, CloseCode } from '../protocol/errors.ts';
 import type { DecodedFrame } from '../protocol/inbound.ts';
 import { authErrorFrame, authSuccessFrame, connectedFrame, errorFrame, nowIso, serialize } from '../protocol/outbound.ts';
 import type { GatewayHost } from './host.ts';
+import { frameBytes, queueVerdict, SLOW_CONSUMER, WRITE_PAST_LIMIT } from './sendQueue.ts';
 import { writeFrameBatched } from './wsFrame.ts';
 
 const MAX_HELD_FRAMES = 20;
@@ -49,6 +50,8 @@ export class Connection {
   private deferred: (string | Buffer)[] | null = null;
   private errorTimes: number[] | undefined;
   private actorCache: Actor | undefined;
+  /** Bytes of the one frame let past SEND_QUEUE_LIMIT_BYTES and not yet flushed (./sendQueue.ts; 0: none). */
+  private allowance = 0;
 
   /**
    * @param ws the accepted socket
@@ -81,9 +84,10 @@ export class Connection {
   }
 
   /**
-   * Write a pre-serialised frame. When the bytes already queued for this socket pass
-   * SEND_QUEUE_LIMIT_BYTES the connection is closed with 4503 and terminated (its
-   * buffers freed) instead (PROTOCOL §2.3 slow consumer).
+   * Write a pre-serialised frame (JSON text or its UTF-8 bytes). A slow consumer, one whose
+   * queued bytes pass SEND_QUEUE_LIMIT_BYTES (rules in ./sendQueue.ts: one frame of any
+   * size is let through to a queue within the limit), is closed with 4503 and terminated a
+   * second later (its buffers freed) instead (PROTOCOL §2.3).
    */
   sendRaw(frame: string | Buffer): void {
     this.write(frame, true);
@@ -97,36 +101,42 @@ export class Connection {
       this.deferred.push(frame);
       return;
     }
-    if (this.overQueueLimit(frame.length)) return;
+    // `length * 3` bounds the UTF-8 bytes (a UTF-16 unit is at most 3): exact bytes only near the limit.
+    if (this.ws.bufferedAmount + frame.length * 3 > this.host.settings.sendQueueLimitBytes + this.allowance) return this.writeNearLimit(frame, count);
     if (count) this.host.metrics?.frameOut(frame);
     this.ws.send(frame, { binary: false });
   }
 
-  /**
-   * True (and the connection closed 4503, terminated a second later) when `bytes` more
-   * would pass SEND_QUEUE_LIMIT_BYTES of queued output (PROTOCOL §2.3 slow consumer).
-   */
-  private overQueueLimit(bytes: number): boolean {
-    if (this.ws.bufferedAmount + bytes <= this.host.settings.sendQueueLimitBytes) return false;
-    this.host.logger.warn('slow consumer disconnected', { connId: this.id, userId: this.identity?.user.id, buffered: this.ws.bufferedAmount });
-    this.close(CloseCode.SLOW_CONSUMER, 'Slow consumer', 1000);
-    return true;
+  /** {@link write} of a frame that may not fit under the queue limit (./sendQueue.ts). */
+  private writeNearLimit(frame: string | Buffer, count: boolean): void {
+    const bytes = frameBytes(frame);
+    const verdict = queueVerdict(this.ws.bufferedAmount, bytes, this.host.settings.sendQueueLimitBytes, this.allowance);
+    if (verdict === SLOW_CONSUMER) {
+      this.host.logger.warn('slow consumer disconnected', { connId: this.id, userId: this.identity?.user.id, buffered: this.ws.bufferedAmount, frameBytes: bytes });
+      this.close(CloseCode.SLOW_CONSUMER, 'Slow consumer', 1000);
+      return;
+    }
+    if (count) this.host.metrics?.frameOut(frame);
+    if (verdict !== WRITE_PAST_LIMIT) return this.ws.send(frame, { binary: false });
+    this.allowance = bytes;
+    // Called once the frame was handed to the kernel (or the socket closed).
+    this.ws.send(frame, { binary: false }, () => (this.allowance = 0));
   }
 
   /**
    * Write a frame of a fan-out: `wsFrame` is the complete WebSocket frame (see
    * ./wsFrame.ts) of `payload`, built once for every recipient and written straight to
    * the socket. Only without permessage-deflate (the registry decides). Same rules as
-   * {@link sendRaw} (held back during admission, 4503 past the queue limit); goes through
-   * `ws` when the socket is not open. Metrics are the caller's (once per fan-out).
+   * {@link sendRaw} (held back during admission, 4503 for a slow consumer); goes through
+   * `ws` when the socket is not open or the frame may not fit under the queue limit.
+   * Metrics are the caller's (once per fan-out).
    */
   sendPrepared(wsFrame: Buffer, payload: Buffer): void {
     if (this.closed) return;
-    if (this.deferred || this.ws.readyState !== WebSocket.OPEN) {
+    if (this.deferred || this.ws.readyState !== WebSocket.OPEN || this.ws.bufferedAmount + wsFrame.length > this.host.settings.sendQueueLimitBytes + this.allowance) {
       this.write(payload, false);
       return;
     }
-    if (this.overQueueLimit(wsFrame.length)) return;
     writeFrameBatched(this.ws.rawSocket(), wsFrame);
   }
 
@@ -152,11 +162,17 @@ export class Connection {
   }
 
   /**
-   * Stop taking new frames; resolves once every command already received has been
-   * answered (drain, PROTOCOL §2.3 1001).
+   * Stop taking new frames (later ones are read and dropped: reading resumes if it was
+   * paused, so the peer's closing handshake is seen); resolves, never rejects, once every
+   * command already received has been answered (drain, PROTOCOL §2.3 1001). That may take
+   * as long as a command does: the gateway's drain (./gateway.ts) does not wait past its deadline.
    */
   drain(): Promise<void> {
     this.draining = true;
+    if (this.paused) {
+      this.paused = false;
+      this.ws.resume();
+    }
     return this.chain;
   }
 

@@ -291,8 +291,15 @@ export class Gateway implements GatewayHost {
   }
 
   /**
-   * Drain (SIGTERM): refuse new upgrades, let each connection finish its in-flight
-   * commands, then close it with 1001. Resolves when every socket closed or `timeoutMs` passed.
+   * Drain (SIGTERM; PROTOCOL §2.3 1001, DESIGN "Failure behaviour"): refuse new upgrades,
+   * stop reading commands, and close each connection 1001 "Server restarting; reconnect"
+   * as soon as the commands it already received are answered. Never waits for a command
+   * past the deadline: `timeoutMs` minus a closing-handshake grace (a quarter of it, at
+   * most {@link DRAIN_CLOSE_GRACE_MS}) after the call, every connection still open gets the
+   * 1001 close, and at `timeoutMs` every socket left is terminated. A command still running
+   * then gets no answer (the client resends with its `clientMessageId`; its commit may
+   * still land, docs/PROTOCOL-NOTES.md). Resolves within `timeoutMs` (ms, ≥ 0) plus one
+   * poll (20 ms); never rejects.
    */
   async drain(timeoutMs: number): Promise<void> {
     this.draining = true;
@@ -300,12 +307,14 @@ export class Gateway implements GatewayHost {
     clearInterval(this.recheckTimer);
     this.stopDeadlines();
     const deadline = Date.now() + timeoutMs;
-    await Promise.all(
-      this.conns.all().map((c) =>
-        c.drain().then(() => c.close(CloseCode.GOING_AWAY, 'Server restarting; reconnect', Math.max(0, deadline - Date.now()))),
-      ),
-    ).catch(() => {});
-    while (this.conns.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    const closeBy = deadline - Math.min(DRAIN_CLOSE_GRACE_MS, timeoutMs / 4);
+    const goAway = (c: Connection) => c.close(CloseCode.GOING_AWAY, 'Server restarting; reconnect', Math.max(0, deadline - Date.now()));
+    // The chains never reject; one answered after the deadline finds its connection closed.
+    for (const c of this.conns.all()) void c.drain().then(() => goAway(c));
+    const sleep = () => new Promise((r) => setTimeout(r, 20));
+    while (this.conns.size > 0 && Date.now() < closeBy) await sleep();
+    for (const c of this.conns.all()) goAway(c); // no-op for those already closing
+    while (this.conns.size > 0 && Date.now() < deadline) await sleep();
     for (const c of this.conns.all()) c.ws.terminate();
   }
 
@@ -325,3 +334,5 @@ export class Gateway implements GatewayHost {
 
 /** Deadlines fire at most this late, ms (PROTOCOL §3 gives them in seconds). */
 const DEADLINE_RESOLUTION_MS = 100;
+/** {@link Gateway.drain}: longest time left for the closing handshake of connections closed at its deadline, ms. */
+const DRAIN_CLOSE_GRACE_MS = 1000;

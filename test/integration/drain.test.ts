@@ -3,8 +3,13 @@
  * process: SIGTERM → /ready 503 at once, new upgrades refused, open connections closed
  * 1001 after the commands already received are answered, exit within DRAIN_TIMEOUT_MS.
  * Every acknowledged message is stored; nothing unacknowledged is.
+ *
+ * A command stuck in the database (a row lock held by another transaction, statement
+ * timeout above DRAIN_TIMEOUT_MS) does not hold the drain: its connection is closed 1001
+ * at the deadline, unanswered, and the process exits 0 in time.
  */
 import { randomBytes } from 'node:crypto';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { jwtKey } from '../../src/auth/keys.ts';
 import { signToken } from '../../src/auth/tokens.ts';
@@ -14,6 +19,8 @@ import { createPgDb } from '../../src/store/pgDb.ts';
 import { startServer, type ServerProcess } from '../../scripts/lib/server.ts';
 import { TestClient } from '../helpers/client.ts';
 import { createTestDatabase, onPostgres, type TestDatabase } from '../helpers/db.ts';
+import { Fixture, freePort, sleep, spawnServer } from '../helpers/scaleProcs.ts';
+import { startServer as startTestServer } from '../helpers/server.ts';
 
 const secret = randomBytes(48).toString('base64');
 let database: TestDatabase;
@@ -72,4 +79,100 @@ describe.skipIf(!onPostgres)('drain on SIGTERM (needs PostgreSQL: a server proce
     expect(new Set(stored)).toEqual(acked);
     console.log(`drain: /ready 503 after ${ready503} ms; exit after ${exitMs} ms; ${acked.size}/50 in-flight commands answered before close`);
   });
+});
+
+/**
+ * Block every send into the test database (its own: created per server) until `release`:
+ * a separate client holds the `conversations` table in EXCLUSIVE mode, which the insert's
+ * ROW EXCLUSIVE lock waits for. A table lock takes no transaction id (a row lock, FOR
+ * UPDATE, would), so it does not hold back the snapshot xmin that `sync` of other test
+ * files on the same PostgreSQL cluster waits for.
+ */
+async function blockSends(url: string): Promise<{ release(): Promise<void> }> {
+  const holder = new pg.Client({ connectionString: url });
+  await holder.connect();
+  await holder.query('BEGIN');
+  await holder.query('LOCK TABLE conversations IN EXCLUSIVE MODE');
+  return {
+    async release() {
+      await holder.query('COMMIT').catch(() => {});
+      await holder.end().catch(() => {});
+    },
+  };
+}
+
+describe.skipIf(!onPostgres)('drain with a command stuck in the database (statement timeout above the drain timeout)', () => {
+  it('Gateway.drain closes the stuck connection 1001 at its deadline instead of waiting for the command', async () => {
+    const s = await startTestServer({ DB_STATEMENT_TIMEOUT_MS: '8000', FOLLOW_POLICY: 'none' });
+    let lock: { release(): Promise<void> } | undefined;
+    try {
+      await s.users('1', '2', '3');
+      const stuck = await s.login('1');
+      const idle = await s.login('3');
+      const first = await stuck.request({ type: 'send_private_message', recipientId: '2', content: 'first' });
+      expect(first.type).toBe('private_message_sent');
+      lock = await blockSends(s.database.url!);
+      stuck.send({ type: 'send_private_message', recipientId: '2', content: 'stuck', clientMessageId: 'stuck-in-process', requestId: 'stuck' });
+      await sleep(300);
+      const t0 = Date.now();
+      const drained = s.app.gateway.drain(1000).then(() => Date.now() - t0);
+      const idleClose = await idle.closed;
+      const idleMs = Date.now() - t0;
+      const stuckClose = await stuck.closed;
+      const stuckMs = Date.now() - t0;
+      const drainMs = await drained;
+      console.log(`in-process drain(1000): idle closed ${idleClose.code} after ${idleMs} ms, stuck ${stuckClose.code} after ${stuckMs} ms, drain resolved after ${drainMs} ms`);
+      expect(idleClose.code).toBe(1001);
+      expect(idleMs).toBeLessThan(500);
+      expect(stuckClose).toEqual({ code: 1001, reason: 'Server restarting; reconnect' });
+      expect(stuckMs).toBeLessThan(1000 + 200);
+      expect(drainMs).toBeLessThan(1000 + 200);
+      expect(stuck.frames.find((f) => f.requestId === 'stuck')).toBeUndefined();
+    } finally {
+      await lock?.release();
+      await s.close();
+    }
+  });
+
+  it('SIGTERM: idle connections 1001 at once, the stuck one 1001 by DRAIN_TIMEOUT_MS, exit 0 in time', async () => {
+    const database = await createTestDatabase();
+    const fx = new Fixture(database.url!);
+    await fx.seed(['1', '2', '3'], Fixture.mutual(['1', '2', '3']));
+    const p = await spawnServer({ PORT: String(await freePort()), DATABASE_URL: database.url!, MESSAGE_RATE_LIMIT: '1000', DB_STATEMENT_TIMEOUT_MS: '8000', DRAIN_TIMEOUT_MS: '1500' });
+    let lock: { release(): Promise<void> } | undefined;
+    try {
+      const stuck = await fx.login(p.url, '1');
+      const idle = await fx.login(p.url, '3');
+      const first = await stuck.request({ type: 'send_private_message', recipientId: '2', content: 'first' });
+      expect(first.type).toBe('private_message_sent');
+      lock = await blockSends(database.url!);
+      stuck.send({ type: 'send_private_message', recipientId: '2', content: 'stuck', clientMessageId: 'stuck-sigterm', requestId: 'stuck' });
+      await sleep(300);
+      const t0 = Date.now();
+      p.kill('SIGTERM');
+      const idleClose = await idle.closed;
+      const idleMs = Date.now() - t0;
+      const stuckClose = await stuck.closed;
+      const stuckMs = Date.now() - t0;
+      const exitCode = await Promise.race([p.exited, sleep(10_000).then(() => 'still running')]);
+      const exitMs = Date.now() - t0;
+      console.log(`SIGTERM, DRAIN_TIMEOUT_MS 1500: idle closed ${idleClose.code} after ${idleMs} ms, stuck ${stuckClose.code} after ${stuckMs} ms, exit ${exitCode} after ${exitMs} ms`);
+      expect(idleClose.code).toBe(1001);
+      expect(idleMs).toBeLessThan(1000);
+      expect(stuckClose).toEqual({ code: 1001, reason: 'Server restarting; reconnect' });
+      expect(stuckMs).toBeLessThan(1500 + 300);
+      expect(exitCode).toBe(0);
+      expect(exitMs).toBeLessThan(1500 + 2500);
+      // unanswered: the client resends with its clientMessageId (the commit may still land
+      // once the lock is released: docs/PROTOCOL-NOTES.md, "a commit whose answer was lost")
+      expect(stuck.frames.find((f) => f.requestId === 'stuck')).toBeUndefined();
+      // 8 s ≥ 1.5 s: the entry point warned at start (a warning, not a refusal)
+      expect(p.logs.some((l) => l.includes('DB_STATEMENT_TIMEOUT_MS') && l.includes('DRAIN_TIMEOUT_MS'))).toBe(true);
+    } finally {
+      await lock?.release();
+      await fx.closeAll();
+      await p.stop(2000);
+      await database.drop();
+    }
+  }, 60_000);
 });
