@@ -32,6 +32,8 @@ export interface ChatSettings {
   defaultGroupMaxMembers: number;
   syncRetentionDays: number;
   groupPurgeDays: number;
+  /** SEND_QUEUE_LIMIT_BYTES: replies that may be large (a sync page) are kept to about half of it, bytes. */
+  sendQueueLimitBytes: number;
 }
 
 /** Dependencies of the chat services, built by the composition root. */

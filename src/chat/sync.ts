@@ -77,7 +77,9 @@ export class SyncService {
     // With `g`, every message of transaction x was seen: only later ones are read.
     const { rows, xmin } = await deps.stores.sync.changes(actor.userId, groupIds, c.x, c.g === undefined ? c.i : MAX_UUID, limit);
     const groupRows = await deps.stores.sync.groupChanges(actor.userId, c.x, c.g ?? '0', xmin, limit);
-    const { page, hasMore } = merge(rows, groupRows, limit);
+    const merged = merge(rows, groupRows, limit);
+    const page = withinBytes(merged.page, deps.settings.sendQueueLimitBytes / 2);
+    const hasMore = merged.hasMore || page.length < merged.page.length;
     const msgs = page.flatMap((e) => (e.m ? [e.m] : []));
     await deps.stores.history.attachReactions(msgs.filter((r) => r.visible).map((r) => r.record));
     // A message changed twice in the page (e.g. edited, then deleted for me) is shown once, as it is now.
@@ -97,6 +99,26 @@ export class SyncService {
     if (hasMore && last) next = last.m ? { x: last.m.changeXid, i: last.m.record.id, t: Date.now() } : { x: last.g.changeXid, i: '', t: Date.now(), g: last.g.id };
     return { type: 'sync_result', messages, changes, cursor: encodeCursor(next), hasMore, timestamp: nowIso() };
   }
+}
+
+/** Size of a sync entry in a `sync_result`, bytes, estimated from the stored body (JSON escaping of ordinary text: under 2× the UTF-8 body) plus the fields. */
+function entryBytes(e: Entry): number {
+  return 512 + (e.m?.record.sealed ? 2 * e.m.record.sealed.ciphertext.length : 0);
+}
+
+/**
+ * The longest prefix of `page` whose estimated size stays within `budget` bytes (at least
+ * one entry): a page of 500 long messages would be tens of MB, and a reply past
+ * SEND_QUEUE_LIMIT_BYTES makes the connection hold that much (§2.3). The rest follows with
+ * `hasMore`, from the cursor after the last entry kept.
+ */
+function withinBytes(page: Entry[], budget: number): Entry[] {
+  let used = 0;
+  for (let k = 0; k < page.length; k++) {
+    used += entryBytes(page[k]!);
+    if (k > 0 && used > budget) return page.slice(0, k);
+  }
+  return page;
 }
 
 /**

@@ -106,3 +106,35 @@ describe('sync', () => {
     expect(r.code).toBe('SYNC_EXPIRED');
   });
 });
+
+describe('sync pages stay within the send queue', () => {
+  it('long messages: a page ends early (hasMore) near SEND_QUEUE_LIMIT_BYTES / 2, and paging returns each message once', async () => {
+    const q = await startServer({ FOLLOW_POLICY: 'none', SEND_QUEUE_LIMIT_BYTES: '65536' });
+    try {
+      await q.users('20', '21');
+      const sender = await q.login('21');
+      const reader = await q.login('20');
+      const start = (await reader.request({ type: 'sync' })).cursor as string;
+      const sent: string[] = [];
+      for (let i = 0; i < 12; i++) sent.push((await sender.request({ type: 'send_private_message', recipientId: '20', content: `${i} ${'é'.repeat(4000)}` })).messageId);
+      const seen: string[] = [];
+      let cursor = start;
+      let pages = 0;
+      for (let i = 0; i < 50; i++) {
+        const r = await reader.request({ type: 'sync', cursor, limit: 500 });
+        expect(r.type).toBe('sync_result');
+        pages++;
+        // Each page well within the 64 KiB queue (a message here is ~8 KB of UTF-8).
+        expect(Buffer.byteLength(JSON.stringify(r))).toBeLessThan(65536);
+        seen.push(...r.messages.map((m: { messageId: string }) => m.messageId));
+        cursor = r.cursor;
+        if (!r.hasMore && seen.length >= sent.length) break;
+      }
+      expect(pages).toBeGreaterThan(2);
+      expect(seen).toEqual(sent);
+      expect(reader.closeCode).toBeUndefined();
+    } finally {
+      await q.close();
+    }
+  });
+});
