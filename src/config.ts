@@ -138,7 +138,7 @@ export const SETTINGS = {
   clusterWorkers: s('CLUSTER_WORKERS', Math.max(1, cpus().length), int(1, 256), 'Workers forked by cluster-server.ts (default: CPU count)'),
   presenceHeartbeatMs: s('PRESENCE_HEARTBEAT_MS', 5000, int(100, 600000), 'Redis presence: each instance refreshes its liveness this often, ms (§8)'),
   presenceTtlMs: s('PRESENCE_TTL_MS', 15000, int(300, 3600000), 'Redis presence: an instance silent this long is reaped and its users go offline, ms (§8)'),
-  drainTimeoutMs: s('DRAIN_TIMEOUT_MS', 10000, int(0), 'SIGTERM: exit within this bound, ms'),
+  drainTimeoutMs: s('DRAIN_TIMEOUT_MS', 10000, int(0), 'SIGTERM: every connection closed 1001 within this bound (exit at most 2 s later), ms'),
 };
 
 type Settings = typeof SETTINGS;
