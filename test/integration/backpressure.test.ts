@@ -5,7 +5,6 @@
  * the limit (src/gateway/sendQueue.ts).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { until } from '../helpers/scaleProcs.ts';
 import { sleep, startServer, type TestServer } from '../helpers/server.ts';
 
 let s: TestServer;
@@ -44,22 +43,16 @@ describe('backpressure', () => {
     expect((await fine.next('new_private_message')).message.content).toBe('still here');
   });
 
-  it('a reading client gets a sync_result larger than SEND_QUEUE_LIMIT_BYTES (not 4503)', async () => {
+  it('a reading client gets a reply larger than SEND_QUEUE_LIMIT_BYTES (not 4503)', async () => {
     // One reply into an empty queue is not a slow consumer: with 4503 ("reconnect and
-    // sync") for its own sync page, such a client would loop forever.
-    const reader = await s.connect();
-    const cursor = (await reader.request({ type: 'authenticate', token: s.token('4') })).cursor as string;
+    // sync") for its own history page, such a client would loop forever. (Sync pages
+    // themselves end early near half the limit: sync.test.ts.)
+    const reader = await s.login('4');
     const sender = await s.login('5');
     const body = '😀'.repeat(15_000); // 30,000 UTF-16 units, 60,000 bytes of UTF-8
     for (let i = 0; i < 10; i++) expect((await sender.request({ type: 'send_private_message', recipientId: '4', content: `${i} ${body}` })).type).toBe('private_message_sent');
-    // One page of all 10 (sync shows a commit once older transactions anywhere on the
-    // PostgreSQL server ended: other test files may hold one for a while, so retry).
-    let r: any;
-    for (const end = Date.now() + 20_000; Date.now() < end; await sleep(200)) {
-      r = await Promise.race([reader.request({ type: 'sync', cursor, limit: 10 }, 10_000), reader.closed.then((x) => ({ type: `closed ${x.code}` }))]);
-      expect(r.type).toBe('sync_result');
-      if (r.messages.length === 10) break;
-    }
+    const r = await Promise.race([reader.request({ type: 'get_private_messages', recipientId: '5', limit: 10 }, 10_000), reader.closed.then((x) => ({ type: `closed ${x.code}` }) as any)]);
+    expect(r.type).toBe('private_message_history');
     expect(r.messages).toHaveLength(10);
     expect(Buffer.byteLength(JSON.stringify(r))).toBeGreaterThan(2 * 256 * 1024); // one frame of twice the limit (in bytes)
     expect((await reader.request({ type: 'ping' })).type).toBe('pong');
@@ -68,23 +61,17 @@ describe('backpressure', () => {
 
   it('closes a client that stopped reading while it keeps asking for replies larger than the limit', async () => {
     // The one frame let past the limit does not open a loophole: memory stays bounded.
-    const slow = await s.connect();
-    const cursor = (await slow.request({ type: 'authenticate', token: s.token('6') })).cursor as string;
+    const slow = await s.login('6');
     const conn = s.app.gateway.registry.of('6')[0]!;
     const sender = await s.login('7');
     const body = 'z'.repeat(60_000);
     for (let i = 0; i < 8; i++) expect((await sender.request({ type: 'send_private_message', recipientId: '6', content: `${i} ${body}` })).type).toBe('private_message_sent');
-    // all 8 visible to sync (see above), read in pages of 4 (240 kB, under the limit)
-    await until('the messages to be visible to sync', async () => {
-      const a = await slow.request({ type: 'sync', cursor, limit: 4 });
-      return a.messages.length === 4 && (await slow.request({ type: 'sync', cursor: a.cursor, limit: 4 })).messages.length === 4;
-    }, 20_000, 200);
     (slow.ws as any)._socket.pause();
     let maxBuffered = 0;
     let sent = 0;
     // The kernel's socket buffers take several MB first; then `ws` queues (bufferedAmount).
     for (const end = Date.now() + 20_000; Date.now() < end && s.app.gateway.registry.of('6').length > 0; ) {
-      slow.send({ type: 'sync', cursor, limit: 8 }); // ≈ 480 kB each
+      slow.send({ type: 'get_private_messages', recipientId: '7', limit: 8 }); // ≈ 480 kB each
       sent++;
       await sleep(5);
       maxBuffered = Math.max(maxBuffered, conn.ws.bufferedAmount);
@@ -92,6 +79,6 @@ describe('backpressure', () => {
     expect(s.app.gateway.registry.of('6').length).toBe(0);
     // never more queued than the limit plus the one frame let past it (< 500 kB)
     expect(maxBuffered).toBeLessThan(256 * 1024 + 500_000);
-    console.log(`stopped reader closed after ${sent} sync requests of ≈480 kB; most queued ${maxBuffered} bytes`);
+    console.log(`stopped reader closed after ${sent} history requests of ≈480 kB; most queued ${maxBuffered} bytes`);
   }, 40_000);
 });
