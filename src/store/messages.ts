@@ -6,7 +6,7 @@ import type { Sealed } from '../crypto/cipher.ts';
 import { sqlState, type Queryable } from './db.ts';
 import { Coalescer } from './coalesce.ts';
 import { insertBatch, type BatchOptions } from './insertBatch.ts';
-import { MESSAGE_COLUMNS, SENDER_JOIN, toMessageRecord, type MessageRecord } from './types.ts';
+import { MESSAGE_COLUMNS, notHiddenFor, SENDER_JOIN, toMessageRecord, type MessageRecord } from './types.ts';
 
 /** What {@link MessageStore.insert} stores. `id` is the UUIDv7 chosen by the caller (it is also the AAD of `sealed`). */
 export interface NewMessage {
@@ -110,8 +110,7 @@ export class MessageStore {
     const { rows } = await this.db.query(
       `SELECT ${MESSAGE_COLUMNS} FROM private_messages m ${SENDER_JOIN}
        WHERE m.id = $1 AND NOT m.is_deleted
-         AND NOT EXISTS (SELECT 1 FROM message_deletions d WHERE d.message_id = m.id AND d.user_id = $2)
-         AND m.seq > COALESCE((SELECT up_to_seq FROM conversation_deletions cd WHERE cd.conversation_id = m.conversation_id AND cd.user_id = $2), 0)`,
+         AND ${notHiddenFor('$2')}`,
       [id, viewerId],
     );
     return rows[0] ? toMessageRecord(rows[0]) : null;

@@ -1,6 +1,6 @@
 /** Pinned group messages (PROTOCOL §7 pins and announcements). Pinning touches the message for `sync`. */
 import type { Queryable } from './db.ts';
-import { MESSAGE_COLUMNS, SENDER_JOIN, toMessageRecord, type MessageRecord } from './types.ts';
+import { MESSAGE_COLUMNS, notHiddenFor, SENDER_JOIN, toMessageRecord, type MessageRecord } from './types.ts';
 
 /** A pin with its message (body sealed). */
 export interface PinRow {
@@ -43,8 +43,7 @@ export class PinStore {
     const { rows } = await this.db.query(
       `SELECT ${MESSAGE_COLUMNS}, p.pinned_at, p.pinned_by FROM group_pins p JOIN private_messages m ON m.id = p.message_id ${SENDER_JOIN}
        WHERE p.group_id = $1 AND NOT m.is_deleted
-         AND NOT EXISTS (SELECT 1 FROM message_deletions d WHERE d.message_id = m.id AND d.user_id = $2)
-         AND m.seq > COALESCE((SELECT up_to_seq FROM conversation_deletions cd WHERE cd.conversation_id = m.conversation_id AND cd.user_id = $2), 0)
+         AND ${notHiddenFor('$2')}
        ORDER BY p.pinned_at DESC, p.message_id DESC`,
       [groupId, viewerId],
     );

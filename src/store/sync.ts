@@ -12,7 +12,7 @@
  * The chat layer (chat/sync.ts) merges them: within one transaction, messages first.
  */
 import type { Queryable } from './db.ts';
-import { MESSAGE_COLUMNS, SENDER_JOIN, toMessageRecord, type MessageRecord } from './types.ts';
+import { MESSAGE_COLUMNS, notHiddenFor, SENDER_JOIN, toMessageRecord, type MessageRecord } from './types.ts';
 
 /** A changed message with whether the viewer may see it (false: deleted for them or for everyone). */
 export interface ChangedMessage {
@@ -114,10 +114,7 @@ export class SyncStore {
        top AS (SELECT DISTINCT ON (change_xid, id) id, change_xid FROM ch ORDER BY change_xid, id LIMIT $5)
        SELECT s.xmin::text AS snapshot_xmin, c.* FROM s LEFT JOIN LATERAL (
          SELECT ${MESSAGE_COLUMNS}, t.change_xid::text AS change_xid,
-           (NOT m.is_deleted
-             AND NOT EXISTS (SELECT 1 FROM message_deletions d WHERE d.message_id = m.id AND d.user_id = $1)
-             AND m.seq > COALESCE((SELECT up_to_seq FROM conversation_deletions cd WHERE cd.conversation_id = m.conversation_id AND cd.user_id = $1), 0)
-           ) AS visible,
+           (NOT m.is_deleted AND ${notHiddenFor('$1')}) AS visible,
            (m.group_id IS NOT NULL AND EXISTS (SELECT 1 FROM group_pins p WHERE p.group_id = m.group_id AND p.message_id = m.id)) AS is_pinned
          FROM top t JOIN private_messages m ON m.id = t.id ${SENDER_JOIN}
          ORDER BY t.change_xid, t.id) c ON true`,

@@ -46,6 +46,15 @@ export const MESSAGE_COLUMNS = `m.id::text AS id, m.conversation_id, m.seq::text
 /** The join that brings the sender's username (users ids are decimal text on our side). */
 export const SENDER_JOIN = `LEFT JOIN users_auth ua ON ua.user_id = m.sender_id::bigint`;
 
+/**
+ * SQL condition: message `m` is not hidden from the viewer whose id is the bind parameter
+ * `viewer` (e.g. '$2') by a deletion for them alone nor by their deletion of its
+ * conversation (PROTOCOL §6 "deleted-for-me ones vanish for that user").
+ */
+export const notHiddenFor = (viewer: string): string =>
+  `NOT EXISTS (SELECT 1 FROM message_deletions d WHERE d.message_id = m.id AND d.user_id = ${viewer})
+   AND m.seq > COALESCE((SELECT up_to_seq FROM conversation_deletions cd WHERE cd.conversation_id = m.conversation_id AND cd.user_id = ${viewer}), 0)`;
+
 /** Map a row selected with {@link MESSAGE_COLUMNS} to a {@link MessageRecord}. */
 export function toMessageRecord(r: Record<string, unknown>): MessageRecord {
   const deleted = r.is_deleted === true;
