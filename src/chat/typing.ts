@@ -20,6 +20,11 @@ interface Active {
   recipientId?: string;
 }
 
+/** Where a `typing_indicator` points: the group, or the DM conversation of the actor and the recipient (PROTOCOL §6). */
+function targetOf(actor: Actor, cmd: { recipientId?: string; groupId?: string }): Active['target'] {
+  return cmd.groupId ? { groupId: cmd.groupId } : { conversationId: directConversationId(actor.userId, cmd.recipientId!).id };
+}
+
 /** Typing state of this process's connections. */
 export class Typing {
   private readonly active = new Map<string, Active>();
@@ -40,7 +45,7 @@ export class Typing {
       return reply;
     }
     if ((await this.deps.limits.consume('typing', actor.userId)) !== null) return reply;
-    const target: Active['target'] = cmd.groupId ? { groupId: cmd.groupId } : { conversationId: directConversationId(actor.userId, cmd.recipientId!).id };
+    const target = targetOf(actor, cmd);
     const audience = await this.audience(actor, target, cmd.recipientId);
     const prev = this.active.get(key);
     if (prev) clearTimeout(prev.timer);
@@ -80,7 +85,7 @@ export class Typing {
    */
   private async stopElsewhere(actor: Actor, cmd: { recipientId?: string; groupId?: string }): Promise<void> {
     if ((await this.deps.limits.consume('typing', actor.userId)) !== null) return;
-    const target: Active['target'] = cmd.groupId ? { groupId: cmd.groupId } : { conversationId: directConversationId(actor.userId, cmd.recipientId!).id };
+    const target = targetOf(actor, cmd);
     const audience = await this.audience(actor, target, cmd.recipientId);
     if (audience && audience.length > 0) this.emit(actor, audience, target, false);
   }
