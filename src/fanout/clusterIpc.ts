@@ -58,7 +58,7 @@ export interface PresenceMsg {
 }
 
 /** Operations the primary serves (see clusterPrimary.ts). */
-export type RpcOp = 'p.connected' | 'p.admit' | 'p.disconnected' | 'p.claim' | 'p.count' | 'p.online' | 'ip.acquire' | 'ip.release' | 'metrics';
+export type RpcOp = 'p.admit' | 'p.disconnected' | 'p.claim' | 'p.count' | 'p.online' | 'ip.acquire' | 'ip.release' | 'metrics';
 
 /** True when `m` is an object with channel tag `ch`. */
 export function isMsg<T extends { ch: string }>(m: unknown, ch: T['ch']): m is T {

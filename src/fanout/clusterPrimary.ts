@@ -120,8 +120,6 @@ export class ClusterHub {
     const a = msg.a;
     const owner = String(workerId);
     switch (msg.op) {
-      case 'p.connected':
-        return this.table.connect(owner, String(a[0]), String(a[1]));
       case 'p.disconnected':
         return this.table.disconnect(owner, String(a[0]), String(a[1]));
       case 'p.claim':

@@ -202,7 +202,7 @@ export class Gateway implements GatewayHost {
 
   /**
    * First authentication of `conn` as `identity` (PROTOCOL §3 item 9, §2.3 4409/4429).
-   * Without SINGLE_SESSION the device cap and the presence registration are one atomic
+   * The device cap (none with SINGLE_SESSION) and the presence registration are one atomic
    * step of the presence store ({@link Presence.admit}: concurrent logins on any process
    * never exceed MAX_CONNECTIONS_PER_USER; with the store unreachable, this process's own
    * connections and in-flight admissions are counted); over the cap the connection is
@@ -214,34 +214,24 @@ export class Gateway implements GatewayHost {
   async admitUser(conn: Connection, identity: Identity): Promise<boolean> {
     const userId = identity.user.id;
     const presence = this.deps.presence;
-    let first = false;
-    let registered = false;
-    if (this.settings.singleSession) {
+    const single = this.settings.singleSession;
+    if (single) {
       this.deps.bus.publish({
         userIds: [userId],
         frame: JSON.stringify({ type: 'session_conflict', message: 'Signed in from another device', timestamp: nowIso() }),
         exceptConnId: conn.id,
         close: { code: CloseCode.SESSION_REPLACED, reason: 'Replaced by a newer session' },
       });
-    } else {
-      // Never rejects: with the shared store unreachable it counts this process's connections.
-      const admission = await presence.admit(userId, conn.id, this.settings.maxConnectionsPerUser);
-      if (admission === 'refused') {
-        conn.close(CloseCode.TOO_MANY_DEVICES, 'Too many devices');
-        return false;
-      }
-      first = admission === 'first';
-      registered = true;
     }
-    if (!registered && conn.closed) return false;
+    // One registration path; SINGLE_SESSION has no device cap (the older sessions are being closed).
+    // Never rejects: with the shared store unreachable it counts this process's connections.
+    const admission = await presence.admit(userId, conn.id, single ? Number.MAX_SAFE_INTEGER : this.settings.maxConnectionsPerUser);
+    if (admission === 'refused') {
+      conn.close(CloseCode.TOO_MANY_DEVICES, 'Too many devices');
+      return false;
+    }
+    const first = admission === 'first';
     if (!conn.closed && this.registry.add(userId, conn)) await this.deps.bus.track(userId, true);
-    if (!registered) {
-      try {
-        first = await presence.connected(userId, conn.id);
-      } catch (err) {
-        this.logger.warn('presence update failed', { userId, err: (err as Error).message });
-      }
-    }
     this.deps.hooks?.userConnected?.(userId, identity.user.username, first);
     if (conn.closed) {
       // Closed while being admitted: its close handler ran without an identity, so undo here.

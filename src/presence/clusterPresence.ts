@@ -45,12 +45,6 @@ export class ClusterPresence implements Presence {
     this.listeners.push(listener);
   }
 
-  async connected(userId: string, connId: string): Promise<boolean> {
-    this.local.set(userId, (this.local.get(userId) ?? 0) + 1);
-    this.tokens.delete(userId);
-    return this.rpc.call<boolean>('p.connected', [userId, connId]);
-  }
-
   async admit(userId: string, connId: string, max: number): Promise<Admission> {
     // Counted here first, so a fallback count includes admissions still in flight.
     const held = (this.local.get(userId) ?? 0) + 1;

@@ -26,15 +26,11 @@ export type Admission = 'refused' | 'first' | 'again';
 /** Presence tracker. All methods are async so a shared store can implement them. */
 export interface Presence {
   /**
-   * A connection of `userId` authenticated here. Resolves true when `user_online` is due:
-   * it is the user's first connection in the deployment and not a reconnect within the
-   * OFFLINE_GRACE_MS period (a reconnect cancels the pending offline silently).
-   */
-  connected(userId: string, connId: string): Promise<boolean>;
-  /**
    * Device cap and registration in one atomic step (PROTOCOL §3 item 9, §2.3 4429): when
    * `userId` holds fewer than `max` connections in the deployment, counting admissions
-   * still in flight on this process, register `connId` as {@link connected} does; else
+   * still in flight on this process, register `connId` (resolving `first` when it is the user's first connection in the
+   * deployment and not a reconnect within OFFLINE_GRACE_MS, which cancels the pending
+   * offline silently); else
    * register nothing and resolve `refused`. Concurrent calls never admit more than `max`.
    * When the shared store is unreachable the cap is checked against this process's own
    * connections (including in-flight admissions) and the connection is admitted without
@@ -78,14 +74,11 @@ export class LocalPresence implements Presence {
   private readonly table = new PresenceTable();
   private readonly tokens = new Map<string, string>();
 
-  async connected(userId: string, connId: string): Promise<boolean> {
-    this.tokens.delete(userId);
-    return this.table.connect(OWNER, userId, connId);
-  }
   async admit(userId: string, connId: string, max: number): Promise<Admission> {
     // Synchronous check-and-add: concurrent admissions see each other.
     if (this.table.count(userId) >= max) return 'refused';
-    return (await this.connected(userId, connId)) ? 'first' : 'again';
+    this.tokens.delete(userId);
+    return this.table.connect(OWNER, userId, connId) ? 'first' : 'again';
   }
   async disconnected(userId: string, connId: string): Promise<boolean> {
     const token = this.table.disconnect(OWNER, userId, connId);

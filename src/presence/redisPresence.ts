@@ -26,7 +26,7 @@ import type { Redis } from '../fanout/redisClient.ts';
 import type { IpConnectionCounter } from '../gateway/admission.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Admission, Presence, PresenceListener } from './presence.ts';
-import { ADMIT, ALL_SCRIPTS, CLAIM, CONNECT, DISCONNECT, HEARTBEAT, IP_ACQUIRE, IP_RELEASE, ONLINE, REAP, RELEASE, RESYNC } from './redisScripts.ts';
+import { ADMIT, ALL_SCRIPTS, CLAIM, DISCONNECT, HEARTBEAT, IP_ACQUIRE, IP_RELEASE, ONLINE, REAP, RELEASE, RESYNC } from './redisScripts.ts';
 
 /** Options of {@link RedisPresence} (ms). */
 export interface RedisPresenceOptions {
@@ -93,17 +93,6 @@ export class RedisPresence implements Presence {
 
   onTransitions(listener: PresenceListener): void {
     this.listeners.push(listener);
-  }
-
-  async connected(userId: string, connId: string): Promise<boolean> {
-    let set = this.conns.get(userId);
-    if (!set) this.conns.set(userId, (set = new Set()));
-    set.add(connId);
-    this.tokens.delete(userId);
-    this.overdue.delete(userId);
-    if (!this.live()) return false;
-    const r = await this.track(CONNECT.run(this.client, [this.k('pu:', userId), this.k('pis:', this.opts.instanceId), this.k('pg:', userId)], [this.opts.instanceId, userId])).catch(() => 0);
-    return Number(r) === 1;
   }
 
   async admit(userId: string, connId: string, max: number): Promise<Admission> {

@@ -21,21 +21,10 @@ import { LuaScript } from '../fanout/redisClient.ts';
 
 const NOW = `local t = redis.call('TIME'); local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`;
 
-/** KEYS pu:user, pis:inst, pg:user; ARGV inst, user → 1 when `user_online` is due. */
-export const CONNECT = new LuaScript(`
-redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
-redis.call('SADD', KEYS[2], ARGV[2])
-local resumed = redis.call('DEL', KEYS[3])
-if resumed == 1 then return 0 end
-local total = 0
-for _, v in ipairs(redis.call('HVALS', KEYS[1])) do total = total + tonumber(v) end
-if total == 1 then return 1 end
-return 0`);
-
 /**
- * Device cap (PROTOCOL §3 item 9) and CONNECT in one step. KEYS pu:user, pis:inst,
+ * Device cap (PROTOCOL §3 item 9) and registration in one step. KEYS pu:user, pis:inst,
  * pg:user; ARGV inst, user, max → -1 when the user already holds `max` connections in the
- * deployment (nothing changed), else as CONNECT: 1 when `user_online` is due, 0 otherwise.
+ * deployment (nothing changed), else registers the connection: 1 when `user_online` is due (first connection, no grace period pending), 0 otherwise.
  */
 export const ADMIT = new LuaScript(`
 local total = 0
@@ -227,4 +216,4 @@ end
 return 1`);
 
 /** Every script (loaded with SCRIPT LOAD after each reconnect, before anything else runs). */
-export const ALL_SCRIPTS = [CONNECT, ADMIT, DISCONNECT, CLAIM, ONLINE, HEARTBEAT, REAP, RELEASE, RESYNC, IP_ACQUIRE, IP_RELEASE];
+export const ALL_SCRIPTS = [ADMIT, DISCONNECT, CLAIM, ONLINE, HEARTBEAT, REAP, RELEASE, RESYNC, IP_ACQUIRE, IP_RELEASE];

@@ -52,8 +52,8 @@ describe('PresenceTable', () => {
 describe('LocalPresence', () => {
   it('claims offline once, only after the last close', async () => {
     const p = new LocalPresence();
-    expect(await p.connected('u', 'c1')).toBe(true);
-    expect(await p.connected('u', 'c2')).toBe(false);
+    expect(await p.admit('u', 'c1', Number.MAX_SAFE_INTEGER)).toBe('first');
+    expect(await p.admit('u', 'c2', Number.MAX_SAFE_INTEGER)).toBe('again');
     expect(await p.disconnected('u', 'c1')).toBe(false);
     expect(await p.claimOffline('u')).toBe(false);
     expect(await p.disconnected('u', 'c2')).toBe(true);
