@@ -232,6 +232,20 @@ export async function teardownRedisPair(fx: Fixture | undefined, procs: (Proc | 
   await clearRedisPrefix(process.env.TEST_REDIS_URL!, prefix);
 }
 
+/**
+ * Pids of the cluster server's workers on `port`, read from /health (node:cluster hands
+ * requests round-robin) until `min` distinct ones other than `exclude` were seen (30 s bound).
+ */
+export async function workerPids(port: number, min: number, exclude: number[] = []): Promise<Set<number>> {
+  const seen = new Set<number>();
+  await until(`${min} live worker pids on /health`, async () => {
+    const h = await getJson(port, '/health');
+    if (h.status === 200 && !exclude.includes(h.body.pid)) seen.add(h.body.pid);
+    return seen.size >= min;
+  }, 30_000, 50);
+  return seen;
+}
+
 /** Delete every Redis key under `prefix` (bounded SCAN). */
 export async function clearRedisPrefix(url: string, prefix: string): Promise<void> {
   const c = createClient({ url, socket: { connectTimeout: 2000, reconnectStrategy: false } });

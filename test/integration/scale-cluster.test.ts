@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Frame, TestClient } from '../helpers/client.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
-import { Fixture, freePort, getJson, scaleEnabled, spawnServer, until, warnIfSkipped, type Proc } from '../helpers/scaleProcs.ts';
+import { Fixture, freePort, scaleEnabled, workerPids, spawnServer, until, warnIfSkipped, type Proc } from '../helpers/scaleProcs.ts';
 
 warnIfSkipped('scale-cluster.test.ts');
 
@@ -16,17 +16,6 @@ const USERS = Array.from({ length: N }, (_, i) => String(101 + i));
 let db: TestDatabase;
 let fx: Fixture;
 let primary: Proc;
-
-/** Worker pids seen on /health (node:cluster spreads requests round-robin). */
-async function workerPids(min: number, exclude: number[] = []): Promise<Set<number>> {
-  const seen = new Set<number>();
-  await until(`${min} live worker pids on /health`, async () => {
-    const h = await getJson(primary.port, '/health');
-    if (h.status === 200 && !exclude.includes(h.body.pid)) seen.add(h.body.pid);
-    return seen.size >= min;
-  }, 30_000, 50);
-  return seen;
-}
 
 /** Every client sends one DM to every other; each arrives exactly at its recipient. */
 async function allPairs(clients: Map<string, TestClient>, tag: string): Promise<number> {
@@ -54,7 +43,7 @@ describe.skipIf(!scaleEnabled)('cluster server: 2 workers, no Redis', () => {
       'cluster-server.ts',
       90_000,
     );
-    await workerPids(2);
+    await workerPids(primary.port, 2);
   }, 120_000);
 
   afterAll(async () => {
@@ -71,7 +60,7 @@ describe.skipIf(!scaleEnabled)('cluster server: 2 workers, no Redis', () => {
   });
 
   it('delivers every message between clients on different workers; kill -9 of a worker: replaced, the other worker\'s clients unaffected', async () => {
-    const before = await workerPids(2);
+    const before = await workerPids(primary.port, 2);
     const clients = new Map<string, TestClient>();
     for (const u of USERS) clients.set(u, await fx.login(primary.url, u));
     expect(await allPairs(clients, 'first')).toBe(N * (N - 1));
@@ -102,7 +91,7 @@ describe.skipIf(!scaleEnabled)('cluster server: 2 workers, no Redis', () => {
     for (const s of survivors.values()) expect(s.closeCode).toBeUndefined();
 
     // A replacement worker appears.
-    const after = await workerPids(2, [victim]);
+    const after = await workerPids(primary.port, 2, [victim]);
     expect(after.has(victim)).toBe(false);
     expect([...after].filter((p) => !before.has(p)).length).toBe(1);
     expect(primary.logs.some((l) => l.includes('worker exited unexpectedly; re-forking'))).toBe(true);

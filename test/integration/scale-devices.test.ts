@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TestClient } from '../helpers/client.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
-import { teardownRedisPair, Fixture, freePort, getJson, scaleEnabled, spawnRedisInstance, spawnServer, until, warnIfSkipped, type Proc } from '../helpers/scaleProcs.ts';
+import { teardownRedisPair, Fixture, freePort, scaleEnabled, spawnRedisInstance, spawnServer, until, warnIfSkipped, workerPids, type Proc } from '../helpers/scaleProcs.ts';
 
 warnIfSkipped('scale-devices.test.ts');
 
@@ -19,8 +19,8 @@ let i1: Proc;
 let i2: Proc;
 
 /** Authenticate every client at once; once each got auth_success or closed (then 300 ms more): how many stay open, how many were refused 4429. */
-async function authenticateAtOnce(clients: TestClient[]): Promise<{ open: number; refused4429: number }> {
-  const token = fx.token('1');
+async function authenticateAtOnce(f: Fixture, clients: TestClient[]): Promise<{ open: number; refused4429: number }> {
+  const token = f.token('1');
   for (const c of clients) c.send({ type: 'authenticate', token });
   const success = (c: TestClient) => c.frames.some((f) => f.type === 'auth_success');
   await until('every login answered or closed', () => clients.every((c) => c.closeCode !== undefined || success(c)), 10_000, 20);
@@ -29,6 +29,21 @@ async function authenticateAtOnce(clients: TestClient[]): Promise<{ open: number
     open: clients.filter((c) => success(c) && c.closeCode === undefined).length,
     refused4429: clients.filter((c) => !success(c) && c.closeCode === 4429).length,
   };
+}
+
+/** Wait (bounded) until 2 simultaneous logins on `urls` both stay open: no slot of the cap 2 leaked. */
+async function slotsFreed(f: Fixture, urls: [string, string]): Promise<void> {
+  await until(
+    'the 2 freed slots',
+    async () => {
+      const pair = await Promise.all(urls.map((u) => f.connect(u)));
+      const r = await authenticateAtOnce(f, pair);
+      await Promise.all(pair.map((c) => c.close()));
+      return r.open === 2;
+    },
+    10_000,
+    100,
+  );
 }
 
 describe.skipIf(!scaleEnabled)('MAX_CONNECTIONS_PER_USER over Redis: two processes', () => {
@@ -44,20 +59,10 @@ describe.skipIf(!scaleEnabled)('MAX_CONNECTIONS_PER_USER over Redis: two process
 
   it('cap 2: of 6 simultaneous logins (3 per instance) exactly 2 stay open and 4 are closed 4429; the slots are reusable', async () => {
     const clients = await Promise.all([i1, i2, i1, i2, i1, i2].map((p) => fx.connect(p.url)));
-    expect(await authenticateAtOnce(clients)).toEqual({ open: 2, refused4429: 4 });
+    expect(await authenticateAtOnce(fx, clients)).toEqual({ open: 2, refused4429: 4 });
     // No reservation leaked on either instance: after the 2 close, 2 new simultaneous logins fit.
     await Promise.all(clients.map((c) => c.close()));
-    await until(
-      'the 2 freed slots',
-      async () => {
-        const pair = await Promise.all([fx.connect(i1.url), fx.connect(i2.url)]);
-        const r = await authenticateAtOnce(pair);
-        await Promise.all(pair.map((c) => c.close()));
-        return r.open === 2;
-      },
-      10_000,
-      100,
-    );
+    await slotsFreed(fx, [i1.url, i2.url]);
   });
 });
 
@@ -70,13 +75,7 @@ describe.skipIf(!scaleEnabled)('MAX_CONNECTIONS_PER_USER in the cluster server: 
     cfx = new Fixture(cdb.url!);
     await cfx.seed(['1']);
     primary = await spawnServer({ PORT: String(await freePort()), DATABASE_URL: cdb.url!, CLUSTER_WORKERS: '2', MAX_CONNECTIONS_PER_USER: '2' }, 'cluster-server.ts', 90_000);
-    // Both workers listening (node:cluster hands connections round-robin).
-    const pids = new Set<number>();
-    await until('2 live workers', async () => {
-      const h = await getJson(primary.port, '/health');
-      if (h.status === 200) pids.add(h.body.pid);
-      return pids.size >= 2;
-    }, 30_000, 50);
+    await workerPids(primary.port, 2); // both workers listening
   }, 120_000);
 
   afterAll(async () => {
@@ -86,23 +85,12 @@ describe.skipIf(!scaleEnabled)('MAX_CONNECTIONS_PER_USER in the cluster server: 
   }, 60_000);
 
   it('cap 2: of 6 simultaneous logins over both workers exactly 2 stay open and 4 are closed 4429', async () => {
-    fx = cfx;
     for (let round = 0; round < 3; round++) {
       const clients = await Promise.all(Array.from({ length: 6 }, () => cfx.connect(primary.url)));
-      expect(await authenticateAtOnce(clients)).toEqual({ open: 2, refused4429: 4 });
+      expect(await authenticateAtOnce(cfx, clients)).toEqual({ open: 2, refused4429: 4 });
       await Promise.all(clients.map((c) => c.close()));
       // No slot leaked: once the closes reached the primary, 2 new simultaneous logins fit.
-      await until(
-        'the 2 freed slots',
-        async () => {
-          const pair = await Promise.all([cfx.connect(primary.url), cfx.connect(primary.url)]);
-          const r = await authenticateAtOnce(pair);
-          await Promise.all(pair.map((c) => c.close()));
-          return r.open === 2;
-        },
-        10_000,
-        100,
-      );
+      await slotsFreed(cfx, [primary.url, primary.url]);
     }
   });
 });
