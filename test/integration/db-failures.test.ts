@@ -7,13 +7,13 @@
  * false, SQLSTATE 55000). Each: SERVICE_UNAVAILABLE (§2.2), never INTERNAL_ERROR; /ready
  * 503; recovery by itself. Only private test databases are touched.
  */
-import net from 'node:net';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Frame } from '../helpers/client.ts';
 import { createTestDatabase, onPostgres, type TestDatabase } from '../helpers/db.ts';
 import { Fixture, freePort, spawnServer, type Proc } from '../helpers/scaleProcs.ts';
 import { sleep, startServer, type TestServer } from '../helpers/server.ts';
+import { FreezableProxy } from '../helpers/tcpProxy.ts';
 import { httpGet, waitFor } from '../helpers/wire.ts';
 
 const ready = async (port: number) => (await httpGet(port, '/ready')).status;
@@ -22,62 +22,6 @@ const ready = async (port: number) => (await httpGet(port, '/ready')).status;
 async function terminateAll(admin: pg.Client, name: string): Promise<number> {
   const { rows } = await admin.query(`SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`, [name]);
   return rows[0].n as number;
-}
-
-/** A TCP proxy to PostgreSQL that can freeze: sockets stay open, nothing is forwarded. */
-class FreezableProxy {
-  private server: net.Server | undefined;
-  private readonly pairs = new Set<[net.Socket, net.Socket]>();
-  private frozen = false;
-  port = 0;
-  constructor(private readonly target: { host: string; port: number }) {}
-
-  async start(): Promise<void> {
-    this.server = net.createServer((client) => {
-      const upstream = net.connect(this.target.port, this.target.host);
-      const pair: [net.Socket, net.Socket] = [client, upstream];
-      this.pairs.add(pair);
-      for (const [a, b] of [pair, [upstream, client]] as const) {
-        a.on('error', () => b.destroy());
-        a.on('close', () => {
-          this.pairs.delete(pair);
-          b.destroy();
-        });
-        if (!this.frozen) a.pipe(b);
-        else a.pause();
-      }
-    });
-    await new Promise<void>((r) => this.server!.listen(0, '127.0.0.1', () => r()));
-    this.port = (this.server!.address() as net.AddressInfo).port;
-  }
-
-  freeze(): void {
-    this.frozen = true;
-    for (const [c, u] of this.pairs) {
-      c.unpipe(u);
-      u.unpipe(c);
-      c.pause();
-      u.pause();
-    }
-  }
-
-  thaw(): void {
-    this.frozen = false;
-    for (const [c, u] of this.pairs) {
-      c.pipe(u);
-      u.pipe(c);
-      c.resume();
-      u.resume();
-    }
-  }
-
-  async close(): Promise<void> {
-    for (const [c, u] of this.pairs) {
-      c.destroy();
-      u.destroy();
-    }
-    await new Promise<void>((r) => this.server?.close(() => r()) ?? r());
-  }
 }
 
 describe.skipIf(!onPostgres)('pg_terminate_backend against a server process', () => {

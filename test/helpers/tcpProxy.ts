@@ -1,0 +1,99 @@
+/**
+ * A TCP proxy on 127.0.0.1 for fault tests: it can freeze (sockets stay open, nothing is
+ * forwarded, in both directions or only target → client), cut every open connection,
+ * refuse new ones, and forward to another target port.
+ */
+import net from 'node:net';
+
+/** Which directions a freeze stops: both, or only target → client ("down"). */
+export type FreezeMode = 'both' | 'down';
+
+/** A freezable TCP proxy (see the module doc). */
+export class FreezableProxy {
+  private server: net.Server | undefined;
+  private readonly pairs = new Set<[client: net.Socket, upstream: net.Socket]>();
+  private frozen: FreezeMode | undefined;
+  private refusing = false;
+  /** The proxy's own port, after {@link start}. */
+  port = 0;
+
+  /** @param target where connections are forwarded (see {@link retarget}) */
+  constructor(private target: { host: string; port: number }) {}
+
+  /** Listen on 127.0.0.1, port 0. */
+  async start(): Promise<void> {
+    this.server = net.createServer((client) => {
+      if (this.refusing) return void client.destroy();
+      const upstream = net.connect(this.target.port, this.target.host);
+      const pair: [net.Socket, net.Socket] = [client, upstream];
+      this.pairs.add(pair);
+      for (const [a, b] of [pair, [upstream, client]] as const) {
+        a.on('error', () => b.destroy());
+        a.on('close', () => {
+          this.pairs.delete(pair);
+          b.destroy();
+        });
+      }
+      this.connect(pair);
+    });
+    await new Promise<void>((r) => this.server!.listen(0, '127.0.0.1', () => r()));
+    this.port = (this.server!.address() as net.AddressInfo).port;
+  }
+
+  /** Stop forwarding on open and new connections (`down`: only target → client). */
+  freeze(mode: FreezeMode = 'both'): void {
+    this.frozen = mode;
+    for (const [c, u] of this.pairs) {
+      u.unpipe(c);
+      u.pause();
+      if (mode === 'both') {
+        c.unpipe(u);
+        c.pause();
+      }
+    }
+  }
+
+  /** Forward again; what was held is delivered. */
+  thaw(): void {
+    this.frozen = undefined;
+    for (const pair of this.pairs) this.connect(pair);
+  }
+
+  /** Destroy every open connection (the peers see a reset). */
+  cut(): void {
+    for (const [c, u] of this.pairs) {
+      c.destroy();
+      u.destroy();
+    }
+  }
+
+  /** While true, new connections are closed as soon as they are accepted. */
+  refuse(on: boolean): void {
+    this.refusing = on;
+  }
+
+  /** Forward new connections to `port` on the same host. */
+  retarget(port: number): void {
+    this.target = { ...this.target, port };
+  }
+
+  /** Cut every connection and stop listening. */
+  async close(): Promise<void> {
+    this.cut();
+    await new Promise<void>((r) => this.server?.close(() => r()) ?? r());
+  }
+
+  /** Pipe the directions the freeze mode lets through (unpiping first: never twice). */
+  private connect([c, u]: [net.Socket, net.Socket]): void {
+    c.unpipe(u);
+    u.unpipe(c);
+    if (this.frozen !== 'both') {
+      c.pipe(u);
+      c.resume();
+    } else c.pause();
+    if (this.frozen === undefined) {
+      u.pipe(c);
+      u.resume();
+    } else u.pause();
+  }
+}
