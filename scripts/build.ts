@@ -1,9 +1,12 @@
 /**
  * `npm run build`: bundle the server and the cluster server into dist/node/*.mjs (see
  * scripts/lib/bundle.ts), to run on plain `node` without the tsx loader (about 30 MB less
- * RSS, faster start): `npm run start:prod`, `npm run start:cluster:prod`.
+ * RSS, faster start): `npm run start:prod`, `npm run start:cluster:prod`; and the client
+ * SDK for browsers into dist/client/chat-client.mjs (README "Client SDK").
  */
-import { bundleServer } from './lib/bundle.ts';
+import { bundleClient, bundleServer } from './lib/bundle.ts';
 
-await bundleServer(new URL('..', import.meta.url).pathname, { server: 'src/server.ts', 'cluster-server': 'cluster-server.ts' }, 'dist/node');
-process.stdout.write('built dist/node/server.mjs and dist/node/cluster-server.mjs\n');
+const root = new URL('..', import.meta.url).pathname;
+await bundleServer(root, { server: 'src/server.ts', 'cluster-server': 'cluster-server.ts' }, 'dist/node');
+await bundleClient(root, 'dist/client/chat-client.mjs');
+process.stdout.write('built dist/node/server.mjs, dist/node/cluster-server.mjs and dist/client/chat-client.mjs\n');

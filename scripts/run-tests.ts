@@ -38,7 +38,7 @@ const notes: string[] = [];
 if (await reachable(pgUrl, 5432)) env.TEST_DATABASE_URL = pgUrl;
 else {
   delete env.TEST_DATABASE_URL;
-  notes.push(`NO POSTGRESQL at ${new URL(pgUrl).host}: integration tests run on embedded PGlite.`, 'SKIPPED: database outage tests, scale-out tests (need a real PostgreSQL shared by processes).');
+  notes.push(`NO POSTGRESQL at ${new URL(pgUrl).host}: integration tests run on embedded PGlite.`, 'SKIPPED: database outage tests, scale-out tests, the client SDK drain and outage tests (need a real PostgreSQL shared by processes).');
 }
 if (await reachable(redisUrl, 6379)) env.TEST_REDIS_URL = redisUrl;
 else {

@@ -11,8 +11,8 @@
  * are written beside the output. `outdir` must be two
  * levels below the repo root (like `src/<dir>/`) so the server's `../../sql/` resolves.
  */
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { build } from 'esbuild';
 
 /** Packages that stay outside the bundle (see above). */
@@ -41,4 +41,28 @@ export async function bundleServer(repoRoot: string, entryPoints: Record<string,
     banner: { js: "import { createRequire as __chatCreateRequire } from 'node:module'; const require = __chatCreateRequire(import.meta.url);" },
     logLevel: 'warning',
   });
+}
+
+/**
+ * Bundle the client SDK (src/client/index.ts) for browsers: one ESM file, ES2020, no Node
+ * built-ins (esbuild's `browser` platform fails the build if the SDK imports one).
+ * @param repoRoot the repository root
+ * @param outfile output path (relative to `repoRoot`, or absolute); omitted: nothing is written and the
+ *   code is returned
+ * @returns the bundled code (UTF-8)
+ */
+export async function bundleClient(repoRoot: string, outfile?: string): Promise<string> {
+  const r = await build({
+    absWorkingDir: repoRoot,
+    entryPoints: ['src/client/index.ts'],
+    bundle: true,
+    platform: 'browser',
+    format: 'esm',
+    target: 'es2020',
+    minify: false,
+    logLevel: 'silent',
+    write: outfile !== undefined,
+    ...(outfile ? { outfile, sourcemap: 'linked' as const } : {}),
+  });
+  return outfile ? readFileSync(resolve(repoRoot, outfile), 'utf8') : r.outputFiles![0]!.text;
 }

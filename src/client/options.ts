@@ -1,0 +1,70 @@
+/**
+ * Options and state types of {@link ChatClient} (./client.ts), and the WebSocket surface
+ * it needs (the WHATWG WebSocket API, which browsers, Node 22 and the `ws` package share).
+ */
+import type { BackoffOptions, StopReason } from './reconnect.ts';
+import type { ServerFrames } from './types.ts';
+
+/** The part of the WebSocket API the client uses (WHATWG WebSockets; `ws` implements it). */
+export interface WebSocketLike {
+  readonly readyState: number;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+  addEventListener(type: 'open' | 'message' | 'close' | 'error', listener: (ev: { data?: unknown; code?: number }) => void): void;
+  /** `ws` only: drop the TCP connection without a closing handshake. */
+  terminate?(): void;
+}
+
+/** A WebSocket constructor: the browser's `WebSocket`, or `ws`'s default export. */
+export type WebSocketConstructor = new (url: string) => WebSocketLike;
+
+/**
+ * Where tokens come from: a fixed JWT, or a function the client calls for each
+ * authentication (`refresh` true when the last token was refused or is expiring).
+ */
+export type TokenSource = string | ((refresh: boolean) => string | Promise<string>);
+
+/** Options of a {@link ChatClient}. */
+export interface ChatClientOptions {
+  /** `ws://` or `wss://` URL of the server (any path, §1). */
+  url: string;
+  /** The JWT, or a function that returns one (§3). */
+  token: TokenSource;
+  /** WebSocket constructor; default `globalThis.WebSocket` (browsers, Node ≥ 22). */
+  WebSocket?: WebSocketConstructor;
+  /** Resume position the application saved (`onSync`'s `cursor`); default: from now on. */
+  cursor?: string | null;
+  /** Backoff caps, or `false` to never reconnect. */
+  reconnect?: false | BackoffOptions;
+  /** Default reply deadline of commands other than sends, ms (default 15 000). */
+  requestTimeoutMs?: number;
+  /** Application ping period while authenticated, ms (default 25 000; 0 = none). */
+  pingIntervalMs?: number;
+  /** Drop the connection when a ping's `pong` takes longer, ms (default 10 000). */
+  pongTimeoutMs?: number;
+  /** `sync` page size, 1..500 (default 200). */
+  syncLimit?: number;
+  /**
+   * Give up on a connection attempt not `ready` within this long (opening, authenticating
+   * and syncing), ms (default 30 000): a handshake that never completes is dropped and
+   * retried like a lost connection.
+   */
+  connectTimeoutMs?: number;
+}
+
+/**
+ * Connection states: `connecting` (socket opening), `authenticating`, `syncing` (catching
+ * up from the cursor), `ready` (commands flow), `waiting` (backoff before a reconnect),
+ * `stopped` (for good; see {@link StopReason}), `idle` (before `connect()`).
+ */
+export type ClientState = 'idle' | 'connecting' | 'authenticating' | 'syncing' | 'ready' | 'waiting' | 'stopped';
+
+/** A state change: the new state, the close code that caused it, why the client stopped. */
+export interface StateChange {
+  state: ClientState;
+  closeCode?: number;
+  reason?: StopReason;
+}
+
+/** One `sync_result` page handed to the application: upsert its messages by id. */
+export type SyncPage = ServerFrames['sync_result'];
