@@ -189,7 +189,8 @@ export class ChatClient {
     try {
       token = await this.token();
     } catch {
-      return this.stop('auth_failed', undefined);
+      // The token source failed (the auth service unreachable?): retry after a backoff.
+      return this.drop(ws);
     }
     if (this.ws !== ws) return;
     const auth = await this.internal(ws, { type: 'authenticate', token });

@@ -248,6 +248,15 @@ describe('close codes and tokens', () => {
     expect(a.state).toBe('ready');
   });
 
+  it('a token source that throws is asked again after a backoff', async () => {
+    let calls = 0;
+    const a = client(s.url, '8', { token: () => (++calls < 3 ? Promise.reject(new Error('auth service down')) : s.token('8')) });
+    const seen = states(a);
+    await a.connect();
+    expect(calls).toBe(3);
+    expect(seen.filter((st) => st.state === 'waiting')).toHaveLength(2);
+  });
+
   it('a token refused twice stops the client and connect() rejects', async () => {
     const a = client(s.url, '8', { token: () => s.token('8', { ttlS: -10 }) });
     const err = await a.connect().catch((e: unknown) => e);
