@@ -1,8 +1,18 @@
 /**
- * Redis pub/sub fan-out across hosts (DESIGN "Cross-process delivery"). Channel layout:
- * one channel per user, `<prefix>u:<userId>`; an instance subscribes (on a dedicated
- * subscriber connection) to the channels of the users it holds connections of, so Redis
- * routes each event only to the instances that need it, in one hop with no lookup.
+ * Redis pub/sub fan-out across hosts (DESIGN "Cross-process delivery"). Two channel
+ * layouts, chosen per delivery by its number of recipients:
+ *
+ * - one or two users (a DM, an ack to the actor's other devices): one channel per user,
+ *   `<prefix>u:<userId>`; an instance subscribes (on a dedicated subscriber connection)
+ *   to the channels of the users it holds connections of, so Redis routes each event only
+ *   to the instances that need it, in one hop with no lookup;
+ * - {@link ROUTE_MIN_USERS} users or more (group events, presence to contacts): one
+ *   channel per instance, `<prefix>i:<instanceId>`; the publish script looks up where each
+ *   recipient is connected (the presence hash `pu:<user>`, instance id → connections,
+ *   written before a login is acknowledged) and PUBLISHes the event once to each other
+ *   instance, with the recipient list in the header; the receiver keeps the users it
+ *   holds. A 1,000-member group message costs one publish per instance instead of 1,000
+ *   (scripts/group-hop.ts, docs/scaling.md "Measured").
  *
  * A publish delivers to this process's connections synchronously first (so local
  * delivery never depends on Redis), then publishes the wire form (header + the frame
@@ -26,15 +36,42 @@ const SUBSCRIBE_WAIT_MS = 1000;
 const CHUNK = 500;
 /** Periodic reconcile of wanted vs subscribed channels (repairs lost races), ms. */
 const RECONCILE_MS = 30_000;
-/** Most publishes one {@link PUBLISH_MANY} command carries. */
+/** Most entries (a per-user publish, or a delivery routed per instance) one {@link PUBLISH_MANY} command carries. */
 export const PUBLISH_BATCH = 128;
+/** Deliveries to at least this many users are routed per instance (see the module doc). */
+export const ROUTE_MIN_USERS = 3;
 /**
- * ARGV channel, message, channel, message, … → the number of publishes. Channels are not
- * keys (PUBLISH takes none). Sent with EVAL, never EVALSHA: a NOSCRIPT retry after a Redis
- * restart would let later publishes overtake the retried ones.
+ * ARGV prefix, origin instance, then entries in publish order → the number of PUBLISHes:
+ * - `c`, channel, message: PUBLISH message to channel;
+ * - `r`, n, user₁ … userₙ, message: PUBLISH message once to `<prefix>i:<instance>` of
+ *   every instance other than the origin found in the users' `<prefix>pu:<user>` hashes.
+ * Channels are not keys (PUBLISH takes none); the presence hashes are read by name
+ * (standalone Redis / Sentinel, as the presence scripts). Sent with EVAL, never EVALSHA:
+ * a NOSCRIPT retry after a Redis restart would let later publishes overtake the retried ones.
  */
-const PUBLISH_MANY = `for i = 1, #ARGV, 2 do redis.call('PUBLISH', ARGV[i], ARGV[i + 1]) end
-return #ARGV / 2`;
+const PUBLISH_MANY = `local prefix, origin, i, n = ARGV[1], ARGV[2], 3, 0
+while i <= #ARGV do
+  if ARGV[i] == 'c' then
+    redis.call('PUBLISH', ARGV[i + 1], ARGV[i + 2])
+    n = n + 1
+    i = i + 3
+  else
+    local count = tonumber(ARGV[i + 1])
+    local msg = ARGV[i + 2 + count]
+    local sent = {}
+    for j = i + 2, i + 1 + count do
+      for _, inst in ipairs(redis.call('HKEYS', prefix .. 'pu:' .. ARGV[j])) do
+        if inst ~= origin and not sent[inst] then
+          sent[inst] = true
+          redis.call('PUBLISH', prefix .. 'i:' .. inst, msg)
+          n = n + 1
+        end
+      end
+    end
+    i = i + 3 + count
+  end
+end
+return n`;
 
 /** Options of {@link RedisBus}. */
 export interface RedisBusOptions {
@@ -56,12 +93,14 @@ export class RedisBus implements Bus {
   /** Channels with an UNSUBSCRIBE in flight. */
   private readonly unsubscribing = new Set<string>();
   private readonly chanPrefix: string;
+  /** This instance's own channel (deliveries routed per instance). */
+  private readonly instChannel: string;
   private readonly listener = (message: string, channel: string) => this.onMessage(message, channel);
   private readonly timer: NodeJS.Timeout;
   private skipped = 0;
   private lastSkipLog = 0;
-  /** Publishes queued this turn: channel, message, channel, message, … */
-  private outbox: string[] = [];
+  /** Entries queued this turn ({@link PUBLISH_MANY}'s encoding), in batches of ≤ PUBLISH_BATCH entries. */
+  private outbox: { args: string[]; entries: number; publishes: number }[] = [];
   private flushScheduled = false;
   private commands = 0;
 
@@ -75,6 +114,7 @@ export class RedisBus implements Bus {
     private readonly opts: RedisBusOptions,
   ) {
     this.chanPrefix = `${opts.prefix}u:`;
+    this.instChannel = `${opts.prefix}i:${opts.instanceId}`;
     sub.on('ready', () => void this.reconcile());
     this.timer = setInterval(() => void this.reconcile(), RECONCILE_MS);
     this.timer.unref();
@@ -84,8 +124,15 @@ export class RedisBus implements Bus {
     this.handler(d);
     if (d.userIds.length === 0) return;
     if (!this.pub.isReady) return this.noteSkipped(d.userIds.length, undefined);
-    const wire = encodeDelivery(this.opts.instanceId, d, false);
-    for (const userId of d.userIds) this.outbox.push(this.chanPrefix + userId, wire);
+    if (d.userIds.length >= ROUTE_MIN_USERS) {
+      const args = this.batch(d.userIds.length);
+      args.push('r', String(d.userIds.length));
+      for (const userId of d.userIds) args.push(userId);
+      args.push(encodeDelivery(this.opts.instanceId, d, true));
+    } else {
+      const wire = encodeDelivery(this.opts.instanceId, d, false);
+      for (const userId of d.userIds) this.batch(1).push('c', this.chanPrefix + userId, wire);
+    }
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       setImmediate(this.flush);
@@ -93,26 +140,33 @@ export class RedisBus implements Bus {
   }
 
   /**
-   * Send the queued publishes (see the module doc). Returns the commands' replies, which
-   * never reject: a failed command counts its publishes as skipped.
+   * Make room for one entry in this turn's last batch (a new batch past PUBLISH_BATCH
+   * entries) and return that batch's argument list for the caller to append the entry to.
+   * @param recipients users the entry addresses (what a failed command counts as skipped)
+   */
+  private batch(recipients: number): string[] {
+    let last = this.outbox[this.outbox.length - 1];
+    if (!last || last.entries >= PUBLISH_BATCH) this.outbox.push((last = { args: [this.opts.prefix, this.opts.instanceId], entries: 0, publishes: 0 }));
+    last.entries++;
+    last.publishes += recipients;
+    return last.args;
+  }
+
+  /**
+   * Send the queued publishes (see the module doc): one command per batch, in order; a
+   * lone per-user publish as a plain PUBLISH. Returns the commands' replies, which never
+   * reject: a failed command counts its publishes as skipped.
    */
   private readonly flush = (): Promise<unknown>[] => {
     this.flushScheduled = false;
     const out = this.outbox;
-    if (out.length === 0) return [];
     this.outbox = [];
-    if (out.length === 2) {
+    return out.map((b) => {
       this.commands++;
-      return [this.pub.publish(out[0]!, out[1]!).catch((err: Error) => this.noteSkipped(1, err))];
-    }
-    const sent: Promise<unknown>[] = [];
-    for (let i = 0; i < out.length; i += 2 * PUBLISH_BATCH) {
-      // The usual turn fits one command: send the queue itself, no copy.
-      const args = out.length <= 2 * PUBLISH_BATCH ? out : out.slice(i, i + 2 * PUBLISH_BATCH);
-      this.commands++;
-      sent.push(this.pub.eval(PUBLISH_MANY, { arguments: args }).catch((err: Error) => this.noteSkipped(args.length / 2, err)));
-    }
-    return sent;
+      const skipped = (err: Error) => this.noteSkipped(b.publishes, err);
+      if (b.entries === 1 && b.args[2] === 'c') return this.pub.publish(b.args[3]!, b.args[4]!).catch(skipped);
+      return this.pub.eval(PUBLISH_MANY, { arguments: b.args }).catch(skipped);
+    });
   };
 
   async start(handler: DeliveryHandler): Promise<void> {
@@ -159,6 +213,13 @@ export class RedisBus implements Bus {
   private onMessage(message: string, channel: string): void {
     const dec = decodeDelivery(message);
     if (!dec || dec.origin === this.opts.instanceId) return;
+    if (channel === this.instChannel) {
+      // Routed per instance: keep the recipients held here.
+      const here = dec.delivery.userIds.filter((u) => this.wanted.has(u));
+      if (here.length === 0) return;
+      dec.delivery.userIds = here;
+      return this.handler(dec.delivery);
+    }
     const userId = channel.slice(this.chanPrefix.length);
     if (!this.wanted.has(userId)) return;
     dec.delivery.userIds = [userId];
@@ -166,7 +227,7 @@ export class RedisBus implements Bus {
   }
 
   private isWanted(ch: string): boolean {
-    return this.wanted.has(ch.slice(this.chanPrefix.length));
+    return ch === this.instChannel || this.wanted.has(ch.slice(this.chanPrefix.length));
   }
 
   /** SUBSCRIBE; channels no longer wanted by the time it is acknowledged are unsubscribed again. */
@@ -200,7 +261,7 @@ export class RedisBus implements Bus {
   /** Bring the subscriber's channels in line with the users held here (after reconnects). */
   private async reconcile(): Promise<void> {
     if (!this.sub.isReady) return;
-    const add: string[] = [];
+    const add: string[] = this.subscribed.has(this.instChannel) ? [] : [this.instChannel];
     for (const u of this.wanted) {
       const ch = this.chanPrefix + u;
       if (!this.subscribed.has(ch)) add.push(ch);

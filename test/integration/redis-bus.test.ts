@@ -4,12 +4,13 @@
  * publishes of one event-loop turn go out as one command and arrive complete and in
  * order per recipient, past the script's batch size too; a lone publish is one PUBLISH;
  * local delivery is synchronous; own echoes are dropped; publishes queued when the bus
- * stops still go out.
+ * stops still go out; deliveries to ROUTE_MIN_USERS or more users are published once per
+ * instance holding any of them (the presence hashes `pu:<user>`), in order with the rest.
  */
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Delivery } from '../../src/fanout/bus.ts';
-import { PUBLISH_BATCH, RedisBus } from '../../src/fanout/redisBus.ts';
+import { PUBLISH_BATCH, RedisBus, ROUTE_MIN_USERS } from '../../src/fanout/redisBus.ts';
 import { closeRedis, createRedis, waitReady, type Redis } from '../../src/fanout/redisClient.ts';
 import { createLogger } from '../../src/observability/logger.ts';
 import { scaleEnabled, sleep, until, warnIfSkipped } from '../helpers/scaleProcs.ts';
@@ -25,6 +26,7 @@ interface Instance {
   bus: RedisBus;
   got: string[];
   pub: Redis;
+  id: string;
 }
 
 describe.skipIf(!scaleEnabled)('RedisBus on Redis', () => {
@@ -37,7 +39,8 @@ describe.skipIf(!scaleEnabled)('RedisBus on Redis', () => {
     clients.push(pub, sub);
     expect(await waitReady(pub, 5000)).toBe(true);
     expect(await waitReady(sub, 5000)).toBe(true);
-    const bus = new RedisBus(pub, sub, { prefix, instanceId: `${name}-${randomBytes(3).toString('hex')}`, logger });
+    const id = `${name}-${randomBytes(3).toString('hex')}`;
+    const bus = new RedisBus(pub, sub, { prefix, instanceId: id, logger });
     buses.push(bus);
     const got: string[] = [];
     // As the gateway's registry: deliver to the users held here.
@@ -45,8 +48,10 @@ describe.skipIf(!scaleEnabled)('RedisBus on Redis', () => {
     await bus.start((d: Delivery) => {
       for (const u of d.userIds) if (held.has(u)) got.push(`${u}|${d.frame}`);
     });
+    // As presence's admission does before a login is acknowledged (src/presence/redisScripts.ts).
+    for (const u of users) await pub.hIncrBy(`${prefix}pu:${u}`, id, 1);
     await Promise.all(users.map((u) => bus.track(u, true)));
-    return { bus, got, pub };
+    return { bus, got, pub, id };
   }
 
   let a: Instance;
@@ -98,6 +103,34 @@ describe.skipIf(!scaleEnabled)('RedisBus on Redis', () => {
     await until('b received 1', () => b.got.length === 1, 5000, 10);
     expect(a.bus.publishCommands - before).toBe(1);
     expect(b.got).toEqual(['3|alone']);
+  });
+
+  it(`routes a delivery to ${ROUTE_MIN_USERS}+ users per instance: one PUBLISH to each other instance holding any of them, none per user, no echo`, async () => {
+    const monitor = createRedis(url, 'monitor', logger);
+    clients.push(monitor);
+    expect(await waitReady(monitor, 5000)).toBe(true);
+    const channels: string[] = [];
+    await monitor.pSubscribe(`${prefix}*`, (_m, ch) => channels.push(ch));
+    a.got.length = 0;
+    b.got.length = 0;
+    // a holds 1; b holds 1, 2, 3; nobody holds 4.
+    a.bus.publish({ userIds: ['1', '2', '3', '4'], frame: 'group' });
+    expect(a.got).toEqual(['1|group']);
+    await until('b received 3', () => b.got.length === 3, 5000, 10);
+    expect(b.got.sort()).toEqual(['1|group', '2|group', '3|group']);
+    await sleep(100);
+    expect(channels).toEqual([`${prefix}i:${b.id}`]);
+    expect(a.got).toEqual(['1|group']);
+
+    // Order per recipient is kept across both layouts within a turn.
+    b.got.length = 0;
+    a.bus.publish({ userIds: ['2'], frame: 'd1' });
+    a.bus.publish({ userIds: ['1', '2', '3'], frame: 'g' });
+    a.bus.publish({ userIds: ['2', '1'], frame: 'd2' });
+    await until('b received 6', () => b.got.length === 6, 5000, 10);
+    expect(b.got.filter((g) => g.startsWith('2|'))).toEqual(['2|d1', '2|g', '2|d2']);
+    expect(b.got.filter((g) => g.startsWith('1|'))).toEqual(['1|g', '1|d2']);
+    await monitor.pUnsubscribe();
   });
 
   it('sends publishes still queued when the bus stops, before its connection is closed', async () => {

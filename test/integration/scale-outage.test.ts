@@ -3,7 +3,7 @@
  * stopped, each process keeps serving and delivering to its own connections and /ready
  * stays 200 with `degraded:true`; once Redis is back (empty: no persistence), the
  * subscriptions and presence are restored without restart and cross-instance delivery
- * resumes.
+ * resumes (per-user channels and the per-instance routing of deliveries to 3+ users).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Frame, TestClient } from '../helpers/client.ts';
@@ -105,6 +105,13 @@ describe.skipIf(!scaleEnabled)('Redis outage: two processes on a private redis-s
       const ids = r.users.map((u: Frame) => u.id).sort();
       return ids.join(',') === '1,2';
     }, 5000, 200);
+    // Deliveries to 3+ users go once per instance, routed through the presence hashes,
+    // which were written back too: a group reaction reaches the members on the other instance.
+    const g = await p1.request({ type: 'create_group', groupName: 'after the outage', initialMembers: ['2', '3'] });
+    const msg = await p1.request({ type: 'send_group_message', groupId: g.groupId, content: 'routed' });
+    await q3.next((f) => f.type === 'new_group_message' && f.message.id === msg.message.id);
+    expect((await q3.request({ type: 'add_group_reaction', messageId: msg.message.id, reaction: '👍' })).type).toBe('group_reaction_added');
+    for (const c of [p1, p2, late]) await c.next((f) => f.type === 'group_reaction_added' && f.messageId === msg.message.id);
     expect(i1.child.exitCode).toBeNull();
     expect(i2.child.exitCode).toBeNull();
   }, 90_000);
