@@ -14,6 +14,8 @@
  *   after a reconnect, after `retryAfter` on `RATE_LIMITED` (§4), after a backoff on
  *   `SERVICE_UNAVAILABLE` (§2.2). A resend of one already stored gets the original ack
  *   (`duplicate: true`) and stores nothing (§6), so each is stored exactly once.
+ * - Sends delivery receipts (§9 `message_delivered`) for the DMs this device receives,
+ *   live or by sync, batched (`deliveryReceipts`, default on).
  * - Finds dead connections the browser cannot see: an application `ping` every
  *   `pingIntervalMs`, the socket dropped when no `pong` comes within `pongTimeoutMs`.
  *
@@ -48,6 +50,9 @@ export class ChatClient {
   private retryTimer: ReturnType<typeof setTimeout> | undefined;
   private pingTimer: ReturnType<typeof setInterval> | undefined;
   private connectTimer: ReturnType<typeof setTimeout> | undefined;
+  /** DM ids received but not yet reported delivered, and the flush timer. */
+  private receipts: string[] = [];
+  private receiptTimer: ReturnType<typeof setTimeout> | undefined;
   private readyWaits: { resolve: () => void; reject: (e: ClientError) => void }[] = [];
   /** Replies awaited by the client's own frames (authenticate, sync, ping), by requestId. */
   private readonly internalWaits = new Map<string, (f: Record<string, unknown> | null) => void>();
@@ -233,6 +238,7 @@ export class ChatClient {
         return false;
       }
       this.cursorNow = String(page.cursor);
+      for (const m of (page as SyncPage).messages) this.received(m as { id?: string; recipientId?: string });
       for (const fn of this.syncListeners) fn(page as SyncPage);
       if (!page.hasMore) return true;
     }
@@ -284,6 +290,7 @@ export class ChatClient {
     }
     if (this.requests.settle(f, (req, err) => this.retryLater(req, err))) return;
     if (f.type === 'token_expiring') void this.refresh();
+    else if (f.type === 'new_private_message') this.received(f.message as { id?: string; recipientId?: string });
     this.emit(f.type, f);
   }
 
@@ -302,6 +309,17 @@ export class ChatClient {
       if (this.requests.has(req) && !req.sent && this.stateNow === 'ready') this.write(req);
     }, delay);
     return true;
+  }
+
+  /** Note a DM that reached this device, for the next batch of delivery receipts. */
+  private received(m: { id?: string; recipientId?: string } | undefined): void {
+    if (this.opts.deliveryReceipts === false || !m?.id || m.recipientId !== this.userId) return;
+    this.receipts.push(m.id);
+    this.receiptTimer ??= setTimeout(() => {
+      this.receiptTimer = undefined;
+      const ids = this.receipts.splice(0);
+      for (let i = 0; i < ids.length; i += 100) this.request('message_delivered', { messageIds: ids.slice(i, i + 100) }).catch(() => {});
+    }, 100);
   }
 
   /** `token_expiring` (§3 item 6): authenticate again on the same connection. */

@@ -50,6 +50,11 @@ export interface ChatClientOptions {
    * retried like a lost connection.
    */
   connectTimeoutMs?: number;
+  /**
+   * Tell senders when their DMs reached this device (§9 `message_delivered`, batched every
+   * 100 ms, up to 100 ids a frame), for DMs received live or by sync (default true).
+   */
+  deliveryReceipts?: boolean;
 }
 
 /**

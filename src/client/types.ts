@@ -348,8 +348,8 @@ export const REPLY_TYPES: { readonly [K in CommandType]: Commands[K]['reply'] } 
 /**
  * Commands the client resends after a reconnect until they are answered: sends carry a
  * `clientMessageId`, so a resend of one the server already stored returns the original
- * ack with `duplicate: true` and stores nothing new (§6 rules). Reads have no effect to
- * repeat. Every other command in flight when the connection drops is failed with
+ * ack with `duplicate: true` and stores nothing new (§6 rules). Reads and delivery
+ * receipts have no effect to repeat. Every other command in flight when the connection drops is failed with
  * `CONNECTION_LOST`, since it may or may not have been applied.
  */
 export const RETRIED_COMMANDS: ReadonlySet<CommandType> = new Set<CommandType>([
@@ -372,6 +372,8 @@ export const RETRIED_COMMANDS: ReadonlySet<CommandType> = new Set<CommandType>([
   'get_group_info',
   'get_pinned_messages',
   'sync',
+  // Records first delivery only (§9): a repeat changes nothing.
+  'message_delivered',
 ]);
 
 /** Commands that get a `clientMessageId` from the client when the caller gives none. */

@@ -31,8 +31,8 @@ const proxies: FreezableProxy[] = [];
 
 beforeAll(async () => {
   s = await startServer(ENV);
-  await s.users('1', '2', '3', '4', '5', '6', '7', '8', '9', '10', '11', '12');
-  await s.follow(['1', '2'], ['2', '1'], ['3', '4'], ['4', '3'], ['5', '6'], ['6', '5'], ['7', '8'], ['8', '7']);
+  await s.users('1', '2', '3', '4', '5', '6', '7', '8', '9', '10', '11', '12', '13', '14', '15', '16');
+  await s.follow(['1', '2'], ['2', '1'], ['3', '4'], ['4', '3'], ['5', '6'], ['6', '5'], ['7', '8'], ['8', '7'], ['13', '14'], ['15', '16']);
 }, 120_000);
 afterAll(async () => {
   for (const c of open) c.close();
@@ -90,6 +90,25 @@ describe('requests and events', () => {
 
     const pong = await a.request('ping', {});
     expect(typeof pong.timestamp).toBe('number');
+  });
+
+  it('delivery receipts (§9): DMs that reach a device are reported delivered to the sender, batched; none when turned off', async () => {
+    const a = client(s.url, '13');
+    const b = client(s.url, '14');
+    const quietA = client(s.url, '15');
+    const quietB = client(s.url, '16', { deliveryReceipts: false });
+    await Promise.all([a, b, quietA, quietB].map((c) => c.connect()));
+    const statuses: string[] = [];
+    a.on('message_status', (f) => statuses.push(`${f.messageId}:${f.status}:${f.userId}`));
+    const ids = await Promise.all(['x', 'y', 'z'].map(async (content) => (await a.request('send_private_message', { recipientId: '14', content })).message.id));
+    await waitFor(async () => statuses.length === 3 || undefined);
+    expect(statuses.sort()).toEqual(ids.map((id) => `${id}:delivered:14`).sort());
+
+    const quiet: unknown[] = [];
+    quietA.on('message_status', (f) => quiet.push(f));
+    await quietA.request('send_private_message', { recipientId: '16', content: 'no receipt' });
+    await sleep(500);
+    expect(quiet).toEqual([]);
   });
 
   it('an error reply rejects with its code and field; a request before connect() is refused', async () => {
