@@ -23,8 +23,9 @@
  * `readyState`), so it runs on the browser's `WebSocket`, Node 22's global one, or the
  * `ws` package on Node 20 (`new ChatClient({ ..., WebSocket })`).
  */
+import { ReceiptBatcher } from './receipts.ts';
 import { backoffDelay, onClose, type StopReason } from './reconnect.ts';
-import { ClientError, RequestTable, type PendingRequest } from './requests.ts';
+import { ClientError, newId, RequestTable, type PendingRequest } from './requests.ts';
 import type { ChatClientOptions, ClientState, StateChange, SyncPage, WebSocketConstructor, WebSocketLike } from './options.ts';
 import { IDEMPOTENT_SENDS, type CommandFields, type CommandType, type ReplyOf, type ServerFrames, type ServerFrameType } from './types.ts';
 
@@ -50,9 +51,8 @@ export class ChatClient {
   private retryTimer: ReturnType<typeof setTimeout> | undefined;
   private pingTimer: ReturnType<typeof setInterval> | undefined;
   private connectTimer: ReturnType<typeof setTimeout> | undefined;
-  /** DM ids received but not yet reported delivered, and the flush timer. */
-  private receipts: string[] = [];
-  private receiptTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Delivery receipts to send (§9), unless turned off. */
+  private readonly receipts: ReceiptBatcher | undefined;
   private readyWaits: { resolve: () => void; reject: (e: ClientError) => void }[] = [];
   /** Replies awaited by the client's own frames (authenticate, sync, ping), by requestId. */
   private readonly internalWaits = new Map<string, (f: Record<string, unknown> | null) => void>();
@@ -69,6 +69,7 @@ export class ChatClient {
     const Ctor = opts.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
     if (!Ctor) throw new TypeError('no WebSocket: pass options.WebSocket (the ws package on Node 20)');
     this.Ctor = Ctor;
+    if (opts.deliveryReceipts !== false) this.receipts = new ReceiptBatcher((messageIds) => void this.request('message_delivered', { messageIds }).catch(() => {}));
   }
 
   /** The current state. */
@@ -238,7 +239,7 @@ export class ChatClient {
         return false;
       }
       this.cursorNow = String(page.cursor);
-      for (const m of (page as SyncPage).messages) this.received(m as { id?: string; recipientId?: string });
+      for (const m of (page as SyncPage).messages) this.receipts?.add(m as { id?: unknown }, this.userId);
       for (const fn of this.syncListeners) fn(page as SyncPage);
       if (!page.hasMore) return true;
     }
@@ -290,7 +291,7 @@ export class ChatClient {
     }
     if (this.requests.settle(f, (req, err) => this.retryLater(req, err))) return;
     if (f.type === 'token_expiring') void this.refresh();
-    else if (f.type === 'new_private_message') this.received(f.message as { id?: string; recipientId?: string });
+    else if (f.type === 'new_private_message') this.receipts?.add(f.message as { id?: unknown }, this.userId);
     this.emit(f.type, f);
   }
 
@@ -309,17 +310,6 @@ export class ChatClient {
       if (this.requests.has(req) && !req.sent && this.stateNow === 'ready') this.write(req);
     }, delay);
     return true;
-  }
-
-  /** Note a DM that reached this device, for the next batch of delivery receipts. */
-  private received(m: { id?: string; recipientId?: string } | undefined): void {
-    if (this.opts.deliveryReceipts === false || !m?.id || m.recipientId !== this.userId) return;
-    this.receipts.push(m.id);
-    this.receiptTimer ??= setTimeout(() => {
-      this.receiptTimer = undefined;
-      const ids = this.receipts.splice(0);
-      for (let i = 0; i < ids.length; i += 100) this.request('message_delivered', { messageIds: ids.slice(i, i + 100) }).catch(() => {});
-    }, 100);
   }
 
   /** `token_expiring` (§3 item 6): authenticate again on the same connection. */
@@ -401,14 +391,4 @@ export class ChatClient {
     this.setState('stopped', code === undefined ? { reason } : { closeCode: code, reason });
     for (const w of this.readyWaits.splice(0)) w.reject(err);
   }
-}
-
-/** A random UUID (v4) for `clientMessageId`s: Web Crypto when present, else Math.random. */
-function newId(): string {
-  const c = (globalThis as { crypto?: { randomUUID?: () => string } }).crypto;
-  if (c?.randomUUID) return c.randomUUID();
-  return 'xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx'.replace(/[xy]/g, (ch) => {
-    const r = (Math.random() * 16) | 0;
-    return (ch === 'x' ? r : (r & 3) | 8).toString(16);
-  });
 }

@@ -145,3 +145,17 @@ export class RequestTable {
     if (req.timer !== undefined) clearTimeout(req.timer);
   }
 }
+
+/**
+ * A random UUID (v4) for `clientMessageId`s (the idempotency key of a send, §6): Web
+ * Crypto's `randomUUID` when present (browsers, Node ≥ 19), else from Math.random.
+ * @returns 36 characters, e.g. `3b241101-e2bb-4255-8caf-4136c566a962`
+ */
+export function newId(): string {
+  const c = (globalThis as { crypto?: { randomUUID?: () => string } }).crypto;
+  if (c?.randomUUID) return c.randomUUID();
+  return 'xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx'.replace(/[xy]/g, (ch) => {
+    const r = (Math.random() * 16) | 0;
+    return (ch === 'x' ? r : (r & 3) | 8).toString(16);
+  });
+}
