@@ -180,7 +180,7 @@ export interface ServerFrames {
   conversation_deleted: Frame<'conversation_deleted', { conversationId: string; deleteForEveryone: boolean } & Stamp>;
   message_marked_read: Frame<'message_marked_read', { messageId: string; conversationId: string } & Stamp>;
   message_read: Frame<'message_read', { messageId: string; conversationId: string; readBy: string } & Stamp>;
-  message_delivered_ack: Frame<'message_delivered_ack'>;
+  message_delivered_ack: Frame<'message_delivered_ack', { messageIds: string[] } & Stamp>;
   message_status: Frame<'message_status', { messageId: string; status: 'delivered' | 'read'; userId: string } & Stamp>;
   typing_indicator_sent: Frame<'typing_indicator_sent', { recipientId: string | null; groupId?: string; isTyping: boolean } & Stamp>;
   typing_indicator: Frame<'typing_indicator', { senderId: string; userId: string; senderUsername: string; conversationId?: string; groupId?: string; isTyping: boolean } & Stamp>;
