@@ -33,6 +33,11 @@ import { createStores, insertConcurrency, type Stores } from './store/index.ts';
 import { applyDevSchema, migrate } from './store/migrate.ts';
 import { createPgDb, type DbObserver, type PoolStats } from './store/pgDb.ts';
 
+/** Longest an HTTP request (an upgrade included) may take to send its headers, ms. */
+const HTTP_HEADERS_TIMEOUT_MS = 10_000;
+/** Longest a whole plain HTTP request may take (/live, /ready, /health, /metrics), ms. */
+const HTTP_REQUEST_TIMEOUT_MS = 15_000;
+
 /** Version reported by /health. */
 export const VERSION = '0.1.0';
 
@@ -195,7 +200,11 @@ export async function createApp(cfg: Config, opts: AppOptions = {}): Promise<App
     if (d.publishedAt !== undefined) metrics.deliveryLag(Date.now() - d.publishedAt);
   });
   const startedAt = Date.now();
+  // Requests must arrive whole within HTTP_HEADERS_TIMEOUT_MS (Node's default, 60 s checked
+  // every 30 s, let a client hold half-sent requests ~90 s): with the per-address cap on
+  // unfinished sockets (gateway/handshakes.ts) this bounds what slowloris can hold.
   const server = createServer(
+    { headersTimeout: HTTP_HEADERS_TIMEOUT_MS, requestTimeout: HTTP_REQUEST_TIMEOUT_MS, connectionsCheckingInterval: 1000 },
     httpHandler({
       startedAt,
       version: VERSION,

@@ -13,6 +13,7 @@ import { ChatError, CloseCode } from '../protocol/errors.ts';
 import type { DecodedFrame } from '../protocol/inbound.ts';
 import { authErrorFrame, authSuccessFrame, connectedFrame, errorFrame, nowIso, serialize } from '../protocol/outbound.ts';
 import type { GatewayHost } from './host.ts';
+import { frameSize, InboundBudget, PAUSED_BACKLOG, PAUSED_BUDGET, ReadGate } from './inboundBudget.ts';
 import { frameBytes, queueVerdict, SLOW_CONSUMER, WRITE_PAST_LIMIT } from './sendQueue.ts';
 import { writeFrameBatched } from './wsFrame.ts';
 
@@ -44,7 +45,10 @@ export class Connection {
   private authFailures = 0;
   private chain: Promise<void> = Promise.resolve();
   private pending = 0;
-  private paused = false;
+  /** Reading stops while PAUSE_AT commands wait or the inbound budget is spent (./inboundBudget.ts). */
+  private readonly gate: ReadGate;
+  private readonly budget = new InboundBudget();
+  private budgetTimer: NodeJS.Timeout | undefined;
   private draining = false;
   /** While admission runs: deliveries wait here so that `auth_success` is the first frame after it (PROTOCOL §3). */
   private deferred: (string | Buffer)[] | null = null;
@@ -65,6 +69,7 @@ export class Connection {
     readonly host: GatewayHost,
     bearer: string | undefined,
   ) {
+    this.gate = new ReadGate(ws);
     // Shared listeners (no closures per connection): `this` is the socket, which knows its Connection.
     ws.conn = this;
     ws.on('message', onSocketMessage);
@@ -169,10 +174,8 @@ export class Connection {
    */
   drain(): Promise<void> {
     this.draining = true;
-    if (this.paused) {
-      this.paused = false;
-      this.ws.resume();
-    }
+    clearTimeout(this.budgetTimer);
+    this.gate.open();
     return this.chain;
   }
 
@@ -195,6 +198,14 @@ export class Connection {
   /** Socket events (see the shared listeners below). */
   onMessage(data: RawData, isBinary: boolean): void {
     if (this.closed || this.draining) return;
+    // Bytes from the peer show it is there, even when its pong waits behind a backlog we
+    // are still reading (the heartbeat must not take our own backpressure for a dead peer).
+    this.alive = true;
+    const wait = this.budget.take(frameSize(data), this.identity !== undefined);
+    if (wait > 0 && !this.gate.has(PAUSED_BUDGET)) {
+      this.pause(PAUSED_BUDGET, true);
+      this.budgetTimer = setTimeout(() => this.pause(PAUSED_BUDGET, false), wait);
+    }
     if (isBinary) {
       this.host.metrics?.frameIn('binary');
       this.enqueue(async () => this.sendError(new ChatError('BAD_REQUEST', 'binary frames are not supported; send JSON text'), undefined));
@@ -207,10 +218,7 @@ export class Connection {
   /** Run `task` after every earlier one (commands are processed in arrival order); pause reading when many wait. */
   private enqueue(task: () => Promise<void>): void {
     this.pending++;
-    if (this.pending >= PAUSE_AT && !this.paused) {
-      this.paused = true;
-      this.ws.pause();
-    }
+    if (this.pending >= PAUSE_AT) this.pause(PAUSED_BACKLOG, true);
     this.chain = this.chain
       .then(task)
       .catch((err) => {
@@ -218,11 +226,18 @@ export class Connection {
       })
       .finally(() => {
         this.pending--;
-        if (this.paused && this.pending <= RESUME_AT) {
-          this.paused = false;
-          this.ws.resume();
-        }
+        if (this.pending <= RESUME_AT) this.pause(PAUSED_BACKLOG, false);
       });
+  }
+
+  /** True while this side has stopped reading the socket (backlog or inbound budget). */
+  get holdingInput(): boolean {
+    return this.gate.paused;
+  }
+
+  /** Set or clear one reason to stop reading (not once closed or draining). */
+  private pause(reason: number, on: boolean): void {
+    if (!this.closed && !this.draining) this.gate.set(reason, on);
   }
 
   private async process(raw: string): Promise<void> {
@@ -342,6 +357,7 @@ export class Connection {
   /** The socket closed. */
   cleanup(): void {
     this.closed = true;
+    clearTimeout(this.budgetTimer);
     const { deadlines } = this.host;
     deadlines.auth.clear(this);
     deadlines.tokenWarning.clear(this);

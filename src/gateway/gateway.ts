@@ -23,6 +23,7 @@ import { clientIp, originAllowed, type IpConnectionCounter } from './admission.t
 import { Connection, ConnSocket } from './connection.ts';
 import { DeadlineWheel } from './deadlines.ts';
 import type { Handler } from './dispatch.ts';
+import { PendingSockets } from './handshakes.ts';
 import { Heartbeat } from './heartbeat.ts';
 import type { ConnectionDeadlines, GatewayHost, GatewayMetrics, GatewaySettings, UpgradeRejection } from './host.ts';
 import { ConnectionRegistry } from './registry.ts';
@@ -71,6 +72,8 @@ export class Gateway implements GatewayHost {
   private readonly wss: WebSocketServer;
   private recheckTimer: NodeJS.Timeout | undefined;
   private draining = false;
+  /** Sockets per address whose request has not arrived yet (./handshakes.ts). */
+  readonly pendingSockets: PendingSockets;
 
   constructor(private readonly deps: GatewayDeps) {
     this.settings = deps.settings;
@@ -78,6 +81,7 @@ export class Gateway implements GatewayHost {
     this.decoder = deps.decoder;
     this.verifier = deps.verifier;
     this.metrics = deps.metrics;
+    this.pendingSockets = new PendingSockets(deps.settings.maxConnectionsPerIp, () => this.metrics?.upgradeRejected('pending_ip_cap'));
     this.registry = new ConnectionRegistry<Connection>({
       prepareFrames: !deps.settings.wsCompression,
       onFramesOut: (payload, n) => this.metrics?.framesOutMany(payload, n),
@@ -101,6 +105,10 @@ export class Gateway implements GatewayHost {
         }
       },
       dead: (c) => {
+        // We stopped reading it ourselves (a backlog of its commands, or its inbound budget
+        // ran dry): its pong may be waiting unread. Both pauses end by themselves; the next
+        // round checks it again.
+        if (c.holdingInput) return;
         this.logger.info('dead peer terminated', { connId: c.id, userId: c.identity?.user.id });
         c.closed = true;
         c.ws.terminate();
@@ -110,6 +118,7 @@ export class Gateway implements GatewayHost {
 
   /** Accept upgrades on `server` and start the heartbeat and re-check timers. */
   attach(server: Server): void {
+    if (this.settings.trustProxy <= 0) this.pendingSockets.attach(server);
     server.on('upgrade', (req, socket, head) => void this.onUpgrade(req, socket, head));
     this.conns.start();
     this.recheckTimer = setInterval(() => void this.recheckSessions(), this.settings.sessionRecheckMs);
@@ -132,6 +141,7 @@ export class Gateway implements GatewayHost {
   }
 
   private async onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    this.pendingSockets.done(socket);
     const onError = () => socket.destroy();
     socket.on('error', onError);
     if (this.draining) return this.refuseUpgrade(socket, 503, 'Service Unavailable', 'draining');

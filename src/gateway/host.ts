@@ -64,9 +64,11 @@ export interface GatewayMetrics {
 
 /**
  * Why an upgrade was refused: `draining` (503, shutting down), `origin` (403, Origin not
- * allowed), `connect_rate` (429, CONNECTION_RATE_PER_IP), `ip_cap` (429, MAX_CONNECTIONS_PER_IP).
+ * allowed), `connect_rate` (429, CONNECTION_RATE_PER_IP), `ip_cap` (429, MAX_CONNECTIONS_PER_IP),
+ * `pending_ip_cap` (socket closed at accept: MAX_CONNECTIONS_PER_IP sockets of the address
+ * have not finished their request, ./handshakes.ts).
  */
-export type UpgradeRejection = 'draining' | 'origin' | 'connect_rate' | 'ip_cap';
+export type UpgradeRejection = 'draining' | 'origin' | 'connect_rate' | 'ip_cap' | 'pending_ip_cap';
 
 /** Shared services for connections. */
 export interface GatewayHost {
