@@ -6,19 +6,39 @@
 import type { Queryable } from './db.ts';
 import { MESSAGE_COLUMNS, SENDER_JOIN, toMessageRecord, type MessageRecord, type ReactionSummary } from './types.ts';
 
-/** Page request: `offset` pages from the newest (0 = newest page); `before` takes messages with seq < before. */
+/**
+ * Page request (PROTOCOL §6 `get_private_messages`, §7 `get_group_messages`): `limit`
+ * messages (1..100); `offset` visible messages to skip from the newest (0 = newest page,
+ * any size: its cost does not grow with it, see {@link HistoryStore.page}); `before` takes
+ * messages with seq < before instead.
+ */
 export interface PageRequest {
   limit: number;
   offset?: number;
   before?: number;
 }
 
-/** A page, oldest first; `total` visible messages in the conversation; `hasMore` older ones exist beyond the page. */
+/**
+ * A page, oldest first; `hasMore`: older visible messages exist beyond the page.
+ * `total`: the visible messages in the conversation, exact unless more than
+ * {@link HIDDEN_SCAN_CAP} of its messages are hidden from this viewer, in which case it is
+ * a lower bound (the visible messages above the hidden ones it examined); `totalExact`
+ * says which.
+ */
 export interface Page {
   messages: MessageRecord[];
   total: number;
+  totalExact: boolean;
   hasMore: boolean;
 }
+
+/**
+ * Most hidden messages (deleted for everyone, deleted by the viewer, or from a sender
+ * hidden from the viewer) one page examines to place the page and count `total` exactly.
+ * Beyond it `total` is a lower bound and an offset past the examined range is applied by
+ * SQL OFFSET below it (PROTOCOL-NOTES: history `total`).
+ */
+export const HIDDEN_SCAN_CAP = 10_000;
 
 /** One row of the viewer's conversation list. */
 export interface ConversationRow {
@@ -34,35 +54,115 @@ const VISIBLE = `m.conversation_id = $1 AND NOT m.is_deleted
   AND m.seq > COALESCE((SELECT up_to_seq FROM conversation_deletions cd WHERE cd.conversation_id = $1 AND cd.user_id = $2), 0)
   AND NOT EXISTS (SELECT 1 FROM message_deletions d WHERE d.message_id = m.id AND d.user_id = $2)`;
 
+/**
+ * The conversation's range as the viewer sees it and the seqs hidden inside it, newest
+ * first, at most `$4` of them (HIDDEN_SCAN_CAP + 1): `top` = last_seq, `floor` = the
+ * viewer's conversation deletion (messages with seq <= floor are hidden). A conversation's
+ * seqs are gap-free 1..last_seq (store/messages.ts and store/insertBatch.ts take the seq
+ * and write the row in one statement; rows are never removed one by one), so every seq
+ * in (floor, top] is a row, and the visible ones are those not listed here. Each branch
+ * reads an index in seq order and stops after `$4` rows (003/004 migrations):
+ * deleted-for-everyone through private_messages_conv_deleted, the viewer's own deletions
+ * through message_deletions_sync (all of the viewer's, each looked up by primary key: a
+ * per-row subquery, because as a join the planner hashed the whole conversation instead,
+ * 100 000 rows for 990 deletions; OFFSET 0 keeps it from being inlined and run once per
+ * reference), hidden senders
+ * of a group through private_messages_group_sender. `$3` = hidden senders (text[]),
+ * `$5` = include the sender branch.
+ */
+const HIDDEN_SQL = `WITH r AS (
+    SELECT c.last_seq AS top,
+      COALESCE((SELECT up_to_seq FROM conversation_deletions cd WHERE cd.conversation_id = $1 AND cd.user_id = $2), 0) AS floor
+    FROM conversations c WHERE c.conversation_id = $1)
+  SELECT r.top::text AS top, r.floor::text AS floor,
+    (SELECT string_agg(h.seq::text, ',' ORDER BY h.seq DESC) FROM (
+       SELECT u.seq FROM (
+         (SELECT m.seq FROM private_messages m WHERE m.conversation_id = $1 AND m.is_deleted AND m.seq > r.floor AND m.seq <= r.top
+           ORDER BY m.seq DESC LIMIT $4)
+         UNION
+         (SELECT x.seq FROM (SELECT (SELECT m.seq FROM private_messages m WHERE m.id = d.message_id AND m.conversation_id = $1) AS seq
+             FROM message_deletions d WHERE d.user_id = $2 OFFSET 0) x
+           WHERE x.seq > r.floor AND x.seq <= r.top ORDER BY x.seq DESC LIMIT $4)
+         UNION
+         (SELECT m.seq FROM private_messages m WHERE $5 AND m.conversation_id = $1 AND m.group_id IS NOT NULL AND m.sender_id = ANY($3::text[])
+           AND m.seq > r.floor AND m.seq <= r.top ORDER BY m.seq DESC LIMIT $4)
+
+       ) u ORDER BY u.seq DESC LIMIT $4) h) AS hidden
+  FROM r`;
+
 /** History and listing queries. */
 export class HistoryStore {
   constructor(private readonly db: Queryable) {}
 
   /**
-   * A page of the conversation `conversationId` as `viewerId` sees it, with reactions.
-   * `excludeSenders`: senders hidden from this viewer (group blocks, PROTOCOL §5).
+   * A page of the conversation `conversationId` as `viewerId` sees it, with reactions
+   * (PROTOCOL §6 `private_message_history`, §7 `group_messages`). `excludeSenders`:
+   * senders hidden from this viewer in a group (group blocks, PROTOCOL §5); only group
+   * messages (group_id set) are counted as hidden by it, so a DM passes none. Resolves {@link Page};
+   * an unknown conversation gives an empty page with total 0. Throws driver errors.
+   *
+   * Cost (audit 2 of 2026-12-05, F5): two index reads, no count over the conversation. The first
+   * lists the seqs hidden from the viewer ({@link HIDDEN_SQL}, at most HIDDEN_SCAN_CAP + 1);
+   * with them `total` = (top - floor) - hidden, and the newest message of an `offset` page
+   * is placed arithmetically (seqs are gap-free), so the page itself is a backward index
+   * scan from that seq reading `limit + 1` visible rows (plus hidden ones in between),
+   * whatever the offset: offset 299 900 of a 300 001-message conversation costs what offset
+   * 0 does, and an offset past the end reads nothing. Only when more than HIDDEN_SCAN_CAP
+   * messages are hidden and the offset reaches below the ones listed does the page fall
+   * back to SQL OFFSET (counted from the lowest listed seq), and `total` is then a lower bound.
    */
   async page(conversationId: string, viewerId: string, req: PageRequest, excludeSenders: readonly string[] = []): Promise<Page> {
+    const cap = HIDDEN_SCAN_CAP;
+    const { rows: rr } = await this.db.query<{ top: string; floor: string; hidden: string | null }>(HIDDEN_SQL, [
+      conversationId,
+      viewerId,
+      excludeSenders,
+      cap + 1,
+      excludeSenders.length > 0,
+    ]);
+    const r = rr[0];
+    if (!r) return { messages: [], total: 0, totalExact: true, hasMore: false };
+    const top = Number(r.top);
+    const floor = Number(r.floor);
+    const hidden = r.hidden ? r.hidden.split(',').map(Number) : [];
+    const truncated = hidden.length > cap;
+    // Truncated: the hidden seqs are known exactly in [lowest, top] only.
+    const lowest = truncated ? hidden[cap]! : floor;
+    const visibleKnown = Math.max(0, top - lowest - (truncated ? cap : hidden.length));
+    const total = visibleKnown;
+
     const params: unknown[] = [conversationId, viewerId, excludeSenders];
     const where = `${VISIBLE} AND NOT (m.sender_id = ANY($3::text[]))`;
     let pageSql: string;
     if (req.before !== undefined) {
-      params.push(req.before, req.limit + 1);
-      pageSql = `SELECT ${MESSAGE_COLUMNS} FROM private_messages m ${SENDER_JOIN} WHERE ${where} AND m.seq < $4 ORDER BY m.seq DESC LIMIT $5`;
+      params.push(Math.min(req.before - 1, top), req.limit + 1);
+      pageSql = `SELECT ${MESSAGE_COLUMNS} FROM private_messages m ${SENDER_JOIN} WHERE ${where} AND m.seq <= $4 ORDER BY m.seq DESC LIMIT $5`;
     } else {
-      params.push(req.limit + 1, req.offset ?? 0);
-      pageSql = `SELECT ${MESSAGE_COLUMNS} FROM private_messages m ${SENDER_JOIN} WHERE ${where} ORDER BY m.seq DESC LIMIT $4 OFFSET $5`;
+      const offset = req.offset ?? 0;
+      // The newest seq of the page: the (offset + 1)-th visible seq counting down from top.
+      let start = top - offset;
+      let i = 0;
+      while (i < hidden.length && i < cap && hidden[i]! >= start) {
+        start--;
+        i++;
+      }
+      if (!truncated || start > lowest) {
+        if (start <= floor) return { messages: [], total, totalExact: !truncated, hasMore: false };
+        params.push(start, req.limit + 1);
+        pageSql = `SELECT ${MESSAGE_COLUMNS} FROM private_messages m ${SENDER_JOIN} WHERE ${where} AND m.seq <= $4 ORDER BY m.seq DESC LIMIT $5`;
+      } else {
+        // Below the listed hidden seqs: skip the rest of the offset with OFFSET there.
+        params.push(lowest, req.limit + 1, Math.max(0, offset - visibleKnown));
+        pageSql = `SELECT ${MESSAGE_COLUMNS} FROM private_messages m ${SENDER_JOIN} WHERE ${where} AND m.seq < $4 ORDER BY m.seq DESC LIMIT $5 OFFSET $6`;
+      }
     }
-    const [pageRes, countRes] = await Promise.all([
-      this.db.query(pageSql, params),
-      this.db.query<{ n: number }>(`SELECT count(*)::int AS n FROM private_messages m WHERE ${where}`, params.slice(0, 3)),
-    ]);
+    const pageRes = await this.db.query(pageSql, params);
     const rows = pageRes.rows.map(toMessageRecord);
     const hasMore = rows.length > req.limit;
     if (hasMore) rows.length = req.limit;
     rows.reverse();
     await this.attachReactions(rows);
-    return { messages: rows, total: Number(countRes.rows[0]?.n ?? 0), hasMore };
+    return { messages: rows, total, totalExact: !truncated, hasMore };
   }
 
   /** Fill `reactions` of each message (one query for all). */
