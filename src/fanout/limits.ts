@@ -7,9 +7,9 @@
  * allowing everything; the fallback is logged (at most every 30 s) and Redis health is
  * visible in /health.
  */
-import { RateLimiterCluster } from 'rate-limiter-flexible';
+import { RateLimiterCluster, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import type { Logger } from '../observability/logger.ts';
-import { limitersFrom, memoryRateLimits, type LimitSpec, type RateLimits } from '../policy/rateLimits.ts';
+import { memoryRateLimits, type LimitKind, type LimitSpec, type RateLimits } from '../policy/rateLimits.ts';
 
 /**
  * `shared` limits, falling back to `local` ones for any call where `shared` rejects.
@@ -37,8 +37,58 @@ export function withFallback(shared: RateLimits, local: RateLimits, logger: Logg
   };
 }
 
-/** Limits counted by the cluster primary (RateLimiterClusterMaster), per-process when it does not answer within 1 s. */
+/**
+ * Limits counted by the cluster primary (RateLimiterClusterMaster), per-process when it
+ * does not answer within 1 s. A key the primary refused is remembered by this worker until
+ * its window ends ({@link rememberingRefusals}): a client that keeps sending past its
+ * budget (typing, sends, connects) costs the primary one round trip per window, not one
+ * per frame (audit 3: a typing flood from 200 connections held the primary at a third of
+ * a core and slowed every worker's commands).
+ */
 export function clusterRateLimits(spec: LimitSpec, logger: Logger): RateLimits {
-  const shared = limitersFrom(spec, (kind, points, duration) => new RateLimiterCluster({ keyPrefix: `chat:${kind}`, points, duration, timeoutMs: 1000 }));
+  const shared = rememberingRefusals(spec, (kind, points, duration) => new RateLimiterCluster({ keyPrefix: `chat:${kind}`, points, duration, timeoutMs: 1000 }));
   return withFallback(shared, memoryRateLimits(spec), logger);
+}
+
+/** Remembered refusals are swept this often, ms. */
+const REFUSAL_SWEEP_MS = 10_000;
+
+/**
+ * Fixed-window limits (one `make` limiter per kind) that answer a key refused once
+ * locally until its window ends: in a fixed window nothing is granted again before then,
+ * so the answers are the same, with the exact `retryAfter` (PROTOCOL §4). Remembered keys
+ * are swept every {@link REFUSAL_SWEEP_MS} (an unref'd timer).
+ * @param spec points and window per kind
+ * @param make the shared limiter of one kind
+ * @returns limits that reject like `make`'s limiters do (a store error rejects; the caller falls back)
+ */
+export function rememberingRefusals(spec: LimitSpec, make: (kind: LimitKind, points: number, durationS: number) => RateLimiterAbstract): RateLimits {
+  const limiters = {} as Record<LimitKind, RateLimiterAbstract>;
+  for (const kind of Object.keys(spec) as LimitKind[]) limiters[kind] = make(kind, spec[kind].points, spec[kind].windowMs / 1000);
+  /** `kind key` → end of its exhausted window (epoch ms). */
+  const refusedUntil = new Map<string, number>();
+  const sweep = setInterval(() => {
+    const now = Date.now();
+    for (const [k, until] of refusedUntil) if (until <= now) refusedUntil.delete(k);
+  }, REFUSAL_SWEEP_MS);
+  sweep.unref();
+  return {
+    async consume(kind, key) {
+      const k = `${kind} ${key}`;
+      const until = refusedUntil.get(k);
+      const now = Date.now();
+      if (until !== undefined) {
+        if (until > now) return Math.max(1, Math.ceil((until - now) / 1000));
+        refusedUntil.delete(k);
+      }
+      try {
+        await limiters[kind].consume(key);
+        return null;
+      } catch (res) {
+        if (!(res instanceof RateLimiterRes)) throw res;
+        refusedUntil.set(k, Date.now() + res.msBeforeNext);
+        return Math.max(1, Math.ceil(res.msBeforeNext / 1000));
+      }
+    },
+  };
 }
