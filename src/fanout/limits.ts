@@ -9,7 +9,7 @@
  */
 import { RateLimiterCluster, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import type { Logger } from '../observability/logger.ts';
-import { memoryRateLimits, type LimitKind, type LimitSpec, type RateLimits } from '../policy/rateLimits.ts';
+import { limiterPerKind, memoryRateLimits, type LimitKind, type LimitSpec, type RateLimits } from '../policy/rateLimits.ts';
 
 /**
  * `shared` limits, falling back to `local` ones for any call where `shared` rejects.
@@ -63,8 +63,7 @@ const REFUSAL_SWEEP_MS = 10_000;
  * @returns limits that reject like `make`'s limiters do (a store error rejects; the caller falls back)
  */
 export function rememberingRefusals(spec: LimitSpec, make: (kind: LimitKind, points: number, durationS: number) => RateLimiterAbstract): RateLimits {
-  const limiters = {} as Record<LimitKind, RateLimiterAbstract>;
-  for (const kind of Object.keys(spec) as LimitKind[]) limiters[kind] = make(kind, spec[kind].points, spec[kind].windowMs / 1000);
+  const limiters = limiterPerKind(spec, make);
   /** `kind key` → end of its exhausted window (epoch ms). */
   const refusedUntil = new Map<string, number>();
   const sweep = setInterval(() => {

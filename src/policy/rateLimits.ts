@@ -42,10 +42,19 @@ export function countingHits(limits: RateLimits, onHit: (kind: LimitKind) => voi
   return { consume: (kind, key) => limits.consume(kind, key).then(continuation(kind)) };
 }
 
-/** Build the limiters of `spec` with `make` (memory, cluster or Redis store). */
-export function limitersFrom(spec: LimitSpec, make: (kind: LimitKind, points: number, durationS: number) => RateLimiterAbstract): RateLimits {
+/**
+ * One limiter per kind of `spec`, built by `make` with the kind's points and window (s).
+ * @returns the limiters by kind
+ */
+export function limiterPerKind(spec: LimitSpec, make: (kind: LimitKind, points: number, durationS: number) => RateLimiterAbstract): Record<LimitKind, RateLimiterAbstract> {
   const limiters = {} as Record<LimitKind, RateLimiterAbstract>;
   for (const kind of Object.keys(spec) as LimitKind[]) limiters[kind] = make(kind, spec[kind].points, spec[kind].windowMs / 1000);
+  return limiters;
+}
+
+/** Build the limiters of `spec` with `make` (memory, cluster or Redis store). */
+export function limitersFrom(spec: LimitSpec, make: (kind: LimitKind, points: number, durationS: number) => RateLimiterAbstract): RateLimits {
+  const limiters = limiterPerKind(spec, make);
   return {
     async consume(kind, key) {
       try {
