@@ -1,7 +1,8 @@
 /**
  * A TCP proxy on 127.0.0.1 for fault tests: it can freeze (sockets stay open, nothing is
  * forwarded, in both directions or only target → client), cut every open connection,
- * refuse new ones, and forward to another target port.
+ * refuse new ones (accepted then reset, or not listening at all: {@link down}), and
+ * forward to another target port.
  */
 import net from 'node:net';
 
@@ -20,9 +21,9 @@ export class FreezableProxy {
   /** @param target where connections are forwarded (see {@link retarget}) */
   constructor(private target: { host: string; port: number }) {}
 
-  /** Listen on 127.0.0.1, port 0. */
+  /** Listen on 127.0.0.1: port 0 the first time, the same port again after {@link down}. */
   async start(): Promise<void> {
-    this.server = net.createServer((client) => {
+    const server = net.createServer((client) => {
       if (this.refusing) return void client.destroy();
       const upstream = net.connect(this.target.port, this.target.host);
       const pair: [net.Socket, net.Socket] = [client, upstream];
@@ -36,8 +37,21 @@ export class FreezableProxy {
       }
       this.connect(pair);
     });
-    await new Promise<void>((r) => this.server!.listen(0, '127.0.0.1', () => r()));
-    this.port = (this.server!.address() as net.AddressInfo).port;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.port, '127.0.0.1', () => resolve());
+    });
+    this.port = (server.address() as net.AddressInfo).port;
+    this.server = server;
+  }
+
+  /** The outage: stop listening (new connections are refused by the OS) and cut every open one. */
+  async down(): Promise<void> {
+    const server = this.server;
+    this.server = undefined;
+    const closed = new Promise<void>((r) => (server ? server.close(() => r()) : r()));
+    this.cut();
+    await closed;
   }
 
   /** Stop forwarding on open and new connections (`down`: only target → client). */
@@ -79,8 +93,7 @@ export class FreezableProxy {
 
   /** Cut every connection and stop listening. */
   async close(): Promise<void> {
-    this.cut();
-    await new Promise<void>((r) => this.server?.close(() => r()) ?? r());
+    await this.down();
   }
 
   /** Pipe the directions the freeze mode lets through (unpiping first: never twice). */

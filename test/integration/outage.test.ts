@@ -6,54 +6,12 @@
  *
  * PostgreSQL only: the embedded database (PGlite) runs in-process and cannot go away.
  */
-import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TestClient } from '../helpers/client.ts';
 import { createTestDatabase, onPostgres } from '../helpers/db.ts';
 import { startServer, type TestServer } from '../helpers/server.ts';
+import { FreezableProxy } from '../helpers/tcpProxy.ts';
 import { httpGet, waitFor } from '../helpers/wire.ts';
-
-/** A TCP proxy to `target` that can be cut (sockets destroyed, listener closed) and restored on the same port. */
-class CuttableProxy {
-  private server: net.Server | undefined;
-  private readonly sockets = new Set<net.Socket>();
-  port = 0;
-
-  constructor(private readonly target: { host: string; port: number }) {}
-
-  async start(): Promise<void> {
-    const server = net.createServer((client) => {
-      const upstream = net.connect(this.target.port, this.target.host);
-      for (const [a, b] of [
-        [client, upstream],
-        [upstream, client],
-      ] as const) {
-        this.sockets.add(a);
-        a.on('error', () => b.destroy());
-        a.on('close', () => {
-          this.sockets.delete(a);
-          b.destroy();
-        });
-        a.pipe(b);
-      }
-    });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(this.port, '127.0.0.1', () => resolve());
-    });
-    this.port = (server.address() as net.AddressInfo).port;
-    this.server = server;
-  }
-
-  /** The outage: refuse new connections and drop every open one. */
-  async cut(): Promise<void> {
-    const server = this.server;
-    this.server = undefined;
-    const closed = new Promise<void>((r) => (server ? server.close(() => r()) : r()));
-    for (const s of this.sockets) s.destroy();
-    await closed;
-  }
-}
 
 const title = onPostgres
   ? 'database outage (PostgreSQL through a cuttable proxy)'
@@ -61,12 +19,12 @@ const title = onPostgres
 
 describe.skipIf(!onPostgres)(title, () => {
   let s: TestServer;
-  let proxy: CuttableProxy;
+  let proxy: FreezableProxy;
 
   beforeAll(async () => {
     const database = await createTestDatabase();
     const u = new URL(database.url!);
-    proxy = new CuttableProxy({ host: u.hostname, port: Number(u.port || 5432) });
+    proxy = new FreezableProxy({ host: u.hostname, port: Number(u.port || 5432) });
     await proxy.start();
     const viaProxy = new URL(database.url!);
     viaProxy.hostname = '127.0.0.1';
@@ -87,7 +45,7 @@ describe.skipIf(!onPostgres)(title, () => {
     await s.follow(['1', '2']);
   });
   afterAll(async () => {
-    await proxy?.cut();
+    await proxy?.down();
     await s?.close();
   });
 
@@ -100,7 +58,7 @@ describe.skipIf(!onPostgres)(title, () => {
     expect(before.type, JSON.stringify(before)).toBe('private_message_sent');
     await bob.next('new_private_message');
 
-    await proxy.cut();
+    await proxy.down();
 
     let t = Date.now();
     await waitFor(async () => (await ready()) === 503, 5000, '/ready 503', 100);
