@@ -5,6 +5,7 @@
  * forward to another target port.
  */
 import net from 'node:net';
+import { createTestDatabase, type TestDatabase } from './db.ts';
 
 /** Which directions a freeze stops: both, or only target → client ("down"). */
 export type FreezeMode = 'both' | 'down';
@@ -109,4 +110,25 @@ export class FreezableProxy {
       u.resume();
     } else u.pause();
   }
+}
+
+/** A private test database reached through a {@link FreezableProxy}. */
+export interface ProxiedDatabase {
+  /** The database (drop it, or let a TestServer's close() do it). */
+  database: TestDatabase;
+  /** The proxy in front of it (started). */
+  proxy: FreezableProxy;
+  /** The database's URL through the proxy, for a server's DATABASE_URL. */
+  url: string;
+}
+
+/** Create a private PostgreSQL test database and a started proxy in front of it (PostgreSQL only). */
+export async function databaseBehindProxy(): Promise<ProxiedDatabase> {
+  const database = await createTestDatabase();
+  const u = new URL(database.url!);
+  const proxy = new FreezableProxy({ host: u.hostname, port: Number(u.port || 5432) });
+  await proxy.start();
+  u.hostname = '127.0.0.1';
+  u.port = String(proxy.port);
+  return { database, proxy, url: u.toString() };
 }

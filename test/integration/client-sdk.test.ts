@@ -19,7 +19,7 @@ import { revokeJti } from '../../src/store/devData.ts';
 import { createTestDatabase, onPostgres } from '../helpers/db.ts';
 import { messagesFrom, waitFor } from '../helpers/dmkit.ts';
 import { sleep, startServer, type TestServer } from '../helpers/server.ts';
-import { FreezableProxy } from '../helpers/tcpProxy.ts';
+import { databaseBehindProxy, FreezableProxy } from '../helpers/tcpProxy.ts';
 import { httpGet } from '../helpers/wire.ts';
 
 const WS = WebSocket as unknown as WebSocketConstructor;
@@ -357,12 +357,9 @@ describe('the outbox retries sends refused for a passing reason', () => {
 
   // PostgreSQL only: the embedded database runs in-process and cannot go away.
   it.skipIf(!onPostgres)('SERVICE_UNAVAILABLE: a send written while the database is down is stored once it is back', async () => {
-    const db = await createTestDatabase();
-    const u = new URL(db.url!);
-    const dbProxy = await proxyTo(Number(u.port || 5432));
-    u.hostname = '127.0.0.1';
-    u.port = String(dbProxy.port);
-    const down = await startServer({ ...ENV, DATABASE_URL: u.toString(), DB_CONNECT_TIMEOUT_MS: '500' }, { database: db });
+    const { database: db, proxy: dbProxy, url } = await databaseBehindProxy();
+    proxies.push(dbProxy);
+    const down = await startServer({ ...ENV, DATABASE_URL: url, DB_CONNECT_TIMEOUT_MS: '500' }, { database: db });
     try {
       await down.users('50', '51');
       await down.follow(['50', '51']);

@@ -13,7 +13,7 @@ import type { Frame } from '../helpers/client.ts';
 import { createTestDatabase, onPostgres, type TestDatabase } from '../helpers/db.ts';
 import { Fixture, freePort, spawnServer, type Proc } from '../helpers/scaleProcs.ts';
 import { sleep, startServer, type TestServer } from '../helpers/server.ts';
-import { FreezableProxy } from '../helpers/tcpProxy.ts';
+import { databaseBehindProxy, type FreezableProxy } from '../helpers/tcpProxy.ts';
 import { httpGet, waitFor } from '../helpers/wire.ts';
 
 const ready = async (port: number) => (await httpGet(port, '/ready')).status;
@@ -86,15 +86,11 @@ describe.skipIf(!onPostgres)('PostgreSQL black-holed (connections open, no answe
   let s: TestServer;
   let proxy: FreezableProxy;
   beforeAll(async () => {
-    const database = await createTestDatabase();
-    const u = new URL(database.url!);
-    proxy = new FreezableProxy({ host: u.hostname, port: Number(u.port || 5432) });
-    await proxy.start();
-    u.hostname = '127.0.0.1';
-    u.port = String(proxy.port);
+    const behind = await databaseBehindProxy();
+    proxy = behind.proxy;
     s = await startServer(
-      { DATABASE_URL: u.toString(), DB_CONNECT_TIMEOUT_MS: '1000', DB_STATEMENT_TIMEOUT_MS: '2000', DB_IDLE_TIMEOUT_MS: '20000', RELATION_CACHE_MS: '60000' },
-      { database },
+      { DATABASE_URL: behind.url, DB_CONNECT_TIMEOUT_MS: '1000', DB_STATEMENT_TIMEOUT_MS: '2000', DB_IDLE_TIMEOUT_MS: '20000', RELATION_CACHE_MS: '60000' },
+      { database: behind.database },
     );
     await s.users('1', '2');
     await s.follow(['1', '2']);

@@ -8,9 +8,9 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TestClient } from '../helpers/client.ts';
-import { createTestDatabase, onPostgres } from '../helpers/db.ts';
+import { onPostgres } from '../helpers/db.ts';
 import { startServer, type TestServer } from '../helpers/server.ts';
-import { FreezableProxy } from '../helpers/tcpProxy.ts';
+import { databaseBehindProxy, type FreezableProxy } from '../helpers/tcpProxy.ts';
 import { httpGet, waitFor } from '../helpers/wire.ts';
 
 const title = onPostgres
@@ -22,16 +22,11 @@ describe.skipIf(!onPostgres)(title, () => {
   let proxy: FreezableProxy;
 
   beforeAll(async () => {
-    const database = await createTestDatabase();
-    const u = new URL(database.url!);
-    proxy = new FreezableProxy({ host: u.hostname, port: Number(u.port || 5432) });
-    await proxy.start();
-    const viaProxy = new URL(database.url!);
-    viaProxy.hostname = '127.0.0.1';
-    viaProxy.port = String(proxy.port);
+    const behind = await databaseBehindProxy();
+    proxy = behind.proxy;
     s = await startServer(
       {
-        DATABASE_URL: viaProxy.toString(),
+        DATABASE_URL: behind.url,
         DB_CONNECT_TIMEOUT_MS: '500',
         DB_STATEMENT_TIMEOUT_MS: '2000',
         DB_IDLE_TIMEOUT_MS: '1000',
@@ -39,7 +34,7 @@ describe.skipIf(!onPostgres)(title, () => {
         // outage gets past the policy check and fails at the store.
         RELATION_CACHE_MS: '60000',
       },
-      { database },
+      { database: behind.database },
     );
     await s.users('1', '2');
     await s.follow(['1', '2']);
