@@ -134,6 +134,8 @@ export function serverEnv(infra: Infra, dbUrl: string, opts: BenchOptions, extra
     FOLLOW_POLICY: 'sender_follows',
     MESSAGE_RATE_LIMIT: '100000000',
     ACTION_RATE_LIMIT: '100000000',
+    READ_RATE_LIMIT: '100000000',
+    RECEIPT_RATE_LIMIT: '100000000',
     MAX_CONNECTIONS_PER_IP: '1000000',
     CONNECTION_RATE_PER_IP: '100000000',
     MAX_CONNECTIONS_PER_USER: String(Math.max(16, opts.devices + 2)),
@@ -147,7 +149,7 @@ export function serverEnv(infra: Infra, dbUrl: string, opts: BenchOptions, extra
 }
 
 /** The limits part of {@link serverEnv}, for the report. */
-export const RAISED_LIMITS = ['MESSAGE_RATE_LIMIT', 'ACTION_RATE_LIMIT', 'MAX_CONNECTIONS_PER_IP', 'CONNECTION_RATE_PER_IP', 'MAX_CONNECTIONS_PER_USER', 'MAX_GROUP_SIZE', 'FOLLOW_POLICY'];
+export const RAISED_LIMITS = ['MESSAGE_RATE_LIMIT', 'ACTION_RATE_LIMIT', 'READ_RATE_LIMIT', 'RECEIPT_RATE_LIMIT', 'MAX_CONNECTIONS_PER_IP', 'CONNECTION_RATE_PER_IP', 'MAX_CONNECTIONS_PER_USER', 'MAX_GROUP_SIZE', 'FOLLOW_POLICY'];
 
 /** The single-process server entry: BENCH_SERVER_ENTRY (relative to the repo root) or `src/server.ts`. */
 export const SERVER_ENTRY = process.env.BENCH_SERVER_ENTRY ?? 'src/server.ts';

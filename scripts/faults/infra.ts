@@ -159,6 +159,8 @@ export function serverEnv(infra: Infra, extra: Record<string, string> = {}): Rec
     DATA_DIR: join(infra.logDir, 'data'),
     // All clients share 127.0.0.1 and reconnect in storms: raise the per-IP and per-user budgets.
     MESSAGE_RATE_LIMIT: '100000000',
+    READ_RATE_LIMIT: '100000000',
+    RECEIPT_RATE_LIMIT: '100000000',
     MAX_CONNECTIONS_PER_IP: '100000',
     CONNECTION_RATE_PER_IP: '100000000',
     SESSION_RECHECK_MS: String(infra.sessionRecheckMs),

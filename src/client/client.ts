@@ -69,7 +69,7 @@ export class ChatClient {
     const Ctor = opts.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
     if (!Ctor) throw new TypeError('no WebSocket: pass options.WebSocket (the ws package on Node 20)');
     this.Ctor = Ctor;
-    if (opts.deliveryReceipts !== false) this.receipts = new ReceiptBatcher((messageIds) => void this.request('message_delivered', { messageIds }).catch(() => {}));
+    if (opts.deliveryReceipts !== false) this.receipts = new ReceiptBatcher((messageIds) => this.request('message_delivered', { messageIds }).then(() => undefined, (e) => (e instanceof ClientError && e.code === 'RATE_LIMITED' ? (e.retryAfter ?? 1) : undefined)));
   }
 
   /** The current state. */
@@ -232,6 +232,12 @@ export class ChatClient {
         this.cursorNow = authCursor;
         this.emit('error', page);
         return true;
+      }
+      if (page.type === 'error' && page.code === 'RATE_LIMITED') {
+        // The user's read budget is spent (READ_RATE_LIMIT): the same page after retryAfter.
+        await new Promise((resolve) => setTimeout(resolve, Number(page.retryAfter ?? 1) * 1000));
+        if (this.ws !== ws) return false;
+        continue;
       }
       if (page.type !== 'sync_result') {
         // SERVICE_UNAVAILABLE and the like: try again on a new connection after a backoff.

@@ -12,25 +12,48 @@ const MAX_IDS = 100;
 export class ReceiptBatcher {
   private ids: string[] = [];
   private timer: ReturnType<typeof setTimeout> | undefined;
+  /** No batch goes out before this time (ms since the epoch): a refusal's retryAfter. */
+  private holdUntil = 0;
 
   /**
    * @param send sends one `message_delivered` with up to {@link MAX_IDS} message ids;
-   *   its failures are the caller's to ignore
+   *   resolves the `retryAfter` (s) of a `RATE_LIMITED` refusal (the user's
+   *   RECEIPT_RATE_LIMIT is spent: those ids are sent again after it, with any new ones),
+   *   else undefined (sent, or failed otherwise: dropped, a receipt is best effort)
    */
-  constructor(private readonly send: (messageIds: string[]) => void) {}
+  constructor(private readonly send: (messageIds: string[]) => Promise<number | undefined>) {}
 
   /**
-   * Note a message that reached this device; reported within {@link BATCH_MS}.
+   * Note a message that reached this device; reported within {@link BATCH_MS}, or after the
+   * `retryAfter` of a refused batch.
    * @param m the message (`M` of §6, or a sync entry)
    * @param me the device's user id: only DMs addressed to it are reported
    */
   add(m: { id?: unknown; recipientId?: unknown } | undefined, me: string | undefined): void {
     if (typeof m?.id !== 'string' || me === undefined || m.recipientId !== me) return;
     this.ids.push(m.id);
-    this.timer ??= setTimeout(() => {
-      this.timer = undefined;
-      const ids = this.ids.splice(0);
-      for (let i = 0; i < ids.length; i += MAX_IDS) this.send(ids.slice(i, i + MAX_IDS));
-    }, BATCH_MS);
+    this.schedule(BATCH_MS);
+  }
+
+  /** Flush after `ms`, and not before a refusal's `retryAfter` has passed. */
+  private schedule(ms: number): void {
+    if (this.timer !== undefined) return;
+    this.timer = setTimeout(() => this.flush(), Math.max(ms, this.holdUntil - Date.now()));
+  }
+
+  private flush(): void {
+    this.timer = undefined;
+    const ids = this.ids.splice(0);
+    for (let i = 0; i < ids.length; i += MAX_IDS) {
+      const batch = ids.slice(i, i + MAX_IDS);
+      void this.send(batch).then((retryAfter) => {
+        if (retryAfter === undefined) return;
+        this.ids.unshift(...batch);
+        this.holdUntil = Date.now() + retryAfter * 1000;
+        clearTimeout(this.timer);
+        this.timer = undefined;
+        this.schedule(0);
+      });
+    }
   }
 }

@@ -65,7 +65,7 @@ export class Metrics implements GatewayMetrics {
       new client.Counter({ name: 'chat_errors_total', help: 'Error frames sent (error and auth_error), by code', labelNames: ['code'], registers: [this.registry] }),
     );
     this.limitHits = counterChildren(
-      new client.Counter({ name: 'chat_rate_limit_hits_total', help: 'Refusals by a rate limit (message, action, typing, connect)', labelNames: ['limit'], registers: [this.registry] }),
+      new client.Counter({ name: 'chat_rate_limit_hits_total', help: 'Refusals by a rate limit (message, action, typing, connect, read, receipt)', labelNames: ['limit'], registers: [this.registry] }),
     );
     this.upgradesRejected = counterChildren(
       new client.Counter({ name: 'chat_upgrades_rejected_total', help: 'WebSocket upgrades refused (draining, origin, connect_rate, ip_cap; pending_ip_cap: sockets closed at accept, too many unfinished requests from the address)', labelNames: ['reason'], registers: [this.registry] }),

@@ -5,8 +5,12 @@
  */
 import { RateLimiterMemory, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
 
-/** Budgets: sends, edit/delete/react actions, typing frames, new connections per IP. */
-export type LimitKind = 'message' | 'action' | 'typing' | 'connect';
+/**
+ * Budgets: sends, edit/delete/react actions, typing frames, new connections per IP
+ * (PROTOCOL §1, §4); reads and read/delivery receipts (docs/PROTOCOL-NOTES.md: §4 is
+ * silent on them, and each costs the database a query or an update).
+ */
+export type LimitKind = 'message' | 'action' | 'typing' | 'connect' | 'read' | 'receipt';
 
 /** Points per window (ms) of each budget. */
 export type LimitSpec = Record<LimitKind, { points: number; windowMs: number }>;
@@ -78,6 +82,8 @@ export function limitSpec(cfg: {
   messageRateLimit: number;
   messageRateWindowMs: number;
   actionRateLimit: number;
+  readRateLimit: number;
+  receiptRateLimit: number;
   typingRateLimit: number;
   typingRateWindowMs: number;
   connectionRatePerIp: number;
@@ -85,6 +91,8 @@ export function limitSpec(cfg: {
   return {
     message: { points: cfg.messageRateLimit, windowMs: cfg.messageRateWindowMs },
     action: { points: cfg.actionRateLimit, windowMs: cfg.messageRateWindowMs },
+    read: { points: cfg.readRateLimit, windowMs: cfg.messageRateWindowMs },
+    receipt: { points: cfg.receiptRateLimit, windowMs: cfg.messageRateWindowMs },
     typing: { points: cfg.typingRateLimit, windowMs: cfg.typingRateWindowMs },
     connect: { points: cfg.connectionRatePerIp, windowMs: 60_000 },
   };

@@ -55,6 +55,8 @@ export async function startServer(env: EnvOverrides = {}, opts: { database?: Tes
     RELATION_CACHE_MS: '0',
     MESSAGE_RATE_LIMIT: '1000',
     ACTION_RATE_LIMIT: '1000',
+    READ_RATE_LIMIT: '10000',
+    RECEIPT_RATE_LIMIT: '10000',
     DB_POOL_SIZE: '4',
     ...env,
   });

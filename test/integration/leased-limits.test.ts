@@ -22,7 +22,7 @@ const logger = createLogger('error', { silent: true });
 
 function spec(points: number, windowMs = 60_000): LimitSpec {
   const w = { points, windowMs };
-  return { message: w, action: w, typing: w, connect: w };
+  return { message: w, action: w, typing: w, connect: w, read: w, receipt: w };
 }
 
 describe.skipIf(!scaleEnabled)('LeasedRedisLimits on Redis', () => {

@@ -13,6 +13,8 @@ const spec: LimitSpec = {
   action: { points: 3, windowMs: 1000 },
   typing: { points: 2, windowMs: 1000 },
   connect: { points: 3, windowMs: 1000 },
+  read: { points: 3, windowMs: 1000 },
+  receipt: { points: 3, windowMs: 1000 },
 };
 
 /** Limits over in-memory fixed windows, counting the calls that reach them. */
