@@ -63,10 +63,10 @@ const VISIBLE = `m.conversation_id = $1 AND NOT m.is_deleted
  * in (floor, top] is a row, and the visible ones are those not listed here. Each branch
  * reads an index in seq order and stops after `$4` rows (003/004 migrations):
  * deleted-for-everyone through private_messages_conv_deleted, the viewer's own deletions
- * through message_deletions_sync (all of the viewer's, each looked up by primary key: a
- * per-row subquery, because as a join the planner hashed the whole conversation instead,
- * 100 000 rows for 990 deletions; OFFSET 0 keeps it from being inlined and run once per
- * reference), hidden senders
+ * of this conversation through message_deletions_conversation (005 migration; each
+ * message looked up by primary key: a per-row subquery, because as a join the planner
+ * hashed the whole conversation instead, 100 000 rows for 990 deletions; OFFSET 0 keeps
+ * it from being inlined and run once per reference), hidden senders
  * of a group through private_messages_group_sender. `$3` = hidden senders (text[]),
  * `$5` = include the sender branch.
  */
@@ -80,8 +80,8 @@ const HIDDEN_SQL = `WITH r AS (
          (SELECT m.seq FROM private_messages m WHERE m.conversation_id = $1 AND m.is_deleted AND m.seq > r.floor AND m.seq <= r.top
            ORDER BY m.seq DESC LIMIT $4)
          UNION
-         (SELECT x.seq FROM (SELECT (SELECT m.seq FROM private_messages m WHERE m.id = d.message_id AND m.conversation_id = $1) AS seq
-             FROM message_deletions d WHERE d.user_id = $2 OFFSET 0) x
+         (SELECT x.seq FROM (SELECT (SELECT m.seq FROM private_messages m WHERE m.id = d.message_id) AS seq
+             FROM message_deletions d WHERE d.user_id = $2 AND d.conversation_id = $1 OFFSET 0) x
            WHERE x.seq > r.floor AND x.seq <= r.top ORDER BY x.seq DESC LIMIT $4)
          UNION
          (SELECT m.seq FROM private_messages m WHERE $5 AND m.conversation_id = $1 AND m.group_id IS NOT NULL AND m.sender_id = ANY($3::text[])

@@ -170,6 +170,28 @@ describe('history page cost does not grow with the conversation', () => {
     await expectPlacement(conv, b!, [], true);
   }, 60_000);
 
+  it("a page does not read the viewer's deletions-for-me in other conversations; they stay hidden where they belong", async () => {
+    const [a, b, c] = await freshUsers(s, 3, [
+      [0, 1],
+      [1, 0],
+      [0, 2],
+      [2, 0],
+    ]);
+    const ca = await s.login(a!);
+    const conv = (await sendOk(ca, b!, 'first')).conversationId as string;
+    await seed(conv, 2, N + 1, { sender: `'${b}'`, recipient: `'${a}'`, groupId: null, deleted: 'false' });
+    // a deleted every 20th message of the a-b conversation for themselves (N / 20 rows,
+    // under HIDDEN_SCAN_CAP so that conversation's total stays exact).
+    await db.query(`INSERT INTO message_deletions (message_id, user_id) SELECT id, $2 FROM private_messages WHERE conversation_id = $1 AND seq % 20 = 0`, [conv, a]);
+    const other = [await sendOk(ca, c!, 'one'), await sendOk(ca, c!, 'two')];
+    await db.query('ANALYZE message_deletions');
+    const page = await measured(ca, { type: 'get_private_messages', recipientId: c, limit: 50 });
+    expect(page.r).toMatchObject({ type: 'private_message_history', total: 2, hasMore: false });
+    expect(page.r.messages.map((m: Frame) => m.id)).toEqual(other.map((m) => m.messageId));
+    expect(page.rowsRead, `rows read for a 2-message conversation with ${N / 20} deletions elsewhere`).toBeLessThan(100);
+    await expectPlacement(conv, a!, [], true);
+  }, 60_000);
+
   it('group: a member with a blocked sender pages at bounded cost with exact total; past HIDDEN_SCAN_CAP hidden messages pages still land exactly', async () => {
     const g = await makeGroup(s, { members: 2 });
     const [x, y] = g.members;

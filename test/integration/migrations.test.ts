@@ -1,0 +1,72 @@
+/**
+ * Upgrading a database migrated by an earlier build (src/store/migrate.ts): 005 gives
+ * each deletion-for-me row its conversation (history pages read only the viewer's
+ * deletions of the conversation paged, src/store/history.ts). Rows written before it are
+ * backfilled, and a row inserted without the column (as an instance of the previous build
+ * does during a rolling deploy) gets it from the message by trigger. Runs on PostgreSQL
+ * or, without TEST_DATABASE_URL, on embedded PGlite.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLogger } from '../../src/observability/logger.ts';
+import type { Db } from '../../src/store/db.ts';
+import { applyDevSchema, listMigrations, migrate, splitStatements } from '../../src/store/migrate.ts';
+import { createPgDb } from '../../src/store/pgDb.ts';
+import { createPgliteDb } from '../../src/store/pgliteDb.ts';
+import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
+
+let database: TestDatabase;
+let db: Db;
+
+beforeAll(async () => {
+  database = await createTestDatabase();
+  if (database.url) {
+    db = createPgDb({ connectionString: database.url, poolSize: 2, statementTimeoutMs: 0, connectTimeoutMs: 5000, idleTimeoutMs: 1000 }, createLogger('error', { silent: true }));
+  } else {
+    db = await createPgliteDb(undefined);
+    await applyDevSchema(db);
+  }
+}, 60_000);
+afterAll(async () => {
+  await db?.close();
+  await database?.drop();
+});
+
+/** Apply the migrations below `version` as the earlier build's migrate() did. */
+async function migrateBelow(version: number): Promise<void> {
+  await db.query(`CREATE TABLE IF NOT EXISTS chat_migrations (
+    version INT PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())`);
+  for (const m of listMigrations().filter((x) => x.version < version)) {
+    for (const stmt of splitStatements(m.sql)) await db.query(stmt);
+    await db.query('INSERT INTO chat_migrations (version, name) VALUES ($1, $2)', [m.version, m.name]);
+  }
+}
+
+/** A stored message of conversation `conv` (created if new) with sequence `seq`; resolves its id. */
+async function message(conv: string, seq: number): Promise<string> {
+  await db.query(`INSERT INTO conversations (conversation_id, kind, user_a, user_b) VALUES ($1, 'direct', '1', '2') ON CONFLICT DO NOTHING`, [conv]);
+  const { rows } = await db.query<{ id: string }>(
+    `INSERT INTO private_messages (id, conversation_id, seq, sender_id, recipient_id, key_id, nonce, ciphertext)
+     VALUES (gen_random_uuid(), $1, $2, '1', '2', 'k', '\\x00', '\\x00') RETURNING id::text`,
+    [conv, seq],
+  );
+  return rows[0]!.id;
+}
+
+describe('005: deletions-for-me name their conversation', () => {
+  it('backfills rows from before it, fills rows inserted without it, and is applied once', async () => {
+    await migrateBelow(5);
+    const old = await message('conv_1_2', 1);
+    await db.query('INSERT INTO message_deletions (message_id, user_id) VALUES ($1, $2)', [old, '2']);
+
+    expect(await migrate(db)).toEqual(listMigrations().filter((m) => m.version >= 5).map((m) => m.name));
+    expect(await migrate(db)).toEqual([]);
+
+    const fresh = await message('conv_1_2', 2);
+    await db.query('INSERT INTO message_deletions (message_id, user_id) VALUES ($1, $2)', [fresh, '2']);
+    const { rows } = await db.query<{ message_id: string; conversation_id: string }>('SELECT message_id::text, conversation_id FROM message_deletions ORDER BY deleted_at, message_id');
+    expect(rows.map((r) => [r.message_id, r.conversation_id]).sort()).toEqual([old, fresh].map((id) => [id, 'conv_1_2']).sort());
+    await expect(db.query('INSERT INTO message_deletions (message_id, user_id, conversation_id) VALUES ($1, $2, NULL)', [await message('conv_1_2', 3), '1'])).resolves.toBeDefined();
+    const { rows: nulls } = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM message_deletions WHERE conversation_id IS NULL');
+    expect(Number(nulls[0]!.n)).toBe(0);
+  });
+});
