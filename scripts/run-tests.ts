@@ -45,6 +45,9 @@ else {
   delete env.TEST_REDIS_URL;
   notes.push(`NO REDIS at ${new URL(redisUrl).host}: SKIPPED the Redis fan-out, presence and limit tests.`);
 }
+if (!env.CHROMIUM_PATH && !['/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome'].some((p) => existsSync(p))) {
+  notes.push('NO CHROMIUM (apt-get install chromium, or set CHROMIUM_PATH): SKIPPED the client SDK browser test.');
+}
 if (notes.length) banner(notes);
 else process.stdout.write(`tests run on PostgreSQL (${new URL(pgUrl).host}) and Redis (${new URL(redisUrl).host})\n`);
 
