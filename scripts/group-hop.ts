@@ -19,10 +19,14 @@
  *   admission would) and PUBLISHes the event once to each other instance holding any,
  *   with the member list in the header; B keeps the members it holds.
  * Closed loop (the next message after B has the last one); ~600-byte frame. Loopback Redis
- * only; keys under a random prefix are deleted at the end.
+ * only; keys under a random prefix are deleted at the end. `SEAL=1` seals the frames as a
+ * server does by default (BUS_ENCRYPTION, src/fanout/wire.ts); `SEAL=0` (default) sends
+ * them in plaintext, for comparison.
  */
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
+import { BodyCipher } from '../src/crypto/cipher.ts';
+import { BUS_KEY_INFO } from '../src/fanout/index.ts';
 import { RedisBus } from '../src/fanout/redisBus.ts';
 import { closeRedis, createRedis, waitReady, type Redis } from '../src/fanout/redisClient.ts';
 import { createLogger } from '../src/observability/logger.ts';
@@ -32,6 +36,7 @@ const N = Math.min(10_000, Math.max(50, Number(process.env.N ?? 300)));
 const WARMUP = 30;
 const SIZES = (process.env.SIZES ?? '10,100,1000').split(',').map(Number).filter((g) => g >= 2 && g <= 5000);
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+const SEAL = process.env.SEAL === '1' ? new BodyCipher([['k1', randomBytes(32)]]).derive(BUS_KEY_INFO) : undefined;
 const logger = createLogger('error');
 const FRAME = JSON.stringify({
   type: 'new_group_message',
@@ -108,8 +113,8 @@ async function layout(prefix: string, g: number, split: boolean): Promise<Result
   const conns = [0, 1, 2, 3, 4].map((i) => createRedis(REDIS_URL, `grp${i}`, logger));
   await Promise.all(conns.map((c) => waitReady(c, 3000)));
   const admin = conns[4]!;
-  const a = new RedisBus(conns[0]!, conns[1]!, { prefix, instanceId: 'A', logger });
-  const b = new RedisBus(conns[2]!, conns[3]!, { prefix, instanceId: 'B', logger });
+  const a = new RedisBus(conns[0]!, conns[1]!, { prefix, instanceId: 'A', logger, seal: SEAL });
+  const b = new RedisBus(conns[2]!, conns[3]!, { prefix, instanceId: 'B', logger, seal: SEAL });
   const users = members(g);
   const local = users.slice(0, g / 2);
   const remote = users.slice(g / 2);
@@ -150,7 +155,7 @@ async function cleanup(prefix: string): Promise<void> {
 }
 
 const prefix = `grp:${randomBytes(4).toString('hex')}:`;
-process.stdout.write(`group fan-out over Redis, 2 instances (half the members each): ${RUNS} runs × ${N} messages (+${WARMUP} warm-up), frame ${FRAME.length} B\n`);
+process.stdout.write(`group fan-out over Redis, 2 instances (half the members each): ${RUNS} runs × ${N} messages (+${WARMUP} warm-up), frame ${FRAME.length} B, ${SEAL ? 'sealed' : 'plaintext'}\n`);
 for (const g of SIZES) {
   const u: Result[] = [];
   const i: Result[] = [];

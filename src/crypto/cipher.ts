@@ -5,7 +5,7 @@
  * rewriting history. The message id is bound in as additional authenticated data, so
  * a body copied onto another row is detected as tampering.
  */
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
 
 /** A sealed body as stored: `ciphertext` is the encrypted bytes followed by the 16-byte tag. */
 export interface Sealed {
@@ -65,6 +65,17 @@ export class BodyCipher {
       this.keys.set(id, key);
     }
     this.primaryKeyId = keys[0]![0];
+  }
+
+  /**
+   * A keyring for another purpose: each key replaced by HKDF-SHA256 of it (RFC 5869, no
+   * salt, `info` as given, 32 bytes), same ids, same primary. Sealing with it never
+   * reuses a key of this keyring, so one configured secret serves several uses (the Redis
+   * bus seals frames with `derive('chat-server bus v1')`).
+   * @param info context string naming the purpose
+   */
+  derive(info: string): BodyCipher {
+    return new BodyCipher([...this.keys].map(([id, key]) => [id, Buffer.from(hkdfSync('sha256', key, Buffer.alloc(0), info, 32))] as const));
   }
 
   /**

@@ -16,8 +16,9 @@
  *
  * A publish delivers to this process's connections synchronously first (so local
  * delivery never depends on Redis), then publishes the wire form (header + the frame
- * string, built once per publish, ./wire.ts) to each recipient's channel; instances drop
- * their own echoes by origin id. The publishes of one event-loop turn go out together at
+ * string, built once per publish, ./wire.ts; sealed under the `seal` keyring when given,
+ * BUS_ENCRYPTION) to each recipient's channel; instances drop their own echoes by origin
+ * id, and refuse what does not open with their keys (or plaintext, unless accepted). The publishes of one event-loop turn go out together at
  * its end (`setImmediate`): one PUBLISH when there is one, else one script that PUBLISHes
  * each in order (fewer commands: a DM is two publishes, a committed insert batch several
  * DMs). Order on a channel is kept: one connection, commands in the order issued.
@@ -28,7 +29,8 @@
 import type { Logger } from '../observability/logger.ts';
 import type { Bus, Delivery, DeliveryHandler } from './bus.ts';
 import type { Redis } from './redisClient.ts';
-import { decodeDelivery, encodeDelivery } from './wire.ts';
+import type { BodyCipher } from '../crypto/cipher.ts';
+import { decodeDelivery, encodeDelivery, type OpenOptions } from './wire.ts';
 
 /** Longest a `track(…, true)` waits for its SUBSCRIBE to be acknowledged, and `stop()` for its last publishes, ms. */
 const SUBSCRIBE_WAIT_MS = 1000;
@@ -80,6 +82,18 @@ export interface RedisBusOptions {
   /** This process's instance id (unique per process). */
   instanceId: string;
   logger: Logger;
+  /**
+   * Keyring opening received sealed frames and sealing published ones (BUS_ENCRYPTION,
+   * ./wire.ts): the primary key seals, every key opens. Omitted: plaintext only.
+   */
+  seal?: BodyCipher;
+  /** Whether published frames are sealed with `seal` (default true; false while upgrading). */
+  sealOutgoing?: boolean;
+  /**
+   * Whether received plaintext frames are delivered (default: when `seal` is omitted).
+   * False refuses them, so a frame published to Redis without the key reaches nobody.
+   */
+  acceptPlaintext?: boolean;
 }
 
 /** Redis pub/sub {@link Bus} with per-user channels. */
@@ -99,6 +113,15 @@ export class RedisBus implements Bus {
   private readonly timer: NodeJS.Timeout;
   private skipped = 0;
   private lastSkipLog = 0;
+  private readonly openOpts: OpenOptions;
+  /** Keyring sealing published frames, when they are sealed. */
+  private readonly sealer: BodyCipher | undefined;
+  /** Start of the wire header of this instance's own publishes. */
+  private readonly echoPrefix: string;
+  private refusedSinceLog = 0;
+  private lastRefusedLog = 0;
+  /** Received messages refused: malformed, failing authentication, or plaintext while refused. */
+  refused = 0;
   /** Entries queued this turn ({@link PUBLISH_MANY}'s encoding), in batches of ≤ PUBLISH_BATCH entries. */
   private outbox: { args: string[]; entries: number; publishes: number }[] = [];
   private flushScheduled = false;
@@ -115,6 +138,9 @@ export class RedisBus implements Bus {
   ) {
     this.chanPrefix = `${opts.prefix}u:`;
     this.instChannel = `${opts.prefix}i:${opts.instanceId}`;
+    this.openOpts = { open: opts.seal, acceptPlaintext: opts.acceptPlaintext ?? !opts.seal };
+    this.sealer = opts.sealOutgoing === false ? undefined : opts.seal;
+    this.echoPrefix = `{"o":${JSON.stringify(opts.instanceId)}`;
     sub.on('ready', () => void this.reconcile());
     this.timer = setInterval(() => void this.reconcile(), RECONCILE_MS);
     this.timer.unref();
@@ -128,9 +154,9 @@ export class RedisBus implements Bus {
       const args = this.batch(d.userIds.length);
       args.push('r', String(d.userIds.length));
       for (const userId of d.userIds) args.push(userId);
-      args.push(encodeDelivery(this.opts.instanceId, d, true));
+      args.push(encodeDelivery(this.opts.instanceId, d, true, this.sealer));
     } else {
-      const wire = encodeDelivery(this.opts.instanceId, d, false);
+      const wire = encodeDelivery(this.opts.instanceId, d, false, this.sealer);
       for (const userId of d.userIds) this.batch(1).push('c', this.chanPrefix + userId, wire);
     }
     if (!this.flushScheduled) {
@@ -211,8 +237,12 @@ export class RedisBus implements Bus {
   }
 
   private onMessage(message: string, channel: string): void {
-    const dec = decodeDelivery(message);
-    if (!dec || dec.origin === this.opts.instanceId) return;
+    // Own echoes are dropped before anything is parsed or opened (the header starts with
+    // the origin: ./wire.ts); a forged origin gains nothing, the message is then dropped.
+    if (message.startsWith(this.echoPrefix) && (message[this.echoPrefix.length] === ',' || message[this.echoPrefix.length] === '}')) return;
+    const dec = decodeDelivery(message, this.openOpts);
+    if (!dec) return this.noteRefused();
+    if (dec.origin === this.opts.instanceId) return;
     if (channel === this.instChannel) {
       // Routed per instance: keep the recipients held here.
       const here = dec.delivery.userIds.filter((u) => this.wanted.has(u));
@@ -272,6 +302,21 @@ export class RedisBus implements Bus {
     for (let i = 0; i < remove.length; i += CHUNK) jobs.push(this.unsubscribe(remove.slice(i, i + CHUNK)));
     await Promise.all(jobs);
     if (add.length || remove.length) this.opts.logger.debug('redis subscriptions reconciled', { added: add.length, removed: remove.length });
+  }
+
+  /**
+   * Count and (at most every 30 s) log received messages that were not delivered because
+   * they could not be opened: another key, altered or forged, or plaintext from an
+   * instance with BUS_ENCRYPTION=false (docs/scaling.md).
+   */
+  private noteRefused(): void {
+    this.refused++;
+    this.refusedSinceLog++;
+    const now = Date.now();
+    if (now - this.lastRefusedLog < 30_000) return;
+    this.lastRefusedLog = now;
+    this.opts.logger.warn('redis bus: messages refused (not sealed with a configured key, or altered); check BUS_ENCRYPTION and CHAT_ENCRYPTION_KEYS on every instance', { refused: this.refusedSinceLog });
+    this.refusedSinceLog = 0;
   }
 
   /** Count and (at most every 30 s) log remote deliveries skipped while Redis is unavailable. */

@@ -6,11 +6,15 @@
  * local delivery is synchronous; own echoes are dropped; publishes queued when the bus
  * stops still go out; deliveries to ROUTE_MIN_USERS or more users are published once per
  * instance holding any of them (the presence hashes `pu:<user>`), in order with the rest.
+ * Sealed (BUS_ENCRYPTION, the default in a server): Redis sees no frame text, and a frame
+ * published without the key (forged, or plaintext) is delivered to nobody.
  */
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BodyCipher } from '../../src/crypto/cipher.ts';
 import type { Delivery } from '../../src/fanout/bus.ts';
-import { PUBLISH_BATCH, RedisBus, ROUTE_MIN_USERS } from '../../src/fanout/redisBus.ts';
+import { BUS_KEY_INFO } from '../../src/fanout/index.ts';
+import { PUBLISH_BATCH, RedisBus, ROUTE_MIN_USERS, type RedisBusOptions } from '../../src/fanout/redisBus.ts';
 import { closeRedis, createRedis, waitReady, type Redis } from '../../src/fanout/redisClient.ts';
 import { createLogger } from '../../src/observability/logger.ts';
 import { scaleEnabled, sleep, until, warnIfSkipped } from '../helpers/scaleProcs.ts';
@@ -33,14 +37,14 @@ describe.skipIf(!scaleEnabled)('RedisBus on Redis', () => {
   const clients: Redis[] = [];
   const buses: RedisBus[] = [];
 
-  async function instance(name: string, users: string[]): Promise<Instance> {
+  async function instance(name: string, users: string[], extra: Partial<RedisBusOptions> = {}): Promise<Instance> {
     const pub = createRedis(url, `${name}-pub`, logger);
     const sub = createRedis(url, `${name}-sub`, logger);
     clients.push(pub, sub);
     expect(await waitReady(pub, 5000)).toBe(true);
     expect(await waitReady(sub, 5000)).toBe(true);
     const id = `${name}-${randomBytes(3).toString('hex')}`;
-    const bus = new RedisBus(pub, sub, { prefix, instanceId: id, logger });
+    const bus = new RedisBus(pub, sub, { prefix, instanceId: id, logger, ...extra });
     buses.push(bus);
     const got: string[] = [];
     // As the gateway's registry: deliver to the users held here.
@@ -142,5 +146,31 @@ describe.skipIf(!scaleEnabled)('RedisBus on Redis', () => {
     closeRedis(c.pub);
     await until('b received 1', () => b.got.length === 1, 5000, 10);
     expect(b.got).toEqual(['2|last']);
+  });
+
+  it('sealed: delivered between instances sharing the key, no frame text on Redis, forged and plaintext frames reach nobody', async () => {
+    const keys = new BodyCipher([['k1', randomBytes(32)]]).derive(BUS_KEY_INFO);
+    const c = await instance('c', ['40'], { seal: keys });
+    const d = await instance('d', ['41', '42', '43'], { seal: keys });
+    const spy = createRedis(url, 'spy', logger);
+    clients.push(spy);
+    expect(await waitReady(spy, 5000)).toBe(true);
+    const seen: string[] = [];
+    await spy.pSubscribe(`${prefix}*`, (m) => seen.push(m));
+
+    c.bus.publish({ userIds: ['41'], frame: '{"type":"dm","content":"top secret one"}' });
+    c.bus.publish({ userIds: ['41', '42', '43'], frame: '{"type":"group","content":"top secret all"}' });
+    await until('d received 4', () => d.got.length === 4, 5000, 10);
+    expect(d.got).toEqual(['41|{"type":"dm","content":"top secret one"}', ...['41', '42', '43'].map((u) => `${u}|{"type":"group","content":"top secret all"}`)]);
+    await until('the spy saw both publishes', () => seen.length >= 2, 5000, 10);
+    expect(seen.join('\n')).not.toContain('secret');
+
+    // Someone with access to Redis but not the key: a plaintext frame and a forged seal.
+    await c.pub.publish(`${prefix}u:41`, `{"o":"intruder"}\n{"type":"dm","content":"forged"}`);
+    await c.pub.publish(`${prefix}u:41`, `{"o":"intruder","k":"k1"}\n${randomBytes(80).toString('base64')}`);
+    c.bus.publish({ userIds: ['41'], frame: 'after' });
+    await until('d received the next real frame', () => d.got.length === 5, 5000, 10);
+    expect(d.got.at(-1)).toBe('41|after');
+    expect(d.bus.refused).toBe(2);
   });
 });

@@ -5,6 +5,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { closeRedis, createRedis } from '../../src/fanout/redisClient.ts';
+import { createLogger } from '../../src/observability/logger.ts';
 import type { Frame, TestClient } from '../helpers/client.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
 import { teardownRedisPair, Fixture, freePort, getJson, scaleEnabled, sleep, spawnRedisInstance, spawnServer, until, warnIfSkipped, type Proc } from '../helpers/scaleProcs.ts';
@@ -75,6 +77,10 @@ describe.skipIf(!scaleEnabled)('scale-out over Redis: two processes', () => {
     const b1 = await fx.login(i1.url, '2', ip);
     const b2 = await fx.login(i2.url, '2', ip);
     const lagBefore = await remoteLagCount(i2.port);
+    // What Redis carries (BUS_ENCRYPTION, on by default): sealed frames, no message text.
+    const spy = createRedis(process.env.TEST_REDIS_URL!, 'spy', createLogger('error', { silent: true }));
+    const carried: string[] = [];
+    await spy.pSubscribe(`${PREFIX}*`, (m) => carried.push(m));
     const ack = await a1.request(dm('2', 'across'));
     expect(ack.type).toBe('private_message_sent');
     for (const b of [b1, b2]) {
@@ -83,6 +89,9 @@ describe.skipIf(!scaleEnabled)('scale-out over Redis: two processes', () => {
     }
     const echo = await a2.next((f) => f.type === 'private_message_sent' && f.messageId === ack.messageId);
     expect(echo.message.content).toBe('across');
+    expect(carried.length).toBeGreaterThanOrEqual(2);
+    expect(carried.join('\n')).not.toMatch(/across|new_private_message/);
+    closeRedis(spy);
     // Instance 2 got both over Redis (b2's message, a2's echo) and timed each (/metrics).
     expect((await remoteLagCount(i2.port)) - lagBefore).toBeGreaterThanOrEqual(2);
     // Exactly once everywhere; the sending connection only has its ack.
