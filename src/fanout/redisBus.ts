@@ -252,6 +252,8 @@ export class RedisBus implements Bus {
     }
     const userId = channel.slice(this.chanPrefix.length);
     if (!this.wanted.has(userId)) return;
+    // A sealed message names its recipients: one found on another user's channel was copied there.
+    if (dec.sealed && !dec.delivery.userIds.includes(userId)) return this.noteRefused();
     dec.delivery.userIds = [userId];
     this.handler(dec.delivery);
   }

@@ -9,12 +9,16 @@
  * (src/crypto/cipher.ts; a fresh 96-bit nonce per publish) and sent as base64 of nonce ‖
  * ciphertext ‖ tag; the header names the key (`k`) and is the additional authenticated
  * data, so neither the frame nor its recipients, origin or close can be altered or forged
- * by someone with access to Redis but not the key.
+ * by someone with access to Redis but not the key. A sealed header always lists its
+ * recipients (`u`, so a per-user channel's receiver can check that the channel's user is
+ * one of them: a sealed frame copied to another user's channel is refused) and the time
+ * it was sealed (`s`, epoch ms: a copy replayed more than {@link SEALED_MAX_AGE_MS} later,
+ * or stamped that far ahead, is refused).
  */
 import type { BodyCipher } from '../crypto/cipher.ts';
 import type { Delivery } from './bus.ts';
 
-/** Header fields: origin instance, recipients (omitted on per-user channels), excluded connection, close, publish time (epoch ms), key id of a sealed frame. */
+/** Header fields: origin instance, recipients (omitted on per-user channels unless sealed), excluded connection, close, publish time (epoch ms), key id and seal time (epoch ms) of a sealed frame. */
 interface Header {
   o: string;
   u?: readonly string[];
@@ -22,7 +26,11 @@ interface Header {
   c?: { code: number; reason: string };
   t?: number;
   k?: string;
+  s?: number;
 }
+
+/** Oldest (and furthest in the future, for clock skew between hosts) a sealed message may be when received, ms. */
+export const SEALED_MAX_AGE_MS = 60_000;
 
 /** Bytes of the GCM nonce at the start of a sealed frame. */
 const NONCE_BYTES = 12;
@@ -36,21 +44,23 @@ const NONCE_BYTES = 12;
 export function encodeDelivery(origin: string, d: Delivery, withUsers: boolean, seal?: BodyCipher): string {
   // `o` first: receivers recognise their own echoes by this prefix (redisBus.ts onMessage).
   const h: Header = { o: origin };
-  if (withUsers) h.u = d.userIds;
+  if (withUsers || seal) h.u = d.userIds;
   if (d.exceptConnId) h.x = d.exceptConnId;
   if (d.close) h.c = d.close;
   if (d.publishedAt !== undefined) h.t = d.publishedAt;
   if (!seal) return JSON.stringify(h) + '\n' + d.frame;
   h.k = seal.primaryKeyId;
+  h.s = Date.now();
   const head = JSON.stringify(h);
   const s = seal.seal(d.frame, head);
   return head + '\n' + Buffer.concat([s.nonce, s.ciphertext]).toString('base64');
 }
 
-/** A decoded wire message: its origin and the delivery (userIds empty when the header had none). */
+/** A decoded wire message: its origin, the delivery (userIds empty when the header had none) and whether it was sealed. */
 export interface Decoded {
   origin: string;
   delivery: Delivery;
+  sealed: boolean;
 }
 
 /** How {@link decodeDelivery} treats sealed and plaintext messages. */
@@ -63,10 +73,11 @@ export interface OpenOptions {
 
 /**
  * Decode a wire message. Resolves null (never throws) when it is malformed, sealed under
- * a key `opts.open` lacks or altered (authentication fails), or plaintext while
- * `opts.acceptPlaintext` is false.
+ * a key `opts.open` lacks, altered (authentication fails), sealed more than
+ * {@link SEALED_MAX_AGE_MS} from `now`, or plaintext while `opts.acceptPlaintext` is false.
+ * @param now the receiver's clock, epoch ms
  */
-export function decodeDelivery(payload: string, opts: OpenOptions = { acceptPlaintext: true }): Decoded | null {
+export function decodeDelivery(payload: string, opts: OpenOptions = { acceptPlaintext: true }, now = Date.now()): Decoded | null {
   const nl = payload.indexOf('\n');
   if (nl < 0) return null;
   const head = payload.slice(0, nl);
@@ -82,7 +93,7 @@ export function decodeDelivery(payload: string, opts: OpenOptions = { acceptPlai
     if (!opts.acceptPlaintext) return null;
     frame = payload.slice(nl + 1);
   } else {
-    if (!opts.open || typeof h.k !== 'string') return null;
+    if (!opts.open || typeof h.k !== 'string' || !Array.isArray(h.u) || typeof h.s !== 'number' || Math.abs(now - h.s) > SEALED_MAX_AGE_MS) return null;
     const bytes = Buffer.from(payload.slice(nl + 1), 'base64');
     try {
       frame = opts.open.open({ keyId: h.k, nonce: bytes.subarray(0, NONCE_BYTES), ciphertext: bytes.subarray(NONCE_BYTES) }, head);
@@ -94,5 +105,5 @@ export function decodeDelivery(payload: string, opts: OpenOptions = { acceptPlai
   if (typeof h.x === 'string') delivery.exceptConnId = h.x;
   if (h.c && typeof h.c.code === 'number') delivery.close = { code: h.c.code, reason: String(h.c.reason ?? '') };
   if (typeof h.t === 'number') delivery.publishedAt = h.t;
-  return { origin: h.o, delivery };
+  return { origin: h.o, delivery, sealed: h.k !== undefined };
 }

@@ -71,8 +71,9 @@ describe('bus wire format', () => {
     expect(decodeDelivery(wire)).toEqual({
       origin: 'inst-1',
       delivery: { userIds: ['1', '2'], frame, exceptConnId: 'c', close: { code: 4409, reason: 'r' }, publishedAt: 1700000000123 },
+      sealed: false,
     });
-    expect(decodeDelivery(encodeDelivery('i', { userIds: ['1'], frame }, false))).toEqual({ origin: 'i', delivery: { userIds: [], frame } });
+    expect(decodeDelivery(encodeDelivery('i', { userIds: ['1'], frame }, false))).toEqual({ origin: 'i', delivery: { userIds: [], frame }, sealed: false });
     expect(decodeDelivery('garbage')).toBeNull();
     expect(decodeDelivery('{not json\n{}')).toBeNull();
   });
