@@ -79,10 +79,14 @@ export class SyncStore {
    * `afterId`), in stream order (change_xid, message id), and the snapshot xmin of the
    * query. Sources: messages of the viewer's DMs and of `groupIds` changed after the
    * position; the viewer's deletions for themselves (one entry per message, at the
-   * deletion's xid); the viewer's conversation deletions (one entry per hidden message, at
-   * the deletion's xid): every message up to its `up_to_seq`, or, when the position is
-   * past the previous deletion of that conversation (`prev_change_xid`), only those after
-   * its `prev_up_to_seq` (the earlier ones were sent then). An entry of the same message
+   * deletion's xid); the viewer's conversation deletions (one entry per hidden message):
+   * the messages up to the previous deletion's `prev_up_to_seq` at its xid
+   * (`prev_change_xid`), the rest up to `up_to_seq` at the latest deletion's xid. An entry
+   * never moves back in the stream (a later deletion only moves older entries forward, to
+   * its predecessor's xid), so a device past the previous deletion gets only the new
+   * tombstones, and one before it gets all of them, on any page boundaries (audit 4: the
+   * earlier test of the position against `prev_change_xid` lost tombstones when a page
+   * boundary fell between the two deletions). An entry of the same message
    * at the same xid from two sources is returned once. Visibility is the current one (a deleted message is a tombstone).
    * @param viewerId the syncing user
    * @param groupIds the viewer's active groups (their messages are in the stream)
@@ -107,10 +111,15 @@ export class SyncStore {
           ORDER BY d.change_xid, d.message_id LIMIT $5)
          UNION ALL
          (SELECT m.id, cd.change_xid FROM conversation_deletions cd
-            JOIN private_messages m ON m.conversation_id = cd.conversation_id AND m.seq <= cd.up_to_seq, s
+            JOIN private_messages m ON m.conversation_id = cd.conversation_id AND m.seq <= cd.up_to_seq
+              AND (cd.prev_change_xid IS NULL OR m.seq > cd.prev_up_to_seq), s
           WHERE cd.user_id = $1 AND ${after('cd.change_xid', 'm.id')}
-            AND (m.seq > cd.prev_up_to_seq OR cd.prev_change_xid IS NULL OR cd.prev_change_xid >= $3::xid8)
-          ORDER BY cd.change_xid, m.id LIMIT $5)),
+          ORDER BY cd.change_xid, m.id LIMIT $5)
+         UNION ALL
+         (SELECT m.id, cd.prev_change_xid FROM conversation_deletions cd
+            JOIN private_messages m ON m.conversation_id = cd.conversation_id AND m.seq <= cd.prev_up_to_seq, s
+          WHERE cd.user_id = $1 AND cd.prev_change_xid IS NOT NULL AND ${after('cd.prev_change_xid', 'm.id')}
+          ORDER BY cd.prev_change_xid, m.id LIMIT $5)),
        top AS (SELECT DISTINCT ON (change_xid, id) id, change_xid FROM ch ORDER BY change_xid, id LIMIT $5)
        SELECT s.xmin::text AS snapshot_xmin, c.* FROM s LEFT JOIN LATERAL (
          SELECT ${MESSAGE_COLUMNS}, t.change_xid::text AS change_xid,

@@ -122,6 +122,31 @@ describe('sync: deletions for me', () => {
     expect(aAll.messages.filter((x) => x.isDeleted === true)).toEqual([]);
   });
 
+  it('a device that missed two deletions of a conversation gets a tombstone for every hidden message, whatever the page boundaries (audit 4)', async () => {
+    const [a, b, c] = await freshUsers(s, 3);
+    const ca = await s.login(a!);
+    const cc = await s.login(c!);
+    const b1 = await s.login(b!);
+    const b2 = await device(b!);
+    const ids: string[] = [];
+    for (let i = 0; i < 4; i++) ids.push((await sendOk(ca, b!, `m${i}`)).messageId as string);
+    const seen = await drainUntil(b2.c, b2.cursor, (d) => ids.every((id) => has(id)(d)));
+    const cid = (await sendOk(ca, b!, 'm4')).conversationId as string;
+    await ok(b1, { type: 'delete_conversation', conversationId: cid, deleteForEveryone: false }, 'conversation_deleted');
+    // Other traffic between the deletions: page boundaries fall between them too.
+    for (let i = 0; i < 5; i++) await sendOk(cc, b!, `other ${i}`);
+    for (let i = 5; i < 7; i++) ids.push((await sendOk(ca, b!, `m${i}`)).messageId as string);
+    await ok(b1, { type: 'delete_conversation', conversationId: cid, deleteForEveryone: false }, 'conversation_deleted');
+    const marker = await sendOk(cc, b!, 'marker');
+    for (const limit of [1, 2, 3, 100]) {
+      const back = await drainUntil(b2.c, seen.cursor, has(marker.messageId as string), limit);
+      const state = new Map<string, Frame>();
+      for (const m of [...seen.messages, ...back.messages]) state.set(m.messageId as string, m);
+      const visible = [...state.values()].filter((m) => m.conversationId === cid && m.isDeleted !== true).map((m) => m.content);
+      expect(visible, `limit ${limit}`).toEqual([]);
+    }
+  });
+
   it("delete_group_message for me: the deleter's other device gets a tombstone", async () => {
     const [o, m] = await freshUsers(s, 2);
     await s.follow([o!, m!]);
