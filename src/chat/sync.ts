@@ -17,7 +17,7 @@ import { decodeCursor, encodeCursor, type Cursor } from './cursor.ts';
 
 /** What the groups service provides to sync. */
 export interface SyncGroups {
-  /** Active group ids of the user (their messages are synced). */
+  /** Group ids of the user, soft-deleted ones included (their messages are synced). */
   groupIdsOf(userId: string): Promise<string[]>;
   /** Render a decrypted group message as G (PROTOCOL §7). */
   render(record: MessageRecord, content: string): Record<string, unknown>;

@@ -355,12 +355,13 @@ export class GroupStore {
     return rows.map((r) => r.group_id);
   }
 
-  /** Ids of the active groups `userId` belongs to. */
+  /**
+   * Ids of the groups `userId` belongs to, soft-deleted ones included (for sync: changes
+   * made before a soft deletion still reach a member's devices that sync after it, audit
+   * 4; a soft-deleted group takes no new messages or changes).
+   */
   async groupIdsOf(userId: string): Promise<string[]> {
-    const { rows } = await this.db.query<{ group_id: string }>(
-      `SELECT gm.group_id FROM group_members gm JOIN group_chats g ON g.group_id = gm.group_id WHERE gm.user_id = $1 AND g.is_active`,
-      [userId],
-    );
+    const { rows } = await this.db.query<{ group_id: string }>(`SELECT gm.group_id FROM group_members gm WHERE gm.user_id = $1`, [userId]);
     return rows.map((r) => r.group_id);
   }
 

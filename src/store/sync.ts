@@ -78,7 +78,9 @@ export class SyncStore {
    * Up to `limit` message changes of `viewerId` after the position (`afterXid`,
    * `afterId`), in stream order (change_xid, message id), and the snapshot xmin of the
    * query. Sources: messages of the viewer's DMs and of `groupIds` changed after the
-   * position; the viewer's deletions for themselves (one entry per message, at the
+   * position; messages of a group the viewer was removed from or left after the position,
+   * changed before that removal (audit 4: what changed while they were a member reaches
+   * the devices that sync only after it, and nothing later); the viewer's deletions for themselves (one entry per message, at the
    * deletion's xid); the viewer's conversation deletions (one entry per hidden message):
    * the messages up to the previous deletion's `prev_up_to_seq` at its xid
    * (`prev_change_xid`), the rest up to `up_to_seq` at the latest deletion's xid. An entry
@@ -89,7 +91,7 @@ export class SyncStore {
    * boundary fell between the two deletions). An entry of the same message
    * at the same xid from two sources is returned once. Visibility is the current one (a deleted message is a tombstone).
    * @param viewerId the syncing user
-   * @param groupIds the viewer's active groups (their messages are in the stream)
+   * @param groupIds the viewer's groups, soft-deleted ones included (their messages are in the stream)
    * @param afterXid xid8 decimal text (validated by chat/cursor.ts)
    * @param afterId a message id, or '' for before every id of `afterXid`
    * @param limit 1..500
@@ -115,6 +117,11 @@ export class SyncStore {
               AND (cd.prev_change_xid IS NULL OR m.seq > cd.prev_up_to_seq), s
           WHERE cd.user_id = $1 AND ${after('cd.change_xid', 'm.id')}
           ORDER BY cd.change_xid, m.id LIMIT $5)
+         UNION ALL
+         (SELECT m.id, m.change_xid FROM group_changes gc JOIN private_messages m ON m.group_id = gc.group_id, s
+          WHERE gc.user_id = $1 AND gc.kind IN ('member_removed', 'member_left') AND gc.change_xid > $3::xid8
+            AND m.change_xid < gc.change_xid AND ${after('m.change_xid', 'm.id')}
+          ORDER BY m.change_xid, m.id LIMIT $5)
          UNION ALL
          (SELECT m.id, cd.prev_change_xid FROM conversation_deletions cd
             JOIN private_messages m ON m.conversation_id = cd.conversation_id AND m.seq <= cd.prev_up_to_seq, s

@@ -183,6 +183,36 @@ describe('sync: group deletion and restore', () => {
     expect(restored.changes.filter((c) => c.groupId === g.groupId).map((c) => c.type)).toEqual(['group_restored']);
   });
 
+  for (const how of ['soft delete', 'removal', 'leaving'] as const) {
+    it(`group changes made while a member reach a device that syncs only after a ${how} (audit 4), and nothing after it`, async () => {
+      const [o, m, x] = await freshUsers(s, 3);
+      await s.follow([o!, m!]);
+      const co = await s.login(o!);
+      const cx = await s.login(x!);
+      const cmLive = await s.login(m!);
+      const cm = await device(m!);
+      const g = await ok(co, { type: 'create_group', groupName: 'G', initialMembers: [m!] }, 'group_created');
+      const gid = g.groupId as string;
+      const sent = async (content: string) => (await ok(co, { type: 'send_group_message', groupId: gid, content }, 'group_message_sent')).message.messageId as string;
+      const [gm1, gm2] = [await sent('gm1'), await sent('gm2')];
+      const first = await drainUntil(cm.c, cm.cursor, (d) => has(gm1)(d) && has(gm2)(d));
+      // The device is away; while m is a member: one deleted for everyone, one edited.
+      await ok(co, { type: 'delete_group_message', messageId: gm1, deleteForEveryone: true }, 'group_message_deleted');
+      await ok(co, { type: 'edit_group_message', messageId: gm2, newContent: 'gm2 edited' }, 'group_message_edited');
+      if (how === 'soft delete') await ok(co, { type: 'delete_group', groupId: gid }, 'group_deleted');
+      if (how === 'removal') await ok(co, { type: 'remove_group_member', groupId: gid, userId: m }, 'member_removed');
+      if (how === 'leaving') await ok(cmLive, { type: 'leave_group', groupId: gid }, 'left_group');
+      const later = how === 'soft delete' ? undefined : await sent('after they went');
+      const marker = await sendOk(cx, m!, 'marker');
+      const back = await drainUntil(cm.c, first.cursor, has(marker.messageId as string), 1);
+      const state = new Map<string, Frame>();
+      for (const msg of [...first.messages, ...back.messages]) state.set(msg.messageId as string, msg);
+      expect(state.get(gm1)).toMatchObject({ isDeleted: true });
+      expect(state.get(gm2)).toMatchObject({ content: 'gm2 edited' });
+      if (later) expect(state.has(later)).toBe(false);
+    });
+  }
+
   it('a whole-group change recorded per member (recordGroupChangeForMembers) as well as for the group reaches each member once, also after the group is gone', async () => {
     const [o, m, w] = await freshUsers(s, 3);
     await s.follow([o!, m!], [o!, w!]);
