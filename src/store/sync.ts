@@ -77,10 +77,13 @@ export class SyncStore {
   /**
    * Up to `limit` message changes of `viewerId` after the position (`afterXid`,
    * `afterId`), in stream order (change_xid, message id), and the snapshot xmin of the
-   * query. Sources: messages of the viewer's DMs and of `groupIds` changed after the
-   * position; messages of a group the viewer was removed from or left after the position,
-   * changed before that removal (audit 4: what changed while they were a member reaches
-   * the devices that sync only after it, and nothing later); the viewer's deletions for themselves (one entry per message, at the
+   * query. Sources (each returns a message at most once, so their LIMITs merge without
+   * loss): messages of the viewer's DMs and of `groupIds` changed after the position, of
+   * the groups the viewer is a member of in this statement's snapshot (a removal that
+   * commits after `groupIds` was read is seen); messages of a group the viewer was
+   * removed from or left after the position, changed before the last such removal (audit
+   * 4: what changed while they were a member reaches the devices that sync only after it,
+   * and nothing later); the viewer's deletions for themselves (one entry per message, at the
    * deletion's xid); the viewer's conversation deletions (one entry per hidden message):
    * the messages up to the previous deletion's `prev_up_to_seq` at its xid
    * (`prev_change_xid`), the rest up to `up_to_seq` at the latest deletion's xid. An entry
@@ -104,7 +107,8 @@ export class SyncStore {
       `WITH s AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin),
        ch AS (
          (SELECT m.id, m.change_xid FROM private_messages m, s
-          WHERE (m.recipient_id = $1 OR (m.sender_id = $1 AND m.group_id IS NULL) OR m.group_id = ANY($2::text[]))
+          WHERE (m.recipient_id = $1 OR (m.sender_id = $1 AND m.group_id IS NULL)
+                 OR (m.group_id = ANY($2::text[]) AND EXISTS (SELECT 1 FROM group_members gm WHERE gm.group_id = m.group_id AND gm.user_id = $1)))
             AND ${after('m.change_xid', 'm.id')}
           ORDER BY m.change_xid, m.id LIMIT $5)
          UNION ALL
@@ -118,9 +122,10 @@ export class SyncStore {
           WHERE cd.user_id = $1 AND ${after('cd.change_xid', 'm.id')}
           ORDER BY cd.change_xid, m.id LIMIT $5)
          UNION ALL
-         (SELECT m.id, m.change_xid FROM group_changes gc JOIN private_messages m ON m.group_id = gc.group_id, s
-          WHERE gc.user_id = $1 AND gc.kind IN ('member_removed', 'member_left') AND gc.change_xid > $3::xid8
-            AND m.change_xid < gc.change_xid AND ${after('m.change_xid', 'm.id')}
+         (SELECT m.id, m.change_xid FROM (SELECT gc.group_id, max(gc.change_xid) AS until FROM group_changes gc
+              WHERE gc.user_id = $1 AND gc.kind IN ('member_removed', 'member_left') AND gc.change_xid > $3::xid8 GROUP BY gc.group_id) r
+            JOIN private_messages m ON m.group_id = r.group_id AND m.change_xid < r.until, s
+          WHERE ${after('m.change_xid', 'm.id')}
           ORDER BY m.change_xid, m.id LIMIT $5)
          UNION ALL
          (SELECT m.id, cd.prev_change_xid FROM conversation_deletions cd

@@ -213,6 +213,46 @@ describe('sync: group deletion and restore', () => {
     });
   }
 
+  it('a member who left twice since the cursor gets every message from before, across pages (one entry per message, none lost)', async () => {
+    const [o, m, x] = await freshUsers(s, 3);
+    await s.follow([o!, m!]);
+    const co = await s.login(o!);
+    const cx = await s.login(x!);
+    const cmLive = await s.login(m!);
+    const cm = await device(m!);
+    const gid = (await ok(co, { type: 'create_group', groupName: 'L', initialMembers: [m!] }, 'group_created')).groupId as string;
+    const ids: string[] = [];
+    for (let i = 0; i < 30; i++) ids.push((await ok(co, { type: 'send_group_message', groupId: gid, content: `g${i}` }, 'group_message_sent')).message.messageId as string);
+    await ok(cmLive, { type: 'leave_group', groupId: gid }, 'left_group');
+    await ok(co, { type: 'add_group_member', groupId: gid, userId: m }, 'member_added');
+    await ok(cmLive, { type: 'leave_group', groupId: gid }, 'left_group');
+    const marker = await sendOk(cx, m!, 'marker');
+    const back = await drainUntil(cm.c, cm.cursor, has(marker.messageId as string), 20);
+    const got = back.messages.filter((x) => x.groupId === gid).map((x) => x.messageId);
+    expect(new Set(got)).toEqual(new Set(ids));
+    expect(got).toHaveLength(ids.length);
+  });
+
+  it('membership is read in the statement: a group list read before a removal brings no message sent after it', async () => {
+    const [o, m] = await freshUsers(s, 2);
+    await s.follow([o!, m!]);
+    const co = await s.login(o!);
+    const gid = (await ok(co, { type: 'create_group', groupName: 'R', initialMembers: [m!] }, 'group_created')).groupId as string;
+    const before = (await ok(co, { type: 'send_group_message', groupId: gid, content: 'before' }, 'group_message_sent')).message.messageId as string;
+    const stale = await s.app.chat.deps.stores.groups.groupIdsOf(m!);
+    expect(stale).toContain(gid);
+    await ok(co, { type: 'remove_group_member', groupId: gid, userId: m }, 'member_removed');
+    const after = (await ok(co, { type: 'send_group_message', groupId: gid, content: 'after' }, 'group_message_sent')).message.messageId as string;
+    let ids: string[] = [];
+    const end = Date.now() + 5000;
+    while (!ids.includes(before) && Date.now() < end) {
+      ids = (await s.app.chat.deps.stores.sync.changes(m!, stale, '0', '', 500)).rows.map((r) => r.record.id);
+      await sleep(25);
+    }
+    expect(ids).toContain(before);
+    expect(ids).not.toContain(after);
+  });
+
   it('a whole-group change recorded per member (recordGroupChangeForMembers) as well as for the group reaches each member once, also after the group is gone', async () => {
     const [o, m, w] = await freshUsers(s, 3);
     await s.follow([o!, m!], [o!, w!]);
