@@ -234,9 +234,11 @@ export class ChatClient {
         return true;
       }
       if (page.type === 'error' && page.code === 'RATE_LIMITED') {
-        // The user's read budget is spent (READ_RATE_LIMIT): the same page after retryAfter.
+        // READ_RATE_LIMIT spent: the same page after retryAfter, the connect deadline paused.
+        clearTimeout(this.connectTimer);
         await new Promise((resolve) => setTimeout(resolve, Number(page.retryAfter ?? 1) * 1000));
         if (this.ws !== ws) return false;
+        this.connectTimer = setTimeout(() => this.drop(ws), this.opts.connectTimeoutMs ?? 30_000);
         continue;
       }
       if (page.type !== 'sync_result') {

@@ -58,6 +58,8 @@ export function coreHandlers(chat: ChatServices): Record<string, Handler> {
 export function groupHandlers(chat: ChatServices): Record<string, Handler> {
   const { groups: g, groupMessages: gm, deps } = chat;
   const read = (h: Handler) => budgeted(deps, 'read', h);
+  // leave/delete/restore take their `action` point here; the other group commands inside the service.
+  const action = (h: Handler) => budgeted(deps, 'action', h);
   return {
     create_group: (a, c) => g.create(a, c),
     send_group_message: (a, c) => gm.send(a, c),
@@ -67,7 +69,7 @@ export function groupHandlers(chat: ChatServices): Record<string, Handler> {
     get_group_info: read((a, c) => g.info(a, c.groupId)),
     add_group_member: (a, c) => g.addMember(a, c.groupId, c.userId),
     remove_group_member: (a, c) => g.removeMember(a, c.groupId, c.userId),
-    leave_group: (a, c) => g.leave(a, c.groupId),
+    leave_group: action((a, c) => g.leave(a, c.groupId)),
     update_group_info: (a, c) => g.updateInfo(a, c),
     edit_group_message: (a, c) => gm.editById(a, c.messageId, c.newContent),
     delete_group_message: (a, c) => gm.deleteById(a, c.messageId, c.deleteForEveryone),
@@ -76,8 +78,8 @@ export function groupHandlers(chat: ChatServices): Record<string, Handler> {
     promote_member: (a, c) => g.setRole(a, c.groupId, c.userId, true),
     demote_member: (a, c) => g.setRole(a, c.groupId, c.userId, false),
     transfer_ownership: (a, c) => g.transferOwnership(a, c.groupId, c.userId),
-    delete_group: (a, c) => g.deleteGroup(a, c.groupId, c.permanent),
-    restore_group: (a, c) => g.restore(a, c.groupId),
+    delete_group: action((a, c) => g.deleteGroup(a, c.groupId, c.permanent)),
+    restore_group: action((a, c) => g.restore(a, c.groupId)),
     pin_message: (a, c) => gm.pin(a, c.groupId, c.messageId, true),
     unpin_message: (a, c) => gm.pin(a, c.groupId, c.messageId, false),
     get_pinned_messages: read((a, c) => gm.pinned(a, c.groupId)),

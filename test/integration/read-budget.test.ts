@@ -68,6 +68,22 @@ describe('READ_RATE_LIMIT=5, RECEIPT_RATE_LIMIT=3 per 2 s', () => {
   });
 });
 
+describe('ACTION_RATE_LIMIT=3: group commands that lock a group row take an action point', () => {
+  it('leave_group (any group id), delete_group and restore_group are refused RATE_LIMITED past the budget', async () => {
+    const s = await startServer({ ACTION_RATE_LIMIT: '3', MESSAGE_RATE_WINDOW_MS: '60000', FOLLOW_POLICY: 'none' });
+    servers.push(s);
+    const [a, b] = await freshUsers(s, 2);
+    const [ca, cb] = await Promise.all([s.login(a!), s.login(b!)]);
+    const missing = 'group_01890000-0000-7000-8000-000000000000';
+    for (let i = 0; i < 3; i++) await expectError(cb, { type: 'leave_group', groupId: missing }, 'NOT_FOUND');
+    await expectError(cb, { type: 'leave_group', groupId: missing }, 'RATE_LIMITED');
+    const gid = (await ca.request({ type: 'create_group', groupName: 'x' })).groupId as string;
+    expect((await ca.request({ type: 'delete_group', groupId: gid })).type).toBe('group_deleted');
+    expect((await ca.request({ type: 'restore_group', groupId: gid })).type).toBe('group_restored');
+    await expectError(ca, { type: 'delete_group', groupId: gid }, 'RATE_LIMITED');
+  });
+});
+
 describe('the client SDK under the budgets (READ_RATE_LIMIT=2, RECEIPT_RATE_LIMIT=1 per 1 s)', () => {
   let s: TestServer;
   beforeAll(async () => {
@@ -97,7 +113,8 @@ describe('the client SDK under the budgets (READ_RATE_LIMIT=2, RECEIPT_RATE_LIMI
     const ids: string[] = [];
     for (let i = 0; i < 7; i++) ids.push((await sender.request('send_private_message', { recipientId: x!, content: `away ${i}` })).message.id);
 
-    const back = client(x!, { cursor, syncLimit: 2 });
+    // A connect deadline shorter than the wait: paused while the client waits out retryAfter.
+    const back = client(x!, { cursor, syncLimit: 2, connectTimeoutMs: 600 });
     const seen: StateChange[] = [];
     back.onState((st) => seen.push(st));
     const pages: SyncPage[] = [];
