@@ -26,7 +26,7 @@
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { BodyCipher } from '../src/crypto/cipher.ts';
-import { BUS_KEY_INFO } from '../src/fanout/index.ts';
+import { BusSeal } from '../src/crypto/busSeal.ts';
 import { RedisBus } from '../src/fanout/redisBus.ts';
 import { closeRedis, createRedis, waitReady, type Redis } from '../src/fanout/redisClient.ts';
 import { createLogger } from '../src/observability/logger.ts';
@@ -36,7 +36,8 @@ const N = Math.min(10_000, Math.max(50, Number(process.env.N ?? 300)));
 const WARMUP = 30;
 const SIZES = (process.env.SIZES ?? '10,100,1000').split(',').map(Number).filter((g) => g >= 2 && g <= 5000);
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
-const SEAL = process.env.SEAL === '1' ? new BodyCipher([['k1', randomBytes(32)]]).derive(BUS_KEY_INFO) : undefined;
+/** The message-body keys both instances share when sealing; each instance seals with its own BusSeal. */
+const BODY_KEYS = process.env.SEAL === '1' ? new BodyCipher([['k1', randomBytes(32)]]) : undefined;
 const logger = createLogger('error');
 const FRAME = JSON.stringify({
   type: 'new_group_message',
@@ -113,8 +114,8 @@ async function layout(prefix: string, g: number, split: boolean): Promise<Result
   const conns = [0, 1, 2, 3, 4].map((i) => createRedis(REDIS_URL, `grp${i}`, logger));
   await Promise.all(conns.map((c) => waitReady(c, 3000)));
   const admin = conns[4]!;
-  const a = new RedisBus(conns[0]!, conns[1]!, { prefix, instanceId: 'A', logger, seal: SEAL });
-  const b = new RedisBus(conns[2]!, conns[3]!, { prefix, instanceId: 'B', logger, seal: SEAL });
+  const a = new RedisBus(conns[0]!, conns[1]!, { prefix, instanceId: 'A', logger, seal: BODY_KEYS && new BusSeal(BODY_KEYS) });
+  const b = new RedisBus(conns[2]!, conns[3]!, { prefix, instanceId: 'B', logger, seal: BODY_KEYS && new BusSeal(BODY_KEYS) });
   const users = members(g);
   const local = users.slice(0, g / 2);
   const remote = users.slice(g / 2);
@@ -155,7 +156,7 @@ async function cleanup(prefix: string): Promise<void> {
 }
 
 const prefix = `grp:${randomBytes(4).toString('hex')}:`;
-process.stdout.write(`group fan-out over Redis, 2 instances (half the members each): ${RUNS} runs × ${N} messages (+${WARMUP} warm-up), frame ${FRAME.length} B, ${SEAL ? 'sealed' : 'plaintext'}\n`);
+process.stdout.write(`group fan-out over Redis, 2 instances (half the members each): ${RUNS} runs × ${N} messages (+${WARMUP} warm-up), frame ${FRAME.length} B, ${BODY_KEYS ? 'sealed' : 'plaintext'}\n`);
 for (const g of SIZES) {
   const u: Result[] = [];
   const i: Result[] = [];

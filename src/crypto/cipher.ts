@@ -68,14 +68,15 @@ export class BodyCipher {
   }
 
   /**
-   * A keyring for another purpose: each key replaced by HKDF-SHA256 of it (RFC 5869, no
-   * salt, `info` as given, 32 bytes), same ids, same primary. Sealing with it never
+   * A keyring for another purpose: each key replaced by HKDF-SHA256 of it (RFC 5869,
+   * `salt`, `info` as given, 32 bytes), same ids, same primary. Sealing with it never
    * reuses a key of this keyring, so one configured secret serves several uses (the Redis
-   * bus seals frames with `derive('chat-server bus v1')`).
+   * bus: src/crypto/busSeal.ts, a key per process from a random salt).
    * @param info context string naming the purpose
+   * @param salt HKDF salt (default none)
    */
-  derive(info: string): BodyCipher {
-    return new BodyCipher([...this.keys].map(([id, key]) => [id, Buffer.from(hkdfSync('sha256', key, Buffer.alloc(0), info, 32))] as const));
+  derive(info: string, salt: Buffer = Buffer.alloc(0)): BodyCipher {
+    return new BodyCipher([...this.keys].map(([id, key]) => [id, Buffer.from(hkdfSync('sha256', key, salt, info, 32))] as const));
   }
 
   /**
@@ -99,10 +100,10 @@ export class BodyCipher {
 
   /**
    * Encrypt `plaintext` (UTF-8) for the row whose id is `aad` with the primary key and a
-   * fresh random nonce. Throws only if the platform's crypto fails.
+   * fresh random nonce, or `nonce` (12 bytes) when the caller guarantees it is never used
+   * twice with this key (a counter). Throws only if the platform's crypto fails.
    */
-  seal(plaintext: string, aad: string): Sealed {
-    const nonce = randomBytes(NONCE_BYTES);
+  seal(plaintext: string, aad: string, nonce: Buffer = randomBytes(NONCE_BYTES)): Sealed {
     const cipher = createCipheriv('aes-256-gcm', this.keys.get(this.primaryKeyId)!, nonce, { authTagLength: TAG_BYTES });
     cipher.setAAD(Buffer.from(aad, 'utf8'));
     const body = cipher.update(plaintext, 'utf8');

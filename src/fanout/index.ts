@@ -8,6 +8,7 @@ import cluster from 'node:cluster';
 import { randomBytes } from 'node:crypto';
 import client from 'prom-client';
 import type { Config } from '../config.ts';
+import { BusSeal } from '../crypto/busSeal.ts';
 import type { BodyCipher } from '../crypto/cipher.ts';
 import { LocalIpCounter, type IpConnectionCounter } from '../gateway/admission.ts';
 import type { Logger } from '../observability/logger.ts';
@@ -48,20 +49,17 @@ export function distributionKind(cfg: Pick<Config, 'bus' | 'redisUrl'>, isWorker
 /** How long startup waits for Redis before serving degraded, ms. */
 const REDIS_STARTUP_WAIT_MS = 3000;
 
-/** HKDF `info` of the key that seals frames on the Redis bus (BodyCipher.derive). */
-export const BUS_KEY_INFO = 'chat-server bus v1';
-
 /**
  * Build the distribution parts for `cfg`. Throws when BUS=cluster outside a cluster
  * worker. Never fails because Redis is down: the service starts degraded and recovers.
- * @param cipher the message-body keyring; the Redis bus seals with a key derived from it
+ * @param cipher the message-body keyring; the Redis bus seals with keys derived from it
  *   (BUS_ENCRYPTION, DESIGN "Cross-process delivery"). The cluster IPC bus never leaves
  *   the host's process tree and carries frames as they are.
  */
 export async function createDistribution(cfg: Config, logger: Logger, cipher: BodyCipher): Promise<Distribution> {
   const kind = distributionKind(cfg);
   if (kind === 'redis') {
-    const dist = await redisDistribution(cfg, logger, cipher.derive(BUS_KEY_INFO));
+    const dist = await redisDistribution(cfg, logger, new BusSeal(cipher));
     if (cluster.isWorker) dist.aggregateMetrics = aggregateViaPrimary(new WorkerRpc());
     return dist;
   }
@@ -84,7 +82,7 @@ export function newInstanceId(): string {
   return `${process.pid.toString(36)}-${randomBytes(5).toString('hex')}`;
 }
 
-async function redisDistribution(cfg: Config, logger: Logger, busKeys: BodyCipher): Promise<Distribution> {
+async function redisDistribution(cfg: Config, logger: Logger, busKeys: BusSeal): Promise<Distribution> {
   // Loaded only when Redis is configured (the redis client is not needed otherwise).
   const [{ RedisPresence }, { RedisBus }, { closeRedis, COMMAND_STALL_WATCH, createRedis, waitReady }, { redisRateLimits }] = await Promise.all([
     import('../presence/redisPresence.ts'),

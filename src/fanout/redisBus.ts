@@ -29,8 +29,8 @@
 import type { Logger } from '../observability/logger.ts';
 import type { Bus, Delivery, DeliveryHandler } from './bus.ts';
 import type { Redis } from './redisClient.ts';
-import type { BodyCipher } from '../crypto/cipher.ts';
-import { decodeDelivery, encodeDelivery, type OpenOptions } from './wire.ts';
+import type { BusSeal } from '../crypto/busSeal.ts';
+import { decodeDelivery, encodeDelivery, SEALED_MAX_AGE_MS, type OpenOptions } from './wire.ts';
 
 /** Longest a `track(…, true)` waits for its SUBSCRIBE to be acknowledged, and `stop()` for its last publishes, ms. */
 const SUBSCRIBE_WAIT_MS = 1000;
@@ -86,7 +86,7 @@ export interface RedisBusOptions {
    * Keyring opening received sealed frames and sealing published ones (BUS_ENCRYPTION,
    * ./wire.ts): the primary key seals, every key opens. Omitted: plaintext only.
    */
-  seal?: BodyCipher;
+  seal?: BusSeal;
   /** Whether published frames are sealed with `seal` (default true; false while upgrading). */
   sealOutgoing?: boolean;
   /**
@@ -114,10 +114,12 @@ export class RedisBus implements Bus {
   private skipped = 0;
   private lastSkipLog = 0;
   private readonly openOpts: OpenOptions;
-  /** Keyring sealing published frames, when they are sealed. */
-  private readonly sealer: BodyCipher | undefined;
-  /** Start of the wire header of this instance's own publishes. */
-  private readonly echoPrefix: string;
+  /** Keys sealing published frames, when they are sealed. */
+  private readonly sealer: BusSeal | undefined;
+  /** Highest seal counter received per origin instance, and when (epoch ms): a lower one is a replay. */
+  private readonly counters = new Map<string, { n: number; at: number }>();
+  /** Starts of the wire headers of this instance's own publishes (plaintext, sealed). */
+  private readonly echoPrefixes: readonly string[];
   private refusedSinceLog = 0;
   private lastRefusedLog = 0;
   /** Received messages refused: malformed, failing authentication, or plaintext while refused. */
@@ -140,7 +142,7 @@ export class RedisBus implements Bus {
     this.instChannel = `${opts.prefix}i:${opts.instanceId}`;
     this.openOpts = { open: opts.seal, acceptPlaintext: opts.acceptPlaintext ?? !opts.seal };
     this.sealer = opts.sealOutgoing === false ? undefined : opts.seal;
-    this.echoPrefix = `{"o":${JSON.stringify(opts.instanceId)}`;
+    this.echoPrefixes = [`{"o":${JSON.stringify(opts.instanceId)}`, `{"so":${JSON.stringify(opts.instanceId)}`];
     sub.on('ready', () => void this.reconcile());
     this.timer = setInterval(() => void this.reconcile(), RECONCILE_MS);
     this.timer.unref();
@@ -239,10 +241,11 @@ export class RedisBus implements Bus {
   private onMessage(message: string, channel: string): void {
     // Own echoes are dropped before anything is parsed or opened (the header starts with
     // the origin: ./wire.ts); a forged origin gains nothing, the message is then dropped.
-    if (message.startsWith(this.echoPrefix) && (message[this.echoPrefix.length] === ',' || message[this.echoPrefix.length] === '}')) return;
+    for (const p of this.echoPrefixes) if (message.startsWith(p) && (message[p.length] === ',' || message[p.length] === '}')) return;
     const dec = decodeDelivery(message, this.openOpts);
     if (!dec) return this.noteRefused();
     if (dec.origin === this.opts.instanceId) return;
+    if (dec.counter !== undefined && !this.inOrder(dec.origin, dec.counter)) return this.noteRefused();
     if (channel === this.instChannel) {
       // Routed per instance: keep the recipients held here.
       const here = dec.delivery.userIds.filter((u) => this.wanted.has(u));
@@ -307,9 +310,26 @@ export class RedisBus implements Bus {
   }
 
   /**
+   * Whether a sealed message's counter does not go back for its origin (one publish to
+   * several channels arrives with one counter; Redis delivers one connection's publishes
+   * in order), and note it. Origins silent for twice the sealed-message lifetime are
+   * forgotten (a new process has a new id).
+   */
+  private inOrder(origin: string, n: number): boolean {
+    const now = Date.now();
+    const seen = this.counters.get(origin);
+    if (seen && n < seen.n) return false;
+    this.counters.set(origin, { n, at: now });
+    if (this.counters.size > 256) for (const [o, v] of this.counters) if (now - v.at > 2 * SEALED_MAX_AGE_MS) this.counters.delete(o);
+    return true;
+  }
+
+  /**
    * Count and (at most every 30 s) log received messages that were not delivered because
-   * they could not be opened: another key, altered or forged, or plaintext from an
-   * instance with BUS_ENCRYPTION=false (docs/scaling.md).
+   * they could not be opened (another key, altered or forged), were stale or replayed
+   * (more than a minute old, a counter gone back: clocks apart, or someone replaying
+   * traffic), were copied to another user's channel, or were plaintext from an instance
+   * with BUS_ENCRYPTION=false (docs/scaling.md).
    */
   private noteRefused(): void {
     this.refused++;
@@ -317,7 +337,7 @@ export class RedisBus implements Bus {
     const now = Date.now();
     if (now - this.lastRefusedLog < 30_000) return;
     this.lastRefusedLog = now;
-    this.opts.logger.warn('redis bus: messages refused (not sealed with a configured key, or altered); check BUS_ENCRYPTION and CHAT_ENCRYPTION_KEYS on every instance', { refused: this.refusedSinceLog });
+    this.opts.logger.warn('redis bus: messages refused (not opened with a configured key, stale or replayed, redirected, or plaintext); check BUS_ENCRYPTION, CHAT_ENCRYPTION_KEYS and clocks on every instance', { refused: this.refusedSinceLog });
     this.refusedSinceLog = 0;
   }
 

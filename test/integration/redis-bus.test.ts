@@ -7,14 +7,14 @@
  * stops still go out; deliveries to ROUTE_MIN_USERS or more users are published once per
  * instance holding any of them (the presence hashes `pu:<user>`), in order with the rest.
  * Sealed (BUS_ENCRYPTION, the default in a server): Redis sees no frame text, and a frame
- * published without the key (forged, plaintext, or a sealed one copied to another user's
- * channel) is delivered to nobody.
+ * published without the key (forged, plaintext, a sealed one copied to another user's
+ * channel, or replayed) is delivered to nobody.
  */
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BusSeal } from '../../src/crypto/busSeal.ts';
 import { BodyCipher } from '../../src/crypto/cipher.ts';
 import type { Delivery } from '../../src/fanout/bus.ts';
-import { BUS_KEY_INFO } from '../../src/fanout/index.ts';
 import { PUBLISH_BATCH, RedisBus, ROUTE_MIN_USERS, type RedisBusOptions } from '../../src/fanout/redisBus.ts';
 import { closeRedis, createRedis, waitReady, type Redis } from '../../src/fanout/redisClient.ts';
 import { createLogger } from '../../src/observability/logger.ts';
@@ -149,10 +149,10 @@ describe.skipIf(!scaleEnabled)('RedisBus on Redis', () => {
     expect(b.got).toEqual(['2|last']);
   });
 
-  it('sealed: delivered between instances sharing the key, no frame text on Redis; forged, plaintext and redirected frames reach nobody', async () => {
-    const keys = new BodyCipher([['k1', randomBytes(32)]]).derive(BUS_KEY_INFO);
-    const c = await instance('c', ['40'], { seal: keys });
-    const d = await instance('d', ['41', '42', '43'], { seal: keys });
+  it('sealed: delivered between instances sharing the key, no frame text on Redis; forged, plaintext, redirected and replayed frames reach nobody', async () => {
+    const keys = new BodyCipher([['k1', randomBytes(32)]]);
+    const c = await instance('c', ['40'], { seal: new BusSeal(keys) });
+    const d = await instance('d', ['41', '42', '43'], { seal: new BusSeal(keys) });
     const spy = createRedis(url, 'spy', logger);
     clients.push(spy);
     expect(await waitReady(spy, 5000)).toBe(true);
@@ -168,13 +168,18 @@ describe.skipIf(!scaleEnabled)('RedisBus on Redis', () => {
 
     // Someone with access to Redis but not the key: a plaintext frame and a forged seal.
     await c.pub.publish(`${prefix}u:41`, `{"o":"intruder"}\n{"type":"dm","content":"forged"}`);
-    await c.pub.publish(`${prefix}u:41`, `{"o":"intruder","k":"k1"}\n${randomBytes(80).toString('base64')}`);
+    await c.pub.publish(`${prefix}u:41`, `{"so":"intruder","u":["41"],"k":"k1","z":"${'A'.repeat(22)}","s":${Date.now()}}\n${randomBytes(80).toString('base64')}`);
     // A real sealed message for 41 copied to 42's channel (the key stays unknown).
     const forOne = seen.find((m) => m.includes('"u":["41"]'))!;
     await c.pub.publish(`${prefix}u:42`, forOne);
     c.bus.publish({ userIds: ['41'], frame: 'after' });
     await until('d received the next real frame', () => d.got.length === 5, 5000, 10);
     expect(d.got.at(-1)).toBe('41|after');
-    expect(d.bus.refused).toBe(3);
+    // The same sealed message replayed on its own channel: its counter went back.
+    await c.pub.publish(`${prefix}u:41`, forOne);
+    c.bus.publish({ userIds: ['41'], frame: 'last' });
+    await until('d received the last real frame', () => d.got.length === 6, 5000, 10);
+    expect(d.got.at(-1)).toBe('41|last');
+    expect(d.bus.refused).toBe(4);
   });
 });
