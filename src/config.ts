@@ -120,7 +120,7 @@ export const SETTINGS = {
   messageRateLimit: s('MESSAGE_RATE_LIMIT', 30, int(1), 'Sends per user per window (§4)'),
   messageRateWindowMs: s('MESSAGE_RATE_WINDOW_MS', 60000, int(1000), 'Rate-limit window for sends, actions, reads and receipts, ms (§4)'),
   actionRateLimit: s('ACTION_RATE_LIMIT', 60, int(1), 'Edits, deletes and reactions per user per window (§4)'),
-  readRateLimit: s('READ_RATE_LIMIT', 600, int(1), 'Reads (history, conversation and group lists, sync, presence, start_conversation) per user per window; bounds the database work one account can ask for (docs/PROTOCOL-NOTES.md)'),
+  readRateLimit: s('READ_RATE_LIMIT', 1200, int(1), 'Reads (history, conversation and group lists, sync, presence, start_conversation) per user per window; bounds the database work one account can ask for (docs/PROTOCOL-NOTES.md)'),
   receiptRateLimit: s('RECEIPT_RATE_LIMIT', 3000, int(1), 'mark_message_read and message_delivered frames per user per window (docs/PROTOCOL-NOTES.md)'),
   typingRateLimit: s('TYPING_RATE_LIMIT', 20, int(1), 'Typing frames per user per TYPING_RATE_WINDOW_MS; excess dropped (§4)'),
   typingRateWindowMs: s('TYPING_RATE_WINDOW_MS', 10000, int(1000), 'Typing rate-limit window, ms (§4)'),

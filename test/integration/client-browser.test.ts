@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bundleClient } from '../../scripts/lib/bundle.ts';
 import { startServer, type TestServer } from '../helpers/server.ts';
+import { httpGet } from '../helpers/wire.ts';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? ['/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome'].find((p) => existsSync(p));
 if (!CHROMIUM) console.warn('\n!!! test/integration/client-browser.test.ts SKIPPED: no Chromium (apt-get install chromium, or set CHROMIUM_PATH) !!!\n');
@@ -105,13 +106,15 @@ describe.skipIf(!CHROMIUM)('the client SDK in headless Chromium', () => {
     profile = mkdtempSync(join(tmpdir(), 'chat-chromium-'));
     browser = spawn(
       CHROMIUM!,
-      ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', `--user-data-dir=${profile}`, `${origin}/`],
+      ['--headless', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', `--user-data-dir=${profile}`, `${origin}/`],
       { stdio: 'ignore', detached: true },
     );
     const r = await Promise.race([result, new Promise<never>((_, reject) => setTimeout(() => reject(new Error('no report from the page within 30 s')), 30_000))]);
     expect(r, JSON.stringify(r)).toMatchObject({ ok: true, refused: true, node: false, userA: '1', gotContent: 'from a browser ✓' });
     expect(r.ws).toMatch(/function WebSocket\(\) \{ \[native code\] \}/);
     expect(r.gotId).toBe(r.id);
+    // The refusal was the Origin check (403), not a connection failure.
+    expect((await httpGet(elsewhere.port, '/metrics')).text).toMatch(/chat_upgrades_rejected_total\{reason="origin"\} 1\b/);
     const { rows } = await s.app.db.query<{ id: string }>('SELECT id::text AS id FROM private_messages WHERE sender_id = $1', ['1']);
     expect(rows.map((x) => x.id)).toEqual([r.id]);
   }, 60_000);
