@@ -183,16 +183,21 @@ describe('sync: group deletion and restore', () => {
     expect(restored.changes.filter((c) => c.groupId === g.groupId).map((c) => c.type)).toEqual(['group_restored']);
   });
 
+  /** Owner `o` (co), member `m` (cmLive, and device cm with its auth cursor), outsider x (cx), and their group. */
+  async function groupWithMember(): Promise<{ m: string; co: TestClient; cx: TestClient; cmLive: TestClient; cm: { c: TestClient; cursor: string }; gid: string }> {
+    const [o, m, x] = await freshUsers(s, 3);
+    await s.follow([o!, m!]);
+    const co = await s.login(o!);
+    const cx = await s.login(x!);
+    const cmLive = await s.login(m!);
+    const cm = await device(m!);
+    const gid = (await ok(co, { type: 'create_group', groupName: 'G', initialMembers: [m!] }, 'group_created')).groupId as string;
+    return { m: m!, co, cx, cmLive, cm, gid };
+  }
+
   for (const how of ['soft delete', 'removal', 'leaving'] as const) {
     it(`group changes made while a member reach a device that syncs only after a ${how} (audit 4), and nothing after it`, async () => {
-      const [o, m, x] = await freshUsers(s, 3);
-      await s.follow([o!, m!]);
-      const co = await s.login(o!);
-      const cx = await s.login(x!);
-      const cmLive = await s.login(m!);
-      const cm = await device(m!);
-      const g = await ok(co, { type: 'create_group', groupName: 'G', initialMembers: [m!] }, 'group_created');
-      const gid = g.groupId as string;
+      const { m, co, cx, cmLive, cm, gid } = await groupWithMember();
       const sent = async (content: string) => (await ok(co, { type: 'send_group_message', groupId: gid, content }, 'group_message_sent')).message.messageId as string;
       const [gm1, gm2] = [await sent('gm1'), await sent('gm2')];
       const first = await drainUntil(cm.c, cm.cursor, (d) => has(gm1)(d) && has(gm2)(d));
@@ -214,13 +219,7 @@ describe('sync: group deletion and restore', () => {
   }
 
   it('a member who left twice since the cursor gets every message from before, across pages (one entry per message, none lost)', async () => {
-    const [o, m, x] = await freshUsers(s, 3);
-    await s.follow([o!, m!]);
-    const co = await s.login(o!);
-    const cx = await s.login(x!);
-    const cmLive = await s.login(m!);
-    const cm = await device(m!);
-    const gid = (await ok(co, { type: 'create_group', groupName: 'L', initialMembers: [m!] }, 'group_created')).groupId as string;
+    const { m, co, cx, cmLive, cm, gid } = await groupWithMember();
     const ids: string[] = [];
     for (let i = 0; i < 30; i++) ids.push((await ok(co, { type: 'send_group_message', groupId: gid, content: `g${i}` }, 'group_message_sent')).message.messageId as string);
     await ok(cmLive, { type: 'leave_group', groupId: gid }, 'left_group');
