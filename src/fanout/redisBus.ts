@@ -16,10 +16,11 @@
  *
  * A publish delivers to this process's connections synchronously first (so local
  * delivery never depends on Redis), then publishes the wire form (header + the frame
- * string, built once per publish, ./wire.ts; sealed under the `seal` keyring when given,
- * BUS_ENCRYPTION) to each recipient's channel; instances drop their own echoes by origin
- * id, and refuse what does not open with their keys (or plaintext, unless accepted). The publishes of one event-loop turn go out together at
- * its end (`setImmediate`): one PUBLISH when there is one, else one script that PUBLISHes
+ * string, built once per publish, ./wire.ts; sealed with `seal` when given, BUS_ENCRYPTION)
+ * to each recipient's channel; instances drop their own echoes by origin id, and refuse
+ * what does not open with their keys, is stale, replayed or redirected (or plaintext,
+ * unless accepted). The publishes of one event-loop turn go out together at its end
+ * (`setImmediate`): one PUBLISH when there is one, else one script that PUBLISHes
  * each in order (fewer commands: a DM is two publishes, a committed insert batch several
  * DMs). Order on a channel is kept: one connection, commands in the order issued.
  * At-most-once: while Redis is down remote delivery is skipped (logged) and clients close
@@ -122,7 +123,7 @@ export class RedisBus implements Bus {
   private readonly echoPrefixes: readonly string[];
   private refusedSinceLog = 0;
   private lastRefusedLog = 0;
-  /** Received messages refused: malformed, failing authentication, or plaintext while refused. */
+  /** Received messages refused: malformed, not authenticated, stale, replayed, redirected, or plaintext while refused. */
   refused = 0;
   /** Entries queued this turn ({@link PUBLISH_MANY}'s encoding), in batches of ≤ PUBLISH_BATCH entries. */
   private outbox: { args: string[]; entries: number; publishes: number }[] = [];
