@@ -82,3 +82,15 @@ export const MISSING_ID = '01890000-0000-7000-8000-000000000000';
 const DM_EVENTS = new Set(['new_private_message', 'private_message_sent', 'message_edited', 'message_deleted', 'message_read', 'message_status', 'message_marked_read', 'reaction_added', 'reaction_removed', 'conversation_deleted']);
 /** Any DM event (presence and other unrelated frames do not count). */
 export const dmEvent = (f: Frame): boolean => DM_EVENTS.has(f.type);
+
+/**
+ * Wait (≤ 10 s) until the messages `ids` are below the database's snapshot xmin: `sync`
+ * returns a change only then (SYSTEM_DESIGN "Sync and the cursor"), and another test
+ * file's open transaction on the shared server can hold it back for a moment.
+ */
+export async function syncable(s: TestServer, ids: readonly string[]): Promise<void> {
+  await waitFor(async () => {
+    const { rows } = await s.app.db.query<{ ok: boolean | null }>('SELECT bool_and(m.change_xid < pg_snapshot_xmin(pg_current_snapshot())) AS ok FROM private_messages m WHERE m.id = ANY($1::uuid[])', [ids]);
+    return rows[0]?.ok === true || undefined;
+  }, 10_000);
+}

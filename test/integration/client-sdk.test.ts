@@ -17,7 +17,7 @@ import { ChatClient, ClientError, type ChatClientOptions, type StateChange, type
 import { bundleClient } from '../../scripts/lib/bundle.ts';
 import { revokeJti } from '../../src/store/devData.ts';
 import { createTestDatabase, onPostgres } from '../helpers/db.ts';
-import { messagesFrom, waitFor } from '../helpers/dmkit.ts';
+import { messagesFrom, syncable, waitFor } from '../helpers/dmkit.ts';
 import { sleep, startServer, type TestServer } from '../helpers/server.ts';
 import { databaseBehindProxy, FreezableProxy } from '../helpers/tcpProxy.ts';
 import { httpGet } from '../helpers/wire.ts';
@@ -200,6 +200,7 @@ describe('outbox and catching up', () => {
     void queued.then(() => order.push('ack'));
     const pingWhileAway = a.request('ping', {}, { timeoutMs: 5000 });
     expect(a.outbox).toHaveLength(1);
+    await syncable(s, missed);
 
     proxy.refuse(false);
     const ack = await queued;
@@ -234,6 +235,7 @@ describe('outbox and catching up', () => {
       const seen = states(a);
       // Stored by s2; a's server has no bus to s2, so only sync can bring it.
       const sent = await b.request('send_private_message', { recipientId: '20', content: 'across the deploy' });
+      await syncable(s1, [sent.message.id]);
       proxy.retarget(s2.port);
       await s1.app.shutdown(500);
       await waitFor(async () => (a.state === 'ready' && pages.length > 0) || undefined, 5000);

@@ -10,7 +10,7 @@
 import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ChatClient, type StateChange, type SyncPage, type WebSocketConstructor } from '../../src/client/index.ts';
-import { expectError, freshUsers, sendOk, waitFor } from '../helpers/dmkit.ts';
+import { expectError, freshUsers, sendOk, syncable, waitFor } from '../helpers/dmkit.ts';
 import { sleep, startServer, type TestServer } from '../helpers/server.ts';
 import { httpGet } from '../helpers/wire.ts';
 
@@ -112,12 +112,7 @@ describe('the client SDK under the budgets (READ_RATE_LIMIT=2, RECEIPT_RATE_LIMI
     });
     const ids: string[] = [];
     for (let i = 0; i < 7; i++) ids.push((await sender.request('send_private_message', { recipientId: x!, content: `away ${i}` })).message.id);
-    // Sync returns a change once it is below the snapshot xmin, which another test file's
-    // open transaction on the shared server can hold back: wait until these are.
-    await waitFor(async () => {
-      const { rows } = await s.app.db.query<{ ok: boolean | null }>('SELECT bool_and(m.change_xid < pg_snapshot_xmin(pg_current_snapshot())) AS ok FROM private_messages m WHERE m.id = ANY($1::uuid[])', [ids]);
-      return rows[0]?.ok === true || undefined;
-    }, 10_000);
+    await syncable(s, ids);
 
     // A connect deadline shorter than the wait: paused while the client waits out retryAfter.
     const back = client(x!, { cursor, syncLimit: 2, connectTimeoutMs: 600 });
