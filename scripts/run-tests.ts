@@ -7,6 +7,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { connect } from 'node:net';
+import { chromiumPath } from './lib/chromium.ts';
 
 const DEFAULT_PG = 'postgres://postgres@127.0.0.1:5432/test';
 const DEFAULT_REDIS = 'redis://127.0.0.1:6379';
@@ -45,7 +46,7 @@ else {
   delete env.TEST_REDIS_URL;
   notes.push(`NO REDIS at ${new URL(redisUrl).host}: SKIPPED the Redis fan-out, presence and limit tests.`);
 }
-if (!env.CHROMIUM_PATH && !['/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome'].some((p) => existsSync(p))) {
+if (!chromiumPath(env)) {
   notes.push('NO CHROMIUM (apt-get install chromium, or set CHROMIUM_PATH): SKIPPED the client SDK browser test.');
 }
 if (notes.length) banner(notes);

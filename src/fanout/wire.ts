@@ -42,8 +42,8 @@ export const SEALED_MAX_AGE_MS = 60_000;
  */
 export function encodeDelivery(origin: string, d: Delivery, withUsers: boolean, seal?: BusSeal): string {
   // The origin first: receivers recognise their own echoes by this prefix (redisBus.ts onMessage).
-  const h: Header = seal ? { so: origin, u: d.userIds } : { o: origin };
-  if (withUsers) h.u = d.userIds;
+  const h: Header = seal ? { so: origin } : { o: origin };
+  if (withUsers || seal) h.u = d.userIds;
   if (d.exceptConnId) h.x = d.exceptConnId;
   if (d.close) h.c = d.close;
   if (d.publishedAt !== undefined) h.t = d.publishedAt;

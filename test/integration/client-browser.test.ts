@@ -8,17 +8,18 @@
  * the suite is skipped, loudly.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bundleClient } from '../../scripts/lib/bundle.ts';
+import { chromiumPath } from '../../scripts/lib/chromium.ts';
 import { startServer, type TestServer } from '../helpers/server.ts';
 import { httpGet } from '../helpers/wire.ts';
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? ['/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome'].find((p) => existsSync(p));
+const CHROMIUM = chromiumPath();
 if (!CHROMIUM) console.warn('\n!!! test/integration/client-browser.test.ts SKIPPED: no Chromium (apt-get install chromium, or set CHROMIUM_PATH) !!!\n');
 
 let s: TestServer;

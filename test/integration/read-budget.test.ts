@@ -27,11 +27,17 @@ async function hits(port: number, limit: string): Promise<number> {
   return m ? Number(m[1]) : 0;
 }
 
+/** A server with these budgets (FOLLOW_POLICY=none), stopped after the file. */
+async function budgeted(env: Record<string, string>): Promise<TestServer> {
+  const s = await startServer({ ...env, FOLLOW_POLICY: 'none' });
+  servers.push(s);
+  return s;
+}
+
 describe('READ_RATE_LIMIT=5, RECEIPT_RATE_LIMIT=3 per 2 s', () => {
   let s: TestServer;
   beforeAll(async () => {
-    s = await startServer({ READ_RATE_LIMIT: '5', RECEIPT_RATE_LIMIT: '3', MESSAGE_RATE_WINDOW_MS: '2000', FOLLOW_POLICY: 'none' });
-    servers.push(s);
+    s = await budgeted({ READ_RATE_LIMIT: '5', RECEIPT_RATE_LIMIT: '3', MESSAGE_RATE_WINDOW_MS: '2000' });
   }, 60_000);
 
   it('reads from all of a user\'s devices share one budget; over it RATE_LIMITED, and sends, receipts and other users go on', async () => {
@@ -70,8 +76,7 @@ describe('READ_RATE_LIMIT=5, RECEIPT_RATE_LIMIT=3 per 2 s', () => {
 
 describe('ACTION_RATE_LIMIT=3: group commands that lock a group row take an action point', () => {
   it('leave_group (any group id), delete_group and restore_group are refused RATE_LIMITED past the budget', async () => {
-    const s = await startServer({ ACTION_RATE_LIMIT: '3', MESSAGE_RATE_WINDOW_MS: '60000', FOLLOW_POLICY: 'none' });
-    servers.push(s);
+    const s = await budgeted({ ACTION_RATE_LIMIT: '3', MESSAGE_RATE_WINDOW_MS: '60000' });
     const [a, b] = await freshUsers(s, 2);
     const [ca, cb] = await Promise.all([s.login(a!), s.login(b!)]);
     const missing = 'group_01890000-0000-7000-8000-000000000000';
@@ -87,8 +92,7 @@ describe('ACTION_RATE_LIMIT=3: group commands that lock a group row take an acti
 describe('the client SDK under the budgets (READ_RATE_LIMIT=2, RECEIPT_RATE_LIMIT=1 per 1 s)', () => {
   let s: TestServer;
   beforeAll(async () => {
-    s = await startServer({ READ_RATE_LIMIT: '2', RECEIPT_RATE_LIMIT: '1', MESSAGE_RATE_WINDOW_MS: '1000', FOLLOW_POLICY: 'none' });
-    servers.push(s);
+    s = await budgeted({ READ_RATE_LIMIT: '2', RECEIPT_RATE_LIMIT: '1', MESSAGE_RATE_WINDOW_MS: '1000' });
   }, 60_000);
 
   const client = (userId: string, opts: Partial<ConstructorParameters<typeof ChatClient>[0]> = {}): ChatClient => {
