@@ -299,6 +299,12 @@ export class Connection {
 
   /** `authenticate` (PROTOCOL §3 items 2–6, 9). */
   private async authenticate(token: string | undefined, requestId: string | undefined): Promise<void> {
+    if (this.identity) {
+      // A refresh verifies a JWT and looks up two tables: one point of the read budget.
+      const wait = await this.host.refreshBudget(this.identity.user.id);
+      if (this.closed) return;
+      if (wait !== null) return this.sendError(new ChatError('RATE_LIMITED', 'Too many requests; slow down', { retryAfter: wait }), requestId);
+    }
     const r = await this.host.verifier.verify(token);
     if (this.closed) return;
     if (!r.ok) {

@@ -209,6 +209,10 @@ export class Gateway implements GatewayHost {
     return h(actor, f.cmd, f);
   }
 
+  refreshBudget(userId: string): Promise<number | null> {
+    return this.deps.limits.consume('read', userId);
+  }
+
   /** Any error → protocol error. Dependencies down → SERVICE_UNAVAILABLE; bugs → INTERNAL_ERROR with an errorId in the log. */
   toChatError(err: unknown, ctx: Record<string, unknown>): ChatError {
     if (err instanceof ChatError) return err;

@@ -81,6 +81,13 @@ export interface GatewayHost {
   deadlines: ConnectionDeadlines;
   /** Run an authenticated command; resolves its reply or throws. */
   dispatch(actor: Actor, frame: DecodedFrame): Promise<Reply>;
+  /**
+   * Take one point of the user's READ_RATE_LIMIT budget for an `authenticate` on an
+   * already authenticated connection (a token refresh, PROTOCOL §3 item 6: a JWT
+   * verification and two lookups; docs/PROTOCOL-NOTES.md "Reads and receipts").
+   * Resolves null when allowed, else `retryAfter` in whole seconds (≥ 1); never rejects.
+   */
+  refreshBudget(userId: string): Promise<number | null>;
   /** Map any thrown value to a protocol error (logging internal ones with an errorId). */
   toChatError(err: unknown, ctx: Record<string, unknown>): ChatError;
   /**

@@ -72,6 +72,27 @@ describe('READ_RATE_LIMIT=5, RECEIPT_RATE_LIMIT=3 per 2 s', () => {
     await sleep(refused.retryAfter * 1000 + 100);
     expect((await a2.request({ type: 'get_conversations' })).type).toBe('conversations');
   });
+
+  it('authenticate again on an authenticated connection takes a read point; over budget RATE_LIMITED and the session is unchanged; first logins are not budgeted', async () => {
+    const [d, e] = await freshUsers(s, 2);
+    const [d1, d2] = await Promise.all([s.login(d!), s.login(d!)]);
+    const refresh = async (c: typeof d1) => c.request({ type: 'authenticate', token: await s.token(d!) });
+    const replies = [];
+    for (let i = 0; i < 5; i++) replies.push((await refresh(i % 2 ? d1 : d2)).type);
+    expect(replies).toEqual(Array(5).fill('auth_success'));
+    const before = await hits(s.port, 'read');
+    const refused = await expectError(d1, { type: 'authenticate', token: await s.token(d!) }, 'RATE_LIMITED');
+    expect(refused.retryAfter).toBeGreaterThanOrEqual(1);
+    // A token for another user is refused before it is looked at, and counts as a refresh too.
+    await expectError(d2, { type: 'authenticate', token: await s.token(e!) }, 'RATE_LIMITED');
+    expect(await hits(s.port, 'read')).toBe(before + 2);
+    // The connections stay authenticated, and a new device still logs in.
+    expect((await sendOk(d1, e!, 'still here')).type).toBe('private_message_sent');
+    const d3 = await s.login(d!);
+    await expectError(d3, { type: 'get_conversations' }, 'RATE_LIMITED');
+    await sleep(refused.retryAfter * 1000 + 100);
+    expect((await refresh(d2)).type).toBe('auth_success');
+  });
 });
 
 describe('ACTION_RATE_LIMIT=3: group commands that lock a group row take an action point', () => {
