@@ -153,7 +153,7 @@ export async function createApp(cfg: Config, opts: AppOptions = {}): Promise<App
   if (applied.length) logger.info('migrations applied', { applied });
   const insertInFlight = insertConcurrency(cfg.dbInsertConcurrency, cluster.isWorker, cfg.clusterWorkers);
   const stores = createStores(db, insertInFlight);
-  const dist = await createDistribution(cfg, logger, secrets.cipher);
+  const dist = await createDistribution(cfg, logger, secrets.cipher, { busRefused: (reason) => metrics.busRefused(reason) });
   const limits = countingHits(opts.limits ?? dist.limits, (kind) => metrics.rateLimitHit(kind));
   const presence = opts.presence ?? dist.presence;
   const bus = opts.bus ?? dist.bus;

@@ -19,6 +19,7 @@ import { LocalBus, type Bus } from './bus.ts';
 import { ClusterBus } from './clusterBus.ts';
 import { WorkerRpc } from './clusterIpc.ts';
 import { clusterRateLimits } from './limits.ts';
+import type { BusRefusal } from './refusals.ts';
 
 /** The parts that make per-user rules hold across processes. */
 export interface Distribution {
@@ -35,6 +36,12 @@ export interface Distribution {
   aggregateMetrics?(registry: client.Registry): () => Promise<string>;
   /** Release connections (after the bus stopped). */
   stop(): Promise<void>;
+}
+
+/** Callbacks from the distribution parts into the metrics (all optional). */
+export interface DistributionObserver {
+  /** A message received from Redis was refused, for `reason` (RedisBusOptions.onRefused). */
+  busRefused?(reason: BusRefusal): void;
 }
 
 /** The backend a Config resolves to. */
@@ -55,11 +62,12 @@ const REDIS_STARTUP_WAIT_MS = 3000;
  * @param cipher the message-body keyring; the Redis bus seals with keys derived from it
  *   (BUS_ENCRYPTION, DESIGN "Cross-process delivery"). The cluster IPC bus never leaves
  *   the host's process tree and carries frames as they are.
+ * @param observe metric callbacks (the Redis bus's refusals)
  */
-export async function createDistribution(cfg: Config, logger: Logger, cipher: BodyCipher): Promise<Distribution> {
+export async function createDistribution(cfg: Config, logger: Logger, cipher: BodyCipher, observe: DistributionObserver = {}): Promise<Distribution> {
   const kind = distributionKind(cfg);
   if (kind === 'redis') {
-    const dist = await redisDistribution(cfg, logger, new BusSeal(cipher));
+    const dist = await redisDistribution(cfg, logger, new BusSeal(cipher), observe);
     if (cluster.isWorker) dist.aggregateMetrics = aggregateViaPrimary(new WorkerRpc());
     return dist;
   }
@@ -82,7 +90,7 @@ export function newInstanceId(): string {
   return `${process.pid.toString(36)}-${randomBytes(5).toString('hex')}`;
 }
 
-async function redisDistribution(cfg: Config, logger: Logger, busKeys: BusSeal): Promise<Distribution> {
+async function redisDistribution(cfg: Config, logger: Logger, busKeys: BusSeal, observe: DistributionObserver): Promise<Distribution> {
   // Loaded only when Redis is configured (the redis client is not needed otherwise).
   const [{ RedisPresence }, { RedisBus }, { closeRedis, COMMAND_STALL_WATCH, createRedis, waitReady }, { redisRateLimits }] = await Promise.all([
     import('../presence/redisPresence.ts'),
@@ -107,7 +115,15 @@ async function redisDistribution(cfg: Config, logger: Logger, busKeys: BusSeal):
   });
   presence.start();
   // BUS_ENCRYPTION=false still opens sealed frames (an upgrade in progress), and accepts plaintext.
-  const bus = new RedisBus(cmd, sub, { prefix, instanceId, logger, seal: busKeys, acceptPlaintext: !cfg.busEncryption, sealOutgoing: cfg.busEncryption });
+  const bus = new RedisBus(cmd, sub, {
+    prefix,
+    instanceId,
+    logger,
+    seal: busKeys,
+    acceptPlaintext: !cfg.busEncryption,
+    sealOutgoing: cfg.busEncryption,
+    onRefused: observe.busRefused?.bind(observe),
+  });
   logger.info('redis distribution', { instanceId, prefix, busEncryption: cfg.busEncryption });
   return {
     bus,

@@ -19,19 +19,24 @@
  * string, built once per publish, ./wire.ts; sealed with `seal` when given, BUS_ENCRYPTION)
  * to each recipient's channel; instances drop their own echoes by origin id, and refuse
  * what does not open with their keys, is stale, replayed or redirected (or plaintext,
- * unless accepted). The publishes of one event-loop turn go out together at its end
- * (`setImmediate`): one PUBLISH when there is one, else one script that PUBLISHes
- * each in order (fewer commands: a DM is two publishes, a committed insert batch several
- * DMs). Order on a channel is kept: one connection, commands in the order issued.
- * At-most-once: while Redis is down remote delivery is skipped (logged) and clients close
- * gaps with `sync`. Subscriptions are reconciled after every reconnect (node-redis also
- * resubscribes what it knew).
+ * unless accepted), counting each refusal by reason (./refusals.ts; `onRefused` feeds
+ * /metrics). A DM reaches an instance holding both users as one wire string on two
+ * channels in a row: it is decoded (and opened) once, the second copy only goes through
+ * the per-channel recipient checks (./busReader.ts). The publishes of one event-loop turn
+ * go out together at its end (`setImmediate`): one PUBLISH when there is one, else one
+ * script that PUBLISHes each in order (fewer commands: a DM is two publishes, a
+ * committed insert batch several DMs). Order on a channel is kept: one connection,
+ * commands in the order issued. At-most-once: while Redis is down remote delivery is
+ * skipped (logged) and clients close gaps with `sync`. Subscriptions are reconciled after
+ * every reconnect (node-redis also resubscribes what it knew).
  */
 import type { Logger } from '../observability/logger.ts';
 import type { Bus, Delivery, DeliveryHandler } from './bus.ts';
 import type { Redis } from './redisClient.ts';
 import type { BusSeal } from '../crypto/busSeal.ts';
-import { decodeDelivery, encodeDelivery, SEALED_MAX_AGE_MS, type OpenOptions } from './wire.ts';
+import { BusReader } from './busReader.ts';
+import { RefusalCounter, type BusRefusal } from './refusals.ts';
+import { encodeDelivery } from './wire.ts';
 
 /** Longest a `track(…, true)` waits for its SUBSCRIBE to be acknowledged, and `stop()` for its last publishes, ms. */
 const SUBSCRIBE_WAIT_MS = 1000;
@@ -95,6 +100,11 @@ export interface RedisBusOptions {
    * False refuses them, so a frame published to Redis without the key reaches nobody.
    */
   acceptPlaintext?: boolean;
+  /**
+   * Called once for every received message refused, with the reason (./refusals.ts): the
+   * `chat_bus_refused_total{reason}` counter (src/observability/metrics.ts). Must not throw.
+   */
+  onRefused?: (reason: BusRefusal) => void;
 }
 
 /** Redis pub/sub {@link Bus} with per-user channels. */
@@ -114,17 +124,12 @@ export class RedisBus implements Bus {
   private readonly timer: NodeJS.Timeout;
   private skipped = 0;
   private lastSkipLog = 0;
-  private readonly openOpts: OpenOptions;
   /** Keys sealing published frames, when they are sealed. */
   private readonly sealer: BusSeal | undefined;
-  /** Highest seal counter received per origin instance, and when (epoch ms): a lower one is a replay. */
-  private readonly counters = new Map<string, { n: number; at: number }>();
-  /** Starts of the wire headers of this instance's own publishes (plaintext, sealed). */
-  private readonly echoPrefixes: readonly string[];
-  private refusedSinceLog = 0;
-  private lastRefusedLog = 0;
-  /** Received messages refused: malformed, not authenticated, stale, replayed, redirected, or plaintext while refused. */
-  refused = 0;
+  /** Echo, decoding (once per string per turn) and order checks of received messages. */
+  private readonly reader: BusReader;
+  /** Received messages refused, by reason, with the throttled log. */
+  private readonly refusals: RefusalCounter;
   /** Entries queued this turn ({@link PUBLISH_MANY}'s encoding), in batches of ≤ PUBLISH_BATCH entries. */
   private outbox: { args: string[]; entries: number; publishes: number }[] = [];
   private flushScheduled = false;
@@ -141,9 +146,9 @@ export class RedisBus implements Bus {
   ) {
     this.chanPrefix = `${opts.prefix}u:`;
     this.instChannel = `${opts.prefix}i:${opts.instanceId}`;
-    this.openOpts = { open: opts.seal, acceptPlaintext: opts.acceptPlaintext ?? !opts.seal };
+    this.reader = new BusReader(opts.instanceId, { open: opts.seal, acceptPlaintext: opts.acceptPlaintext ?? !opts.seal });
     this.sealer = opts.sealOutgoing === false ? undefined : opts.seal;
-    this.echoPrefixes = [`{"o":${JSON.stringify(opts.instanceId)}`, `{"so":${JSON.stringify(opts.instanceId)}`];
+    this.refusals = new RefusalCounter(opts.logger, opts.onRefused);
     sub.on('ready', () => void this.reconcile());
     this.timer = setInterval(() => void this.reconcile(), RECONCILE_MS);
     this.timer.unref();
@@ -221,6 +226,24 @@ export class RedisBus implements Bus {
     return this.commands;
   }
 
+  /** Received messages decoded (header parsed, sealed frame opened) so far, other than own echoes (tests). */
+  get decoded(): number {
+    return this.reader.decodes;
+  }
+
+  /**
+   * Received messages refused so far: malformed, not authenticated, plaintext while
+   * refused, stale, replayed or redirected (./refusals.ts).
+   */
+  get refused(): number {
+    return this.refusals.count;
+  }
+
+  /** {@link refused} by reason, since start (a live view; tests). */
+  get refusedByReason(): Readonly<Record<BusRefusal, number>> {
+    return this.refusals.byReason;
+  }
+
   healthy(): boolean {
     return this.pub.isReady && this.sub.isReady;
   }
@@ -240,26 +263,21 @@ export class RedisBus implements Bus {
   }
 
   private onMessage(message: string, channel: string): void {
-    // Own echoes are dropped before anything is parsed or opened (the header starts with
-    // the origin: ./wire.ts); a forged origin gains nothing, the message is then dropped.
-    for (const p of this.echoPrefixes) if (message.startsWith(p) && (message[p.length] === ',' || message[p.length] === '}')) return;
-    const dec = decodeDelivery(message, this.openOpts);
-    if (!dec) return this.noteRefused();
-    if (dec.origin === this.opts.instanceId) return;
-    if (dec.counter !== undefined && !this.inOrder(dec.origin, dec.counter)) return this.noteRefused();
+    const dec = this.reader.read(message);
+    if (dec === undefined) return;
+    if (typeof dec === 'string') return this.refusals.note(dec);
+    // Each delivery is a copy with the recipients held here: `dec` may serve the next copy of this message.
     if (channel === this.instChannel) {
       // Routed per instance: keep the recipients held here.
       const here = dec.delivery.userIds.filter((u) => this.wanted.has(u));
       if (here.length === 0) return;
-      dec.delivery.userIds = here;
-      return this.handler(dec.delivery);
+      return this.handler({ ...dec.delivery, userIds: here });
     }
     const userId = channel.slice(this.chanPrefix.length);
     if (!this.wanted.has(userId)) return;
     // A sealed message names its recipients: one found on another user's channel was copied there.
-    if (dec.sealed && !dec.delivery.userIds.includes(userId)) return this.noteRefused();
-    dec.delivery.userIds = [userId];
-    this.handler(dec.delivery);
+    if (dec.sealed && !dec.delivery.userIds.includes(userId)) return this.refusals.note('redirected');
+    this.handler({ ...dec.delivery, userIds: [userId] });
   }
 
   private isWanted(ch: string): boolean {
@@ -308,38 +326,6 @@ export class RedisBus implements Bus {
     for (let i = 0; i < remove.length; i += CHUNK) jobs.push(this.unsubscribe(remove.slice(i, i + CHUNK)));
     await Promise.all(jobs);
     if (add.length || remove.length) this.opts.logger.debug('redis subscriptions reconciled', { added: add.length, removed: remove.length });
-  }
-
-  /**
-   * Whether a sealed message's counter does not go back for its origin (one publish to
-   * several channels arrives with one counter; Redis delivers one connection's publishes
-   * in order), and note it. Origins silent for twice the sealed-message lifetime are
-   * forgotten (a new process has a new id).
-   */
-  private inOrder(origin: string, n: number): boolean {
-    const now = Date.now();
-    const seen = this.counters.get(origin);
-    if (seen && n < seen.n) return false;
-    this.counters.set(origin, { n, at: now });
-    if (this.counters.size > 256) for (const [o, v] of this.counters) if (now - v.at > 2 * SEALED_MAX_AGE_MS) this.counters.delete(o);
-    return true;
-  }
-
-  /**
-   * Count and (at most every 30 s) log received messages that were not delivered because
-   * they could not be opened (another key, altered or forged), were stale or replayed
-   * (more than a minute old, a counter gone back: clocks apart, or someone replaying
-   * traffic), were copied to another user's channel, or were plaintext from an instance
-   * with BUS_ENCRYPTION=false (docs/scaling.md).
-   */
-  private noteRefused(): void {
-    this.refused++;
-    this.refusedSinceLog++;
-    const now = Date.now();
-    if (now - this.lastRefusedLog < 30_000) return;
-    this.lastRefusedLog = now;
-    this.opts.logger.warn('redis bus: messages refused (not opened with a configured key, stale or replayed, redirected, or plaintext); check BUS_ENCRYPTION, CHAT_ENCRYPTION_KEYS and clocks on every instance', { refused: this.refusedSinceLog });
-    this.refusedSinceLog = 0;
   }
 
   /** Count and (at most every 30 s) log remote deliveries skipped while Redis is unavailable. */

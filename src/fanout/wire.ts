@@ -17,6 +17,7 @@
  */
 import type { BusSeal } from '../crypto/busSeal.ts';
 import type { Delivery } from './bus.ts';
+import type { WireRefusal } from './refusals.ts';
 
 /** Header fields: origin instance (`o` plaintext, `so` sealed), recipients (omitted on per-user channels unless sealed), excluded connection, close, publish time (epoch ms); sealed: key id, sender salt, seal time (epoch ms). */
 interface Header {
@@ -73,40 +74,60 @@ export interface OpenOptions {
 }
 
 /**
- * Decode a wire message. Resolves null (never throws) when it is malformed, sealed but
- * not opened by `opts.open` (unknown key, altered, forged), sealed more than
- * {@link SEALED_MAX_AGE_MS} from `now`, or plaintext while `opts.acceptPlaintext` is false.
+ * Decode a wire message, or say why it is refused (never throws): `malformed` (no header
+ * line, header not a JSON object, no origin, a sealed header without key id, salt,
+ * recipients or seal time), `plaintext` (plaintext while `opts.acceptPlaintext` is false),
+ * `unauthenticated` (sealed but not opened by `opts.open`: no keys, unknown key, altered,
+ * forged), `stale` (opened, but sealed more than {@link SEALED_MAX_AGE_MS} before or after
+ * `now`). A sealed frame is opened before its seal time is judged, so `stale` only ever
+ * counts frames sealed with our keys (clock skew, or an old capture replayed), never
+ * forgeries. A reason is a constant string: saying it allocates nothing.
+ * @param payload the message as received from Redis
  * @param now the receiver's clock, epoch ms
+ * @returns the decoded message, or the reason (./refusals.ts) it is refused
  */
-export function decodeDelivery(payload: string, opts: OpenOptions = { acceptPlaintext: true }, now = Date.now()): Decoded | null {
+export function decodeWire(payload: string, opts: OpenOptions = { acceptPlaintext: true }, now = Date.now()): Decoded | WireRefusal {
   const nl = payload.indexOf('\n');
-  if (nl < 0) return null;
+  if (nl < 0) return 'malformed';
   const head = payload.slice(0, nl);
   let h: Header;
   try {
     h = JSON.parse(head) as Header;
   } catch {
-    return null;
+    return 'malformed';
   }
-  if (!h || typeof h !== 'object') return null;
+  if (!h || typeof h !== 'object') return 'malformed';
   let origin: string;
   let frame: string;
   let counter: number | undefined;
   if (typeof h.o === 'string') {
-    if (!opts.acceptPlaintext) return null;
+    if (!opts.acceptPlaintext) return 'plaintext';
     origin = h.o;
     frame = payload.slice(nl + 1);
   } else if (typeof h.so === 'string') {
-    if (!opts.open || typeof h.k !== 'string' || typeof h.z !== 'string' || !Array.isArray(h.u) || typeof h.s !== 'number' || Math.abs(now - h.s) > SEALED_MAX_AGE_MS) return null;
-    const opened = opts.open.open(h.k, h.z, Buffer.from(payload.slice(nl + 1), 'base64'), head);
-    if (!opened) return null;
+    if (typeof h.k !== 'string' || typeof h.z !== 'string' || !Array.isArray(h.u) || typeof h.s !== 'number') return 'malformed';
+    const opened = opts.open?.open(h.k, h.z, Buffer.from(payload.slice(nl + 1), 'base64'), head);
+    if (!opened) return 'unauthenticated';
+    if (Math.abs(now - h.s) > SEALED_MAX_AGE_MS) return 'stale';
     origin = h.so;
     frame = opened.frame;
     counter = opened.counter;
-  } else return null;
+  } else return 'malformed';
   const delivery: Delivery = { userIds: Array.isArray(h.u) ? h.u : [], frame };
   if (typeof h.x === 'string') delivery.exceptConnId = h.x;
   if (h.c && typeof h.c.code === 'number') delivery.close = { code: h.c.code, reason: String(h.c.reason ?? '') };
   if (typeof h.t === 'number') delivery.publishedAt = h.t;
   return counter === undefined ? { origin, delivery, sealed: false } : { origin, delivery, sealed: true, counter };
+}
+
+/**
+ * {@link decodeWire} without the reason: the decoded message, or null when it is refused
+ * (malformed, sealed but not opened by `opts.open`, sealed more than
+ * {@link SEALED_MAX_AGE_MS} from `now`, or plaintext while `opts.acceptPlaintext` is false).
+ * Never throws.
+ * @param now the receiver's clock, epoch ms
+ */
+export function decodeDelivery(payload: string, opts: OpenOptions = { acceptPlaintext: true }, now = Date.now()): Decoded | null {
+  const d = decodeWire(payload, opts, now);
+  return typeof d === 'string' ? null : d;
 }

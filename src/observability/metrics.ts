@@ -1,12 +1,14 @@
 /**
  * Prometheus metrics (prom-client): connections, users, frames in/out by type, commands
  * by type with latency, error frames by code, rate-limit hits by limit, refused upgrades,
- * server-initiated closes by code, messages stored, database and delivery latency,
- * process metrics. Label children are cached so the hot path does no label hashing.
+ * server-initiated closes by code, messages stored, database and delivery latency, Redis
+ * bus messages refused by reason, process metrics. Label children are cached so the hot
+ * path does no label hashing.
  */
 import client from 'prom-client';
 import type { GatewayMetrics, UpgradeRejection } from '../gateway/host.ts';
 import type { LimitKind } from '../policy/rateLimits.ts';
+import { BUS_REFUSALS, type BusRefusal } from '../fanout/refusals.ts';
 
 /** The children of a one-label metric, created once per label value (no label hashing per call). */
 class Children<L extends string | number, C> {
@@ -34,6 +36,7 @@ export class Metrics implements GatewayMetrics {
   private readonly limitHits: Children<LimitKind, client.Counter.Internal>;
   private readonly upgradesRejected: Children<UpgradeRejection, client.Counter.Internal>;
   private readonly serverCloses: Children<number, client.Counter.Internal>;
+  private readonly busRefusals: Children<BusRefusal, client.Counter.Internal>;
 
   private readonly stored: client.Counter;
   private readonly dbQuery: client.Histogram;
@@ -73,6 +76,16 @@ export class Metrics implements GatewayMetrics {
     this.serverCloses = counterChildren(
       new client.Counter({ name: 'chat_server_closes_total', help: 'Connections closed by the server, by close code', labelNames: ['code'], registers: [this.registry] }),
     );
+    this.busRefusals = counterChildren(
+      new client.Counter({
+        name: 'chat_bus_refused_total',
+        help: 'Messages received from Redis and not delivered, by reason (malformed, unauthenticated, plaintext, stale, replayed, redirected; src/fanout/refusals.ts)',
+        labelNames: ['reason'],
+        registers: [this.registry],
+      }),
+    );
+    // Every reason exported from the start at 0, so the first refusal is an increase an alert sees.
+    for (const reason of BUS_REFUSALS) this.busRefusals.of(reason).inc(0);
     this.stored = new client.Counter({ name: 'chat_messages_stored_total', help: 'Messages committed (DM, group, announcement; duplicates excluded)', registers: [this.registry] });
     const dbBuckets = [0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5];
     this.dbQuery = new client.Histogram({ name: 'chat_db_query_duration_seconds', help: 'Database statement time on its connection', buckets: dbBuckets, registers: [this.registry] });
@@ -152,6 +165,11 @@ export class Metrics implements GatewayMetrics {
   /** A rate limit of `kind` refused a request (see policy/rateLimits.ts countingHits). */
   rateLimitHit(kind: LimitKind): void {
     this.limitHits.of(kind).inc();
+  }
+
+  /** The Redis bus refused a received message for `reason` (RedisBusOptions.onRefused, src/fanout/refusals.ts). */
+  busRefused(reason: BusRefusal): void {
+    this.busRefusals.of(reason).inc();
   }
 
   /** Prometheus text exposition. */

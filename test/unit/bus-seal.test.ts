@@ -6,13 +6,14 @@
  * seals under its own derived key with counter nonces (never repeated), which receivers
  * read back to reject replays; a copy received a minute later is refused; keys rotate
  * like the body keys; plaintext is refused unless accepted on purpose; a decoder of a
- * build without sealing drops sealed messages instead of forwarding them.
+ * build without sealing drops sealed messages instead of forwarding them; a refusal says
+ * why (src/fanout/refusals.ts), and `stale` is only said of frames that opened.
  */
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { BusSeal } from '../../src/crypto/busSeal.ts';
 import { BodyCipher } from '../../src/crypto/cipher.ts';
-import { decodeDelivery, encodeDelivery, SEALED_MAX_AGE_MS } from '../../src/fanout/wire.ts';
+import { decodeDelivery, decodeWire, encodeDelivery, SEALED_MAX_AGE_MS } from '../../src/fanout/wire.ts';
 
 const k1 = randomBytes(32);
 const k2 = randomBytes(32);
@@ -79,6 +80,28 @@ describe('sealed bus frames', () => {
     expect(decodeDelivery(wire, sealedOnly(receiver), now + SEALED_MAX_AGE_MS - 1000)?.delivery.frame).toBe(frame);
     expect(decodeDelivery(wire, sealedOnly(receiver), now + SEALED_MAX_AGE_MS + 1000)).toBeNull();
     expect(decodeDelivery(wire, sealedOnly(receiver), now - SEALED_MAX_AGE_MS - 1000)).toBeNull();
+  });
+
+  it('say why they are refused: malformed, plaintext, unauthenticated, stale only once opened', () => {
+    const [sender, receiver] = [new BusSeal(body('k1')), new BusSeal(body('k1'))];
+    const wire = encodeDelivery('inst-1', { userIds: ['1'], frame }, false, sender);
+    const nl = wire.indexOf('\n');
+    const now = Date.now();
+    expect(decodeWire(wire, sealedOnly(receiver), now)).toMatchObject({ origin: 'inst-1', sealed: true, counter: 1 });
+    for (const bad of ['no header line', '{not json\n{}', 'null\n{}', '{"x":"c"}\n{}', wire.replace(/,"s":\d+/, ''), wire.replace(/"k":"k1",/, '')]) {
+      expect(decodeWire(bad, sealedOnly(receiver), now), bad.slice(0, 40)).toBe('malformed');
+    }
+    expect(decodeWire(encodeDelivery('inst-1', { userIds: ['1'], frame }, true), sealedOnly(receiver), now)).toBe('plaintext');
+    const bytes = Buffer.from(wire.slice(nl + 1), 'base64');
+    bytes[20]! ^= 1;
+    expect(decodeWire(wire.slice(0, nl + 1) + bytes.toString('base64'), sealedOnly(receiver), now)).toBe('unauthenticated');
+    expect(decodeWire(wire.replace('"u":["1"]', '"u":["2"]'), sealedOnly(receiver), now)).toBe('unauthenticated');
+    expect(decodeWire(wire, sealedOnly(new BusSeal(body('k2'))), now)).toBe('unauthenticated');
+    expect(decodeWire(wire, { acceptPlaintext: true }, now)).toBe('unauthenticated');
+    expect(decodeWire(wire, sealedOnly(receiver), now + SEALED_MAX_AGE_MS + 1000)).toBe('stale');
+    expect(decodeWire(wire, sealedOnly(receiver), now - SEALED_MAX_AGE_MS - 1000)).toBe('stale');
+    // A forgery is unauthenticated whatever its seal time says.
+    expect(decodeWire(wire, sealedOnly(new BusSeal(body('k2'))), now + SEALED_MAX_AGE_MS + 1000)).toBe('unauthenticated');
   });
 
   it('rotate like the body keys: sealed with the primary, opened by any configured key', () => {
