@@ -2,13 +2,17 @@
  * `ChatClient`: one device's connection to the chat server, for browsers and Node.
  *
  * - Authenticates with a token from the application (§3), refreshes it on
- *   `token_expiring` (§3 item 6) and after a 4401 close.
+ *   `token_expiring` (§3 item 6; again after `retryAfter` when refused `RATE_LIMITED`)
+ *   and after a 4401 close.
  * - Correlates each command with its one direct reply by `requestId` (§2, §2.1) and
  *   returns it as a promise; replies never reach the event listeners, events always do.
  * - Reconnects after a close by the rule of its code (§2.3), with exponential backoff
  *   and full jitter; stops for good on 4400, 4403, 4409 and 4429.
  * - Misses nothing across reconnects: after each authentication it runs `sync` from the
  *   last cursor it holds until `hasMore` is false (§9), and hands every page to `onSync`.
+ *   While `ready` it does the same in the background every `resyncIntervalMs` when the
+ *   connection had stream traffic (./syncLoop.ts), so the cursor keeps up with what
+ *   arrived live and what live delivery missed still arrives.
  * - Keeps an outbox: sends (`send_private_message`, `send_group_message`,
  *   `send_announcement`) get a `clientMessageId` and are resent until acknowledged:
  *   after a reconnect, after `retryAfter` on `RATE_LIMITED` (§4), after a backoff on
@@ -25,7 +29,8 @@
  */
 import { ReceiptBatcher } from './receipts.ts';
 import { backoffDelay, onClose, type StopReason } from './reconnect.ts';
-import { ClientError, newId, RequestTable, type PendingRequest } from './requests.ts';
+import { ClientError, newId, RequestTable, resendDelay, type PendingRequest } from './requests.ts';
+import { SyncRounds } from './syncLoop.ts';
 import type { ChatClientOptions, ClientState, StateChange, SyncPage, WebSocketConstructor, WebSocketLike } from './options.ts';
 import { IDEMPOTENT_SENDS, type CommandFields, type CommandType, type ReplyOf, type ServerFrames, type ServerFrameType } from './types.ts';
 
@@ -43,7 +48,6 @@ export class ChatClient {
   private readonly prefix = `c${++instances}-${Math.random().toString(36).slice(2, 8)}-`;
   private ws: WebSocketLike | undefined;
   private stateNow: ClientState = 'idle';
-  private cursorNow: string | null;
   private attempt = 0;
   private nextId = 0;
   private refreshToken = false;
@@ -51,6 +55,10 @@ export class ChatClient {
   private retryTimer: ReturnType<typeof setTimeout> | undefined;
   private pingTimer: ReturnType<typeof setInterval> | undefined;
   private connectTimer: ReturnType<typeof setTimeout> | undefined;
+  /** A token refresh refused `RATE_LIMITED`, asked again after its `retryAfter`. */
+  private refreshTimer: ReturnType<typeof setTimeout> | undefined;
+  /** The cursor, the catch-up and the background resync (§9). */
+  private readonly sync: SyncRounds<WebSocketLike>;
   /** Delivery receipts to send (§9), unless turned off. */
   private readonly receipts: ReceiptBatcher | undefined;
   private readyWaits: { resolve: () => void; reject: (e: ClientError) => void }[] = [];
@@ -65,7 +73,13 @@ export class ChatClient {
   /** @param opts see {@link ChatClientOptions} */
   constructor(opts: ChatClientOptions) {
     this.opts = opts;
-    this.cursorNow = opts.cursor ?? null;
+    this.sync = new SyncRounds<WebSocketLike>(opts.cursor ?? null, opts.resyncIntervalMs ?? 300_000, {
+      page: (ws, cursor) => this.internal(ws, { type: 'sync', cursor, limit: opts.syncLimit ?? 200 }),
+      current: (ws) => this.ws === ws,
+      ready: () => this.stateNow === 'ready',
+      onPage: (page) => (page.messages.forEach((m) => this.receipts?.synced(m as { id?: unknown }, this.userId)), this.syncListeners.forEach((fn) => fn(page))),
+      onExpired: (frame) => this.emit('error', frame),
+    });
     const Ctor = opts.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
     if (!Ctor) throw new TypeError('no WebSocket: pass options.WebSocket (the ws package on Node 20)');
     this.Ctor = Ctor;
@@ -79,7 +93,7 @@ export class ChatClient {
 
   /** The last sync cursor: save it to resume from there in a later session (§9). */
   get cursor(): string | null {
-    return this.cursorNow;
+    return this.sync.cursor;
   }
 
   /** The sends not yet acknowledged, oldest first (frames as sent, `clientMessageId` included). */
@@ -153,8 +167,9 @@ export class ChatClient {
 
   /**
    * Listen to sync pages: after every reconnect, what happened while this device was
-   * away (§9). Apply each page (upsert messages by `id`, drop tombstones) and save its
-   * `cursor`. @returns a function that removes the listener
+   * away (§9); while connected, the background resync's pages (`resyncIntervalMs`), which
+   * mostly repeat what arrived live. Apply each page (upsert messages by `id`, drop
+   * tombstones) and save its `cursor`. @returns a function that removes the listener
    */
   onSync(fn: Listener<SyncPage>): () => void {
     this.syncListeners.add(fn);
@@ -206,51 +221,33 @@ export class ChatClient {
     this.expiresAt = String(auth.expiresAt);
     this.attempt = 0;
     this.authRetried = false;
-    if (this.cursorNow === null) this.cursorNow = String(auth.cursor);
-    else if (!(await this.catchUp(ws, String(auth.cursor)))) return;
+    if (this.sync.connected(String(auth.cursor)) && !(await this.catchUp(ws))) return;
     clearTimeout(this.connectTimer);
     this.setState('ready');
     this.startPings(ws);
+    this.sync.start(ws);
     for (const req of this.requests.unsent()) this.write(req);
     for (const w of this.readyWaits.splice(0)) w.resolve();
   }
 
   /**
-   * Sync from the held cursor until `hasMore` is false (§9).
-   * @param ws the connection
-   * @param authCursor the position of this authentication: the new cursor when the held
-   *   one has expired (`SYNC_EXPIRED`, emitted as an `error` event: the application
-   *   reloads its state), since everything after it arrives live
-   * @returns false if the connection dropped or was dropped (sync refused otherwise)
+   * Sync from the held cursor until `hasMore` is false (§9), before the connection is
+   * `ready` (./syncLoop.ts). A page refused `RATE_LIMITED` is asked again after
+   * `retryAfter` (the connect deadline paused); `SYNC_EXPIRED` becomes an `error` event;
+   * any other refusal drops the connection (a new one after a backoff).
+   * @returns false if the connection dropped or was dropped
    */
-  private async catchUp(ws: WebSocketLike, authCursor: string): Promise<boolean> {
+  private async catchUp(ws: WebSocketLike): Promise<boolean> {
     this.setState('syncing');
-    for (;;) {
-      const page = await this.internal(ws, { type: 'sync', cursor: this.cursorNow, limit: this.opts.syncLimit ?? 200 });
-      if (this.ws !== ws || !page) return false;
-      if (page.type === 'error' && page.code === 'SYNC_EXPIRED') {
-        this.cursorNow = authCursor;
-        this.emit('error', page);
-        return true;
-      }
-      if (page.type === 'error' && page.code === 'RATE_LIMITED') {
-        // READ_RATE_LIMIT spent: the same page after retryAfter, the connect deadline paused.
-        clearTimeout(this.connectTimer);
-        await new Promise((resolve) => setTimeout(resolve, Number(page.retryAfter ?? 1) * 1000));
-        if (this.ws !== ws) return false;
-        this.connectTimer = setTimeout(() => this.drop(ws), this.opts.connectTimeoutMs ?? 30_000);
-        continue;
-      }
-      if (page.type !== 'sync_result') {
-        // SERVICE_UNAVAILABLE and the like: try again on a new connection after a backoff.
-        this.drop(ws);
-        return false;
-      }
-      this.cursorNow = String(page.cursor);
-      for (const m of (page as SyncPage).messages) this.receipts?.add(m as { id?: unknown }, this.userId);
-      for (const fn of this.syncListeners) fn(page as SyncPage);
-      if (!page.hasMore) return true;
-    }
+    const end = await this.sync.catchUp(ws, async (retryAfterS) => {
+      clearTimeout(this.connectTimer);
+      await new Promise((resolve) => setTimeout(resolve, retryAfterS * 1000));
+      if (this.ws !== ws) return false;
+      this.connectTimer = setTimeout(() => this.drop(ws), this.opts.connectTimeoutMs ?? 30_000);
+      return true;
+    });
+    if (end === 'refused') this.drop(ws);
+    return end === 'ready';
   }
 
   /**
@@ -297,33 +294,30 @@ export class ChatClient {
       this.internalWaits.delete(f.requestId as string);
       return own(f);
     }
+    this.sync.saw(f.type);
     if (this.requests.settle(f, (req, err) => this.retryLater(req, err))) return;
     if (f.type === 'token_expiring') void this.refresh();
-    else if (f.type === 'new_private_message') this.receipts?.add(f.message as { id?: unknown }, this.userId);
+    else if (f.type === 'new_private_message') this.receipts?.live(f.message as { id?: unknown }, this.userId);
     this.emit(f.type, f);
   }
 
-  /**
-   * A send refused for a passing reason stays in the outbox and goes again (README
-   * "Delivery guarantees", what a client must do): after `retryAfter` for `RATE_LIMITED`
-   * (§4), after a backoff for `SERVICE_UNAVAILABLE` (nothing was stored, §2.2). Its
-   * `clientMessageId` makes the resend safe. Other commands get their error.
-   * @returns true when a resend is scheduled
-   */
+  /** A send refused for a passing reason goes again after {@link resendDelay}. @returns true when a resend is scheduled */
   private retryLater(req: PendingRequest, err: ServerFrames['error']): boolean {
-    if (!IDEMPOTENT_SENDS.has(req.frame.type) || (err.code !== 'RATE_LIMITED' && err.code !== 'SERVICE_UNAVAILABLE')) return false;
-    const n = (req.retries = (req.retries ?? 0) + 1);
-    const delay = err.code === 'RATE_LIMITED' ? (err.retryAfter ?? 1) * 1000 + backoffDelay(0, { minDelayMs: 250 }) : backoffDelay(n, this.opts.reconnect || {});
-    setTimeout(() => {
-      if (this.requests.has(req) && !req.sent && this.stateNow === 'ready') this.write(req);
-    }, delay);
+    const delay = resendDelay(req, err, this.opts.reconnect || {});
+    if (delay === undefined) return false;
+    setTimeout(() => this.requests.has(req) && !req.sent && this.stateNow === 'ready' && this.write(req), delay);
     return true;
   }
 
-  /** `token_expiring` (§3 item 6): authenticate again on the same connection. */
+  /**
+   * `token_expiring` (§3 item 6): authenticate again on the same connection. Refused
+   * `RATE_LIMITED` (a refresh takes a READ_RATE_LIMIT point), it tries again after
+   * `retryAfter` while the connection lasts.
+   */
   private async refresh(): Promise<void> {
     if (typeof this.opts.token === 'string' || !this.ws) return;
     const ws = this.ws;
+    clearTimeout(this.refreshTimer);
     this.refreshToken = true;
     let token: string;
     try {
@@ -331,9 +325,15 @@ export class ChatClient {
     } catch {
       return;
     }
+    if (this.ws !== ws) return;
     const r = await this.internal(ws, { type: 'authenticate', token });
-    if (r?.type === 'auth_error') this.emit('auth_error', r);
-    else if (r?.type === 'auth_success') this.expiresAt = String(r.expiresAt);
+    if (this.ws !== ws || !r) return;
+    if (r.type === 'auth_error') this.emit('auth_error', r);
+    else if (r.type === 'auth_success') this.expiresAt = String(r.expiresAt);
+    else if (r.type === 'error' && r.code === 'RATE_LIMITED') {
+      this.refreshTimer = setTimeout(() => this.ws === ws && void this.refresh(), Number(r.retryAfter ?? 1) * 1000);
+      (this.refreshTimer as { unref?: () => void }).unref?.();
+    }
   }
 
   private emit(type: string, frame: unknown): void {
@@ -379,6 +379,9 @@ export class ChatClient {
     clearTimeout(this.connectTimer);
     if (this.pingTimer !== undefined) clearInterval(this.pingTimer);
     this.pingTimer = undefined;
+    this.sync.stop();
+    clearTimeout(this.refreshTimer);
+    this.receipts?.forgetLive();
     for (const wake of this.internalWaits.values()) wake(null);
     this.internalWaits.clear();
     this.requests.connectionLost();

@@ -45,6 +45,17 @@ export interface ChatClientOptions {
   /** `sync` page size, 1..500 (default 200). */
   syncLimit?: number;
   /**
+   * Background resync period while `ready`, ms (default 300 000; 0 = never): at most once
+   * a period, and only when the connection has had traffic that may change the sync stream
+   * since the last sync (any event or reply but presence, typing, heartbeats,
+   * `token_expiring` and delivery status), the client pages `sync` from its cursor on the
+   * same connection (§9) and hands the pages to `onSync`. So `cursor` stays recent without
+   * a reconnect, the next catch-up does not repeat what arrived live, and anything live
+   * delivery missed shows up. A page refused `RATE_LIMITED` or `SERVICE_UNAVAILABLE` ends
+   * the round; the next period tries again.
+   */
+  resyncIntervalMs?: number;
+  /**
    * Give up on a connection attempt not `ready` within this long (opening, authenticating
    * and syncing), ms (default 30 000): a handshake that never completes is dropped and
    * retried like a lost connection.
@@ -52,7 +63,9 @@ export interface ChatClientOptions {
   connectTimeoutMs?: number;
   /**
    * Tell senders when their DMs reached this device (§9 `message_delivered`, batched every
-   * 100 ms, up to 100 ids a frame), for DMs received live or by sync (default true).
+   * 100 ms, up to 100 ids a frame), for DMs received live or by sync (default true); a DM
+   * a background resync repeats after it arrived live on the same connection is not
+   * reported again.
    */
   deliveryReceipts?: boolean;
 }

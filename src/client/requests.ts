@@ -2,7 +2,8 @@
  * The client's table of commands waiting for their direct reply (PROTOCOL §2: the one
  * reply to a frame carries its `requestId`), and the error type its promises reject with.
  */
-import { REPLY_TYPES, RETRIED_COMMANDS, type CommandType, type ErrorCode, type ServerFrames } from './types.ts';
+import { backoffDelay, type BackoffOptions } from './reconnect.ts';
+import { IDEMPOTENT_SENDS, REPLY_TYPES, RETRIED_COMMANDS, type CommandType, type ErrorCode, type ServerFrames } from './types.ts';
 
 /**
  * Why a request failed: a protocol `error` frame's code (§2.2), or one of the client's own:
@@ -144,6 +145,23 @@ export class RequestTable {
     this.byId.delete(req.frame.requestId);
     if (req.timer !== undefined) clearTimeout(req.timer);
   }
+}
+
+/**
+ * When a refused send goes again. It stays in the outbox (README "Delivery guarantees",
+ * what a client must do): after `retryAfter` plus up to 250 ms of jitter for
+ * `RATE_LIMITED` (§4), after a reconnect-style backoff for `SERVICE_UNAVAILABLE` (nothing
+ * was stored, §2.2); its `clientMessageId` makes the resend safe. Counts `req.retries`.
+ * @param req the refused request
+ * @param err the `error` reply
+ * @param backoff the client's backoff caps, ms
+ * @returns the delay, ms; undefined when the request is no send or the error is final (it
+ *   gets its error)
+ */
+export function resendDelay(req: PendingRequest, err: ServerFrames['error'], backoff: BackoffOptions): number | undefined {
+  if (!IDEMPOTENT_SENDS.has(req.frame.type) || (err.code !== 'RATE_LIMITED' && err.code !== 'SERVICE_UNAVAILABLE')) return undefined;
+  const n = (req.retries = (req.retries ?? 0) + 1);
+  return err.code === 'RATE_LIMITED' ? (err.retryAfter ?? 1) * 1000 + backoffDelay(0, { minDelayMs: 250 }) : backoffDelay(n, backoff);
 }
 
 /**
