@@ -14,8 +14,12 @@ export interface Delivery {
   frame: string;
   /** A connection id (uuid) that must not receive it: the actor's own connection. */
   exceptConnId?: string;
-  /** After the frame, close those connections with this RFC 6455 / PROTOCOL §2.3 code. */
-  close?: { code: number; reason: string };
+  /**
+   * After the frame, close those connections with this RFC 6455 / PROTOCOL §2.3 code;
+   * with `spreadMs`, each at a random time within that many ms (so that many clients told
+   * to reconnect do not all reconnect at once).
+   */
+  close?: { code: number; reason: string; spreadMs?: number };
   /** When it was published (epoch ms, after the commit): delivery-lag metric. */
   publishedAt?: number;
 }

@@ -122,6 +122,7 @@ async function redisDistribution(cfg: Config, logger: Logger, busKeys: BusSeal, 
     seal: busKeys,
     acceptPlaintext: !cfg.busEncryption,
     sealOutgoing: cfg.busEncryption,
+    gapResyncMs: cfg.busGapResyncMs,
     onRefused: observe.busRefused?.bind(observe),
   });
   logger.info('redis distribution', { instanceId, prefix, busEncryption: cfg.busEncryption });

@@ -27,11 +27,13 @@
  * script that PUBLISHes each in order (fewer commands: a DM is two publishes, a
  * committed insert batch several DMs). Order on a channel is kept: one connection,
  * commands in the order issued. At-most-once: while Redis is down remote delivery is
- * skipped (logged) and clients close gaps with `sync`. Subscriptions are reconciled after
+ * skipped (logged) and clients close gaps with `sync`; with `gapResyncMs` the
+ * connections that may have missed events are told to (closed 4503, ./busGaps.ts). Subscriptions are reconciled after
  * every reconnect (node-redis also resubscribes what it knew).
  */
 import type { Logger } from '../observability/logger.ts';
 import type { Bus, Delivery, DeliveryHandler } from './bus.ts';
+import { batchRecipients, BusGaps } from './busGaps.ts';
 import type { Redis } from './redisClient.ts';
 import type { BusSeal } from '../crypto/busSeal.ts';
 import { BusReader } from './busReader.ts';
@@ -105,6 +107,12 @@ export interface RedisBusOptions {
    * `chat_bus_refused_total{reason}` counter (src/observability/metrics.ts). Must not throw.
    */
   onRefused?: (reason: BusRefusal) => void;
+  /**
+   * BUS_GAP_RESYNC_MS (default 0 = off): connections that may have missed live events
+   * (the subscriber reconnected; or publishes to their users failed) are closed 4503 at
+   * random within this many ms (./busGaps.ts).
+   */
+  gapResyncMs?: number;
 }
 
 /** Redis pub/sub {@link Bus} with per-user channels. */
@@ -134,6 +142,8 @@ export class RedisBus implements Bus {
   private outbox: { args: string[]; entries: number; publishes: number }[] = [];
   private flushScheduled = false;
   private commands = 0;
+  /** Live deliveries lost on Redis: who is told to reconnect and sync (./busGaps.ts). */
+  readonly gaps: BusGaps;
 
   /**
    * @param pub command connection used for PUBLISH
@@ -149,15 +159,27 @@ export class RedisBus implements Bus {
     this.reader = new BusReader(opts.instanceId, { open: opts.seal, acceptPlaintext: opts.acceptPlaintext ?? !opts.seal });
     this.sealer = opts.sealOutgoing === false ? undefined : opts.seal;
     this.refusals = new RefusalCounter(opts.logger, opts.onRefused);
-    sub.on('ready', () => void this.reconcile());
+    this.gaps = new BusGaps(opts.gapResyncMs ?? 0, {
+      publishReady: () => this.pub.isReady,
+      publishRemote: (d) => this.publishRemote(d),
+      deliverLocal: (d) => this.handler(d),
+      logger: opts.logger,
+    });
+    // Every `ready` is a (re)connection: events published meanwhile to the users held here are lost.
+    sub.on('ready', () => void this.reconcile().then(() => this.gaps.subscriberBack(this.wanted)));
     this.timer = setInterval(() => void this.reconcile(), RECONCILE_MS);
     this.timer.unref();
   }
 
   publish(d: Delivery): void {
     this.handler(d);
+    this.publishRemote(d);
+  }
+
+  /** Queue `d` for the other instances (this turn's batch, see the module doc). */
+  private publishRemote(d: Delivery): void {
     if (d.userIds.length === 0) return;
-    if (!this.pub.isReady) return this.noteSkipped(d.userIds.length, undefined);
+    if (!this.pub.isReady) return this.noteSkipped(d.userIds.length, undefined, d.userIds);
     if (d.userIds.length >= ROUTE_MIN_USERS) {
       const args = this.batch(d.userIds.length);
       args.push('r', String(d.userIds.length));
@@ -197,7 +219,7 @@ export class RedisBus implements Bus {
     this.outbox = [];
     return out.map((b) => {
       this.commands++;
-      const skipped = (err: Error) => this.noteSkipped(b.publishes, err);
+      const skipped = (err: Error) => this.noteSkipped(b.publishes, err, batchRecipients(b.args, this.chanPrefix));
       if (b.entries === 1 && b.args[2] === 'c') return this.pub.publish(b.args[3]!, b.args[4]!).catch(skipped);
       return this.pub.eval(PUBLISH_MANY, { arguments: b.args }).catch(skipped);
     });
@@ -253,6 +275,7 @@ export class RedisBus implements Bus {
     const sent = this.flush();
     if (sent.length) await bounded(Promise.allSettled(sent).then(() => {}), SUBSCRIBE_WAIT_MS);
     clearInterval(this.timer);
+    this.gaps.stop();
     this.handler = () => {};
     this.wanted.clear();
   }
@@ -328,8 +351,12 @@ export class RedisBus implements Bus {
     if (add.length || remove.length) this.opts.logger.debug('redis subscriptions reconciled', { added: add.length, removed: remove.length });
   }
 
-  /** Count and (at most every 30 s) log remote deliveries skipped while Redis is unavailable. */
-  private noteSkipped(n: number, err: Error | undefined): void {
+  /**
+   * Count and (at most every 30 s) log remote deliveries skipped while Redis is
+   * unavailable; their recipients are told once it is back (./busGaps.ts).
+   */
+  private noteSkipped(n: number, err: Error | undefined, userIds: Iterable<string>): void {
+    this.gaps.failed(userIds);
     this.skipped += n;
     const now = Date.now();
     if (now - this.lastSkipLog < 30_000) return;

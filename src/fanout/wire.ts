@@ -25,7 +25,7 @@ interface Header {
   so?: string;
   u?: readonly string[];
   x?: string;
-  c?: { code: number; reason: string };
+  c?: { code: number; reason: string; spreadMs?: number };
   t?: number;
   k?: string;
   z?: string;
@@ -34,6 +34,9 @@ interface Header {
 
 /** Oldest (and furthest in the future, for clock skew between hosts) a sealed message may be when received, ms. */
 export const SEALED_MAX_AGE_MS = 60_000;
+
+/** Longest close spread a received delivery may ask for, ms (BUS_GAP_RESYNC_MS's maximum). */
+export const MAX_CLOSE_SPREAD_MS = 600_000;
 
 /**
  * Encode `d` as sent by instance `origin`. With `withUsers` false the recipient list is
@@ -115,7 +118,10 @@ export function decodeWire(payload: string, opts: OpenOptions = { acceptPlaintex
   } else return 'malformed';
   const delivery: Delivery = { userIds: Array.isArray(h.u) ? h.u : [], frame };
   if (typeof h.x === 'string') delivery.exceptConnId = h.x;
-  if (h.c && typeof h.c.code === 'number') delivery.close = { code: h.c.code, reason: String(h.c.reason ?? '') };
+  if (h.c && typeof h.c.code === 'number') {
+    delivery.close = { code: h.c.code, reason: String(h.c.reason ?? '') };
+    if (typeof h.c.spreadMs === 'number' && h.c.spreadMs > 0) delivery.close.spreadMs = Math.min(h.c.spreadMs, MAX_CLOSE_SPREAD_MS);
+  }
   if (typeof h.t === 'number') delivery.publishedAt = h.t;
   return counter === undefined ? { origin, delivery, sealed: false } : { origin, delivery, sealed: true, counter };
 }

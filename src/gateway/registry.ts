@@ -84,7 +84,7 @@ export class ConnectionRegistry<C extends Deliverable = Deliverable> {
           else conn.sendRaw(data);
           n++;
         }
-        if (d.close) conn.close(d.close.code, d.close.reason);
+        if (d.close) closeSpread(conn, d.close);
       }
     }
     if (n > 0 && data) this.opts.onFramesOut?.(data, n);
@@ -108,3 +108,10 @@ export class ConnectionRegistry<C extends Deliverable = Deliverable> {
 }
 
 const EMPTY: readonly never[] = [];
+
+/** Close `conn` now, or at a random time within `close.spreadMs` ms (unless closed by then). */
+function closeSpread(conn: Deliverable, close: NonNullable<Delivery['close']>): void {
+  const { code, reason, spreadMs } = close;
+  if (!spreadMs) return conn.close(code, reason);
+  setTimeout(() => conn.close(code, reason), Math.floor(Math.random() * spreadMs)).unref();
+}
