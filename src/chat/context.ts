@@ -10,7 +10,7 @@ import type { Logger } from '../observability/logger.ts';
 import type { RelationPolicy } from '../policy/relations.ts';
 import type { LimitKind, RateLimits } from '../policy/rateLimits.ts';
 import type { Presence } from '../presence/presence.ts';
-import { ChatError, badRequest, notFound } from '../protocol/errors.ts';
+import { ChatError, badRequest, notFound, type ErrorCode } from '../protocol/errors.ts';
 import { nowIso, type DirectView } from '../protocol/outbound.ts';
 import type { Stores } from '../store/index.ts';
 import type { MessageRecord } from '../store/types.ts';
@@ -96,6 +96,39 @@ export function openDuplicate(deps: ChatDeps, existing: MessageRecord, conversat
 }
 
 /**
+ * Refusals that a retry of a stored send may meet only because something changed after
+ * the send was stored: the send budget is spent, a block or unfollow, the recipient
+ * deleted, removal from the group or a lost admin role (`send_announcement`), the
+ * replied-to message deleted. BAD_REQUEST is left out (a malformed send was never stored).
+ */
+const RETRY_REFUSALS: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['RATE_LIMITED', 'USER_BLOCKED', 'NOT_FOLLOWING', 'NOT_FOUND', 'INSUFFICIENT_PERMISSIONS']);
+
+/**
+ * The answer to a send refused before its insert when it is a retry (PROTOCOL §6 rules:
+ * "Retrying a send with the same clientMessageId returns the original ack"; §7 for
+ * groups; docs/PROTOCOL-NOTES.md "A retry is answered before limits and relationship
+ * checks"). Called only once the send was refused, so a fresh send never pays this
+ * lookup: its duplicates are found by the insert itself (store/messages.ts).
+ * Over the send budget the lookup takes one point of the `read` budget instead (a
+ * refused send otherwise costs the database nothing); with that spent too, the refusal stands.
+ * @param actor the sender
+ * @param clientMessageId the send's idempotency key, if any
+ * @param refusal what the send's checks threw
+ * @returns the sender's stored message with that key (the caller answers with its
+ *   duplicate ack, see {@link openDuplicate}, which refuses a key used elsewhere)
+ * @throws `refusal` unchanged when it is not a ChatError in {@link RETRY_REFUSALS}, there
+ *   is no key, no message has that key, or the read budget is spent; DbUnavailableError
+ *   when the lookup fails (SERVICE_UNAVAILABLE)
+ */
+export async function storedRetry(deps: ChatDeps, actor: Actor, clientMessageId: string | undefined, refusal: unknown): Promise<MessageRecord> {
+  if (!clientMessageId || !(refusal instanceof ChatError) || !RETRY_REFUSALS.has(refusal.code)) throw refusal;
+  if (refusal.code === 'RATE_LIMITED' && (await deps.limits.consume('read', actor.userId)) !== null) throw refusal;
+  const existing = await deps.stores.messages.findByClientId(actor.userId, clientMessageId);
+  if (!existing) throw refusal;
+  return existing;
+}
+
+/**
  * Decrypt a record into a view. A body that fails authentication is reported in the log
  * (message id and key id only) and resolved as null: it is never shown.
  */
@@ -143,6 +176,31 @@ export async function findVisible(deps: ChatDeps, actor: Actor, messageId: strin
   if (!msg.groupId && msg.senderId !== actor.userId && msg.recipientId !== actor.userId) throw notFound('Message', 'messageId');
   if (msg.groupId && msg.senderId !== actor.userId && (await deps.relations.isBlocked(actor.userId, msg.senderId))) throw notFound('Message', 'messageId');
   return msg;
+}
+
+/**
+ * Refuse an action on the DM `msg` that its other participant would be shown (a reaction,
+ * an edit) while a block exists between the two, either way (PROTOCOL §5: nothing new
+ * crosses a block, as for a send; docs/PROTOCOL-NOTES.md "Direct messages across a
+ * block"). Uses the cached relation lookup (RELATION_CACHE_MS). A group message or a
+ * message with no other participant passes.
+ * @throws ChatError USER_BLOCKED; SERVICE_UNAVAILABLE when the block lookup fails (fail closed)
+ */
+export async function assertNoDmBlock(deps: ChatDeps, actor: Actor, msg: MessageRecord): Promise<void> {
+  const other = dmPeer(actor.userId, msg);
+  if (other !== null && (await deps.relations.isBlocked(actor.userId, other))) {
+    throw new ChatError('USER_BLOCKED', 'You cannot interact with this user');
+  }
+}
+
+/**
+ * The other participant of a DM for `userId`: the recipient when `userId` sent it, else
+ * the sender; null for a group message or a DM with no other participant.
+ */
+export function dmPeer(userId: string, msg: { senderId: string; recipientId: string | null; groupId: string | null }): string | null {
+  if (msg.groupId || !msg.recipientId) return null;
+  const other = msg.senderId === userId ? msg.recipientId : msg.senderId;
+  return other === userId ? null : other;
 }
 
 /**

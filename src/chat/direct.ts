@@ -8,7 +8,7 @@ import { v7 as uuidv7 } from 'uuid';
 import { ChatError, badRequest, notFound } from '../protocol/errors.ts';
 import { messageM, nowIso, type DirectView } from '../protocol/outbound.ts';
 import type { MessageRecord } from '../store/types.ts';
-import { directConversationId, editBody, findVisible, freshView, openAll, openDuplicate, openRecord, publish, rateLimit, type Actor, type ChatDeps, type Reply } from './context.ts';
+import { assertNoDmBlock, directConversationId, editBody, findVisible, freshView, openAll, openDuplicate, openRecord, publish, rateLimit, storedRetry, type Actor, type ChatDeps, type Reply } from './context.ts';
 
 /** `send_private_message` fields after validation. */
 export interface SendDirect {
@@ -33,18 +33,21 @@ export class DirectMessages {
 
   constructor(private readonly deps: ChatDeps) {}
 
-  /** `send_private_message` → `private_message_sent` (PROTOCOL §6). */
+  /**
+   * `send_private_message` → `private_message_sent` (PROTOCOL §6). A retry of a stored
+   * send (same clientMessageId) gets the original ack with `duplicate:true`, also when a
+   * new message would now be refused (rate limit, block, follow rule): see {@link storedRetry}.
+   * @throws ChatError RATE_LIMITED, BAD_REQUEST, NOT_FOUND, USER_BLOCKED, NOT_FOLLOWING,
+   *   SERVICE_UNAVAILABLE (PROTOCOL §2.2, §4, §5)
+   */
   async send(actor: Actor, cmd: SendDirect): Promise<Reply> {
     const { deps } = this;
-    await rateLimit(deps, 'message', actor.userId);
-    if (cmd.recipientId === actor.userId) throw badRequest('Cannot send a direct message to yourself', 'recipientId');
-    await deps.relations.assertCanMessage(actor.userId, cmd.recipientId);
     const conv = directConversationId(actor.userId, cmd.recipientId);
-    let quoted: DirectView | null = null;
-    if (cmd.replyTo) {
-      const target = await deps.stores.messages.getForViewer(cmd.replyTo, actor.userId);
-      quoted = target && target.conversationId === conv.id ? openRecord(deps, target) : null;
-      if (!quoted) throw notFound('Replied-to message', 'replyTo');
+    let quoted: DirectView | null;
+    try {
+      quoted = await this.admit(actor, cmd, conv.id);
+    } catch (refusal) {
+      return duplicateAck(deps, await storedRetry(deps, actor, cmd.clientMessageId, refusal), conv.id);
     }
     const id = uuidv7();
     const sealed = deps.cipher.seal(cmd.content, id);
@@ -63,9 +66,7 @@ export class DirectMessages {
       mentions: null,
       isAnnouncement: false,
     });
-    if (res.duplicate) {
-      return { ...sentAck(openDuplicate(deps, res.existing, conv.id)), duplicate: true };
-    }
+    if (res.duplicate) return duplicateAck(deps, res.existing, conv.id);
     const view = freshView(actor, { id, conversationId: conv.id, recipientId: cmd.recipientId, content: cmd.content, replyTo: cmd.replyTo, clientMessageId: cmd.clientMessageId }, res);
     const m = messageM(view);
     const event: Record<string, unknown> = { type: 'new_private_message', message: m, timestamp: m.timestamp };
@@ -74,6 +75,25 @@ export class DirectMessages {
     const ack = sentAck(view, m);
     publish(deps, [actor.userId], ack, actor.connId);
     return ack;
+  }
+
+  /**
+   * The checks a new message passes before it is stored, in order: a point of
+   * MESSAGE_RATE_LIMIT (§4), not to oneself, the relationship rules (§5: block first,
+   * then the follow rule), and a replied-to message in this conversation.
+   * @returns the replied-to message, opened (null without `replyTo`)
+   * @throws ChatError as {@link send}
+   */
+  private async admit(actor: Actor, cmd: SendDirect, conversationId: string): Promise<DirectView | null> {
+    const { deps } = this;
+    await rateLimit(deps, 'message', actor.userId);
+    if (cmd.recipientId === actor.userId) throw badRequest('Cannot send a direct message to yourself', 'recipientId');
+    await deps.relations.assertCanMessage(actor.userId, cmd.recipientId);
+    if (!cmd.replyTo) return null;
+    const target = await deps.stores.messages.getForViewer(cmd.replyTo, actor.userId);
+    const quoted = target && target.conversationId === conversationId ? openRecord(deps, target) : null;
+    if (!quoted) throw notFound('Replied-to message', 'replyTo');
+    return quoted;
   }
 
   /** `start_conversation` → `conversation_started` with the newest 50 messages (PROTOCOL §6). */
@@ -146,12 +166,17 @@ export class DirectMessages {
     };
   }
 
-  /** `edit_message` (alias `edit_private_message`) → `message_edited` to both participants (PROTOCOL §6). */
+  /**
+   * `edit_message` (alias `edit_private_message`) → `message_edited` to both participants
+   * (PROTOCOL §6). On a DM across a block: USER_BLOCKED, checked before the sender rule
+   * (§5; SERVICE_UNAVAILABLE when the block lookup fails).
+   */
   async edit(actor: Actor, messageId: string, newContent: string): Promise<Reply> {
     const { deps } = this;
     await rateLimit(deps, 'action', actor.userId);
     const msg = await this.visible(actor, messageId);
     if (msg.groupId) return this.requireGroupOps().edit(actor, msg, newContent);
+    await assertNoDmBlock(deps, actor, msg);
     const editedAt = await editBody(deps, actor, msg, newContent);
     const event = { type: 'message_edited', messageId: msg.id, conversationId: msg.conversationId, newContent, editedAt: editedAt.toISOString(), timestamp: nowIso() };
     publish(deps, participants(msg), event, actor.connId);
@@ -162,7 +187,9 @@ export class DirectMessages {
    * `delete_message` / `delete_private_message` → `message_deleted` (PROTOCOL §6). Default
    * `deleteForEveryone`: false for delete_message; for delete_private_message true when the
    * caller is the sender. On a group message the same defaults apply, and the groups
-   * service answers (`group_message_deleted`, §7 permissions).
+   * service answers (`group_message_deleted`, §7 permissions). Allowed across a block
+   * (a user may always remove their own content; the tombstone to the other participant
+   * only removes what they already had).
    */
   async delete(actor: Actor, messageId: string, deleteForEveryone: boolean | undefined, privateAlias: boolean): Promise<Reply> {
     const { deps } = this;
@@ -224,6 +251,11 @@ export class DirectMessages {
 /** The two participants of a DM. */
 export function participants(msg: { senderId: string; recipientId: string | null }): string[] {
   return msg.recipientId && msg.recipientId !== msg.senderId ? [msg.senderId, msg.recipientId] : [msg.senderId];
+}
+
+/** The ack of a retried send: the stored message's `private_message_sent` with `duplicate:true` (BAD_REQUEST for a key used in another conversation, see openDuplicate). */
+function duplicateAck(deps: ChatDeps, existing: MessageRecord, conversationId: string): Reply {
+  return { ...sentAck(openDuplicate(deps, existing, conversationId)), duplicate: true };
 }
 
 function sentAck(view: DirectView, m = messageM(view)): Reply {

@@ -7,8 +7,9 @@
 import { v7 as uuidv7 } from 'uuid';
 import { ChatError, notFound } from '../protocol/errors.ts';
 import { groupG, nowIso, type DirectView } from '../protocol/outbound.ts';
+import type { AudienceMember } from '../store/groups.ts';
 import type { MessageRecord } from '../store/types.ts';
-import { applyReaction, editBody, findVisible, freshView, openAll, openDuplicate, openRecord, publish, rateLimit, type Actor, type ChatDeps, type Reply } from './context.ts';
+import { applyReaction, editBody, findVisible, freshView, openAll, openDuplicate, openRecord, publish, rateLimit, storedRetry, type Actor, type ChatDeps, type Reply } from './context.ts';
 import type { Groups } from './groups.ts';
 import { parseMentions } from './mentions.ts';
 
@@ -26,21 +27,20 @@ export class GroupMessages {
    * `send_group_message` → `group_message_sent`; members get `new_group_message`, each
    * mentioned member also `mentioned_in_group`. With `announcement` (owner/admin):
    * `send_announcement` → `announcement_sent`, members `new_announcement`, stored pinned.
-   * Idempotent by clientMessageId like DMs.
+   * Idempotent by clientMessageId like DMs: a retry of a stored send gets the original
+   * ack with `duplicate:true`, also when a new message would now be refused (rate limit,
+   * removed from the group, no longer an admin): see {@link storedRetry}.
+   * @throws ChatError RATE_LIMITED, NOT_FOUND, INSUFFICIENT_PERMISSIONS, BAD_REQUEST (a key
+   *   used elsewhere); DbUnavailableError (SERVICE_UNAVAILABLE)
    */
   async send(actor: Actor, cmd: { groupId: string; content: string; replyTo?: string | null; clientMessageId?: string }, announcement = false): Promise<Reply> {
     const { deps } = this;
-    await rateLimit(deps, 'message', actor.userId);
-    // Usernames are only needed to resolve mentions.
-    const aud = await deps.stores.groups.audience(cmd.groupId, actor.userId, cmd.content.includes('@'));
-    const me = aud?.members.find((m) => m.userId === actor.userId);
-    if (!aud || !aud.active || !me) throw notFound('Group', 'groupId');
-    if (announcement && me.role === 'member') throw new ChatError('INSUFFICIENT_PERMISSIONS', 'Only admins can send announcements');
-    if (cmd.replyTo) {
-      const target = await findVisible(deps, actor, cmd.replyTo).catch(() => null);
-      if (!target || target.conversationId !== cmd.groupId) throw notFound('Replied-to message', 'replyTo');
+    let visible: AudienceMember[];
+    try {
+      visible = await this.admit(actor, cmd, announcement);
+    } catch (refusal) {
+      return this.duplicateAck(await storedRetry(deps, actor, cmd.clientMessageId, refusal), cmd.groupId, announcement);
     }
-    const visible = aud.members.filter((m) => !m.blockedWithActor);
     const { mentions, addressed } = parseMentions(cmd.content, visible, actor.userId);
     const id = uuidv7();
     const res = await deps.stores.messages.insert({
@@ -56,11 +56,7 @@ export class GroupMessages {
       mentions: mentions.length ? mentions : null,
       isAnnouncement: announcement,
     });
-    if (res.duplicate) {
-      const view = openDuplicate(deps, res.existing, cmd.groupId);
-      const g = groupG({ ...res.existing, ...view, isPinned: res.existing.isAnnouncement });
-      return { ...this.ack(g, announcement), duplicate: true };
-    }
+    if (res.duplicate) return this.duplicateAck(res.existing, cmd.groupId, announcement);
     if (announcement) await deps.stores.pins.pin(cmd.groupId, id, actor.userId);
     const g = groupG({
       ...freshView(actor, { id, conversationId: cmd.groupId, recipientId: null, content: cmd.content, replyTo: cmd.replyTo, clientMessageId: cmd.clientMessageId }, res),
@@ -78,6 +74,36 @@ export class GroupMessages {
     const ack = this.ack(g, announcement);
     publish(deps, [actor.userId], ack, actor.connId);
     return ack;
+  }
+
+  /**
+   * The checks a new group message passes before it is stored, in order: a point of
+   * MESSAGE_RATE_LIMIT (§4), membership of an active group, the admin role for an
+   * announcement, a replied-to message of this group the actor can see.
+   * @returns the members with no block with the actor (the audience; usernames when the
+   *   content may hold mentions)
+   * @throws ChatError RATE_LIMITED, NOT_FOUND, INSUFFICIENT_PERMISSIONS
+   */
+  private async admit(actor: Actor, cmd: { groupId: string; content: string; replyTo?: string | null }, announcement: boolean): Promise<AudienceMember[]> {
+    const { deps } = this;
+    await rateLimit(deps, 'message', actor.userId);
+    // Usernames are only needed to resolve mentions.
+    const aud = await deps.stores.groups.audience(cmd.groupId, actor.userId, cmd.content.includes('@'));
+    const me = aud?.members.find((m) => m.userId === actor.userId);
+    if (!aud || !aud.active || !me) throw notFound('Group', 'groupId');
+    if (announcement && me.role === 'member') throw new ChatError('INSUFFICIENT_PERMISSIONS', 'Only admins can send announcements');
+    if (cmd.replyTo) {
+      const target = await findVisible(deps, actor, cmd.replyTo).catch(() => null);
+      if (!target || target.conversationId !== cmd.groupId) throw notFound('Replied-to message', 'replyTo');
+    }
+    return aud.members.filter((m) => !m.blockedWithActor);
+  }
+
+  /** The ack of a retried send: the stored message as G with `duplicate:true` (BAD_REQUEST for a key used elsewhere, see openDuplicate). */
+  private duplicateAck(existing: MessageRecord, groupId: string, announcement: boolean): Reply {
+    const view = openDuplicate(this.deps, existing, groupId);
+    const g = groupG({ ...existing, ...view, isPinned: existing.isAnnouncement });
+    return { ...this.ack(g, announcement), duplicate: true };
   }
 
   private ack(g: Record<string, unknown>, announcement: boolean): Reply {

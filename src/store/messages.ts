@@ -29,6 +29,13 @@ export interface NewMessage {
 /** Result of an insert: stored (with its seq) or a duplicate of an earlier send with the same idempotency key. */
 export type InsertResult = { duplicate: false; seq: number; createdAt: Date } | { duplicate: true; existing: MessageRecord };
 
+/** A DM named in a delivery receipt: its id, sender and conversation (`conv_…`). */
+export interface DeliveryRow {
+  id: string;
+  senderId: string;
+  conversationId: string;
+}
+
 /** Message repository. */
 export class MessageStore {
   private readonly batcher: Coalescer<NewMessage, InsertResult> | undefined;
@@ -170,13 +177,32 @@ export class MessageStore {
     return { changed: false, readAt: cur.rows[0]?.read_at ?? null };
   }
 
-  /** Record delivery of DMs to their recipient (first delivery time kept). Resolves the ids that changed. */
-  async markDelivered(ids: readonly string[], recipientId: string): Promise<string[]> {
-    const { rows } = await this.db.query<{ id: string }>(
-      `UPDATE private_messages SET delivered_at = now(), change_xid = pg_current_xact_id()
-       WHERE id = ANY($1::uuid[]) AND recipient_id = $2 AND delivered_at IS NULL AND NOT is_deleted RETURNING id::text AS id`,
+  /**
+   * Of the message ids `ids`, the DMs to `recipientId` not yet recorded as delivered (nor
+   * deleted for everyone), with their senders: what {@link markDelivered} would record
+   * now, read without changing anything (PROTOCOL §9 `message_delivered`; the caller checks
+   * the senders' blocks first). Throws driver errors.
+   */
+  async undelivered(ids: readonly string[], recipientId: string): Promise<DeliveryRow[]> {
+    const { rows } = await this.db.query<{ id: string; sender_id: string; conversation_id: string }>(
+      `SELECT id::text AS id, sender_id, conversation_id FROM private_messages
+       WHERE id = ANY($1::uuid[]) AND recipient_id = $2 AND delivered_at IS NULL AND NOT is_deleted`,
       [ids, recipientId],
     );
-    return rows.map((r) => r.id);
+    return rows.map((r) => ({ id: r.id, senderId: r.sender_id, conversationId: r.conversation_id }));
+  }
+
+  /**
+   * Record delivery of DMs to their recipient (first delivery time kept; PROTOCOL §9).
+   * Resolves the messages that changed now, with sender and conversation. Throws driver errors.
+   */
+  async markDelivered(ids: readonly string[], recipientId: string): Promise<DeliveryRow[]> {
+    const { rows } = await this.db.query<{ id: string; sender_id: string; conversation_id: string }>(
+      `UPDATE private_messages SET delivered_at = now(), change_xid = pg_current_xact_id()
+       WHERE id = ANY($1::uuid[]) AND recipient_id = $2 AND delivered_at IS NULL AND NOT is_deleted
+       RETURNING id::text AS id, sender_id, conversation_id`,
+      [ids, recipientId],
+    );
+    return rows.map((r) => ({ id: r.id, senderId: r.sender_id, conversationId: r.conversation_id }));
   }
 }
