@@ -81,7 +81,8 @@ export class SyncService {
     const page = withinBytes(merged.page, deps.settings.sendQueueLimitBytes / 2);
     const hasMore = merged.hasMore || page.length < merged.page.length;
     const msgs = page.flatMap((e) => (e.m ? [e.m] : []));
-    await deps.stores.history.attachReactions(msgs.filter((r) => r.visible).map((r) => r.record));
+    // Group reactions by users in a block with the caller are left out of the totals (§5).
+    await deps.stores.history.attachReactions(msgs.filter((r) => r.visible).map((r) => r.record), blocked);
     // A message changed twice in the page (e.g. edited, then deleted for me) is shown once, as it is now.
     const lastIndex = new Map(msgs.map((r, i) => [r.record.id, i]));
     const messages: Record<string, unknown>[] = [];

@@ -8,6 +8,7 @@
  */
 import type { Db, Queryable } from './db.ts';
 import { recordGroupChangeForMembers } from './sync.ts';
+import { userGroupRows } from './userGroups.ts';
 
 /** Group roles. */
 export type Role = 'owner' | 'admin' | 'member';
@@ -366,26 +367,11 @@ export class GroupStore {
   }
 
   /**
-   * The user's groups with role, member count, last message time and unread count
-   * (messages after their read position, not their own, not deleted, not from a user
-   * with whom they have a block).
+   * The user's groups with role, member count, `last_message_at` and `unread`, most recent
+   * first (PROTOCOL §7 `get_user_groups`): see {@link userGroupRows}. Throws driver errors.
    */
-  async userGroups(userId: string): Promise<Record<string, unknown>[]> {
-    const { rows } = await this.db.query(
-      `SELECT g.group_id, g.group_name, g.group_description, g.created_by_user_id, gm.role, gm.joined_at,
-         (SELECT count(*)::int FROM group_members x WHERE x.group_id = g.group_id) AS member_count,
-         c.last_message_at,
-         (SELECT count(*)::int FROM private_messages m WHERE m.conversation_id = g.group_id AND m.seq > gm.last_read_seq
-            AND m.sender_id <> $1 AND NOT m.is_deleted
-            AND NOT EXISTS (SELECT 1 FROM message_deletions d WHERE d.message_id = m.id AND d.user_id = $1)
-            AND NOT EXISTS (SELECT 1 FROM blocked_relationships b WHERE (b.blocker_id = $1::bigint AND b.blocked_id = m.sender_id::bigint)
-                                                                OR (b.blocked_id = $1::bigint AND b.blocker_id = m.sender_id::bigint))) AS unread
-       FROM group_members gm JOIN group_chats g ON g.group_id = gm.group_id AND g.is_active
-       LEFT JOIN conversations c ON c.conversation_id = g.group_id
-       WHERE gm.user_id = $1 ORDER BY COALESCE(c.last_message_at, g.created_at) DESC`,
-      [userId],
-    );
-    return rows;
+  userGroups(userId: string): Promise<Record<string, unknown>[]> {
+    return userGroupRows(this.db, userId);
   }
 
   /** Move a member's read position forward to `seq` (never back). */

@@ -98,7 +98,8 @@ export class HistoryStore {
    * A page of the conversation `conversationId` as `viewerId` sees it, with reactions
    * (PROTOCOL §6 `private_message_history`, §7 `group_messages`). `excludeSenders`:
    * senders hidden from this viewer in a group (group blocks, PROTOCOL §5); only group
-   * messages (group_id set) are counted as hidden by it, so a DM passes none. Resolves {@link Page};
+   * messages (group_id set) are counted as hidden by it, so a DM passes none; their
+   * reactions are left out of the group messages' totals too ({@link attachReactions}). Resolves {@link Page};
    * an unknown conversation gives an empty page with total 0. Throws driver errors.
    *
    * Cost (audit 2 of 2026-12-05, F5): two index reads, no count over the conversation. The first
@@ -161,15 +162,26 @@ export class HistoryStore {
     const hasMore = rows.length > req.limit;
     if (hasMore) rows.length = req.limit;
     rows.reverse();
-    await this.attachReactions(rows);
+    await this.attachReactions(rows, excludeSenders.length > 0 ? new Set(excludeSenders) : undefined);
     return { messages: rows, total, totalExact: !truncated, hasMore };
   }
 
-  /** Fill `reactions` of each message (one query for all). */
-  async attachReactions(messages: MessageRecord[]): Promise<void> {
+  /**
+   * Fill `reactions` of each message (one query for all). On group messages the reactions
+   * of `hiddenReactors` (the users in a block with the viewer, PROTOCOL §5: a member never
+   * sees their activity) are left out of `userIds` and `count`, and a reaction left with
+   * no user is dropped. DM reactions are kept: a DM's reactions are its two participants',
+   * and its history stays visible across a block (docs/PROTOCOL-NOTES.md).
+   * @param messages records to fill in place
+   * @param hiddenReactors user ids whose group reactions the viewer is not shown
+   */
+  async attachReactions(messages: MessageRecord[], hiddenReactors?: ReadonlySet<string>): Promise<void> {
     if (messages.length === 0) return;
     const byId = await this.reactionsFor(messages.map((m) => m.id));
-    for (const m of messages) m.reactions = byId.get(m.id) ?? [];
+    for (const m of messages) {
+      const all = byId.get(m.id) ?? [];
+      m.reactions = m.groupId && hiddenReactors && hiddenReactors.size > 0 ? withoutReactors(all, hiddenReactors) : all;
+    }
   }
 
   /** Reaction summaries per message id, each reaction's users in the order they reacted. */
@@ -267,4 +279,14 @@ export class HistoryStore {
     const r = rows[0];
     return r ? { kind: r.kind, userA: r.user_a, userB: r.user_b, lastSeq: Number(r.last_seq) } : null;
   }
+}
+
+/** `summaries` without the reactions of `hidden` users: `userIds` and `count` recomputed, empty reactions dropped (order kept). */
+function withoutReactors(summaries: readonly ReactionSummary[], hidden: ReadonlySet<string>): ReactionSummary[] {
+  const out: ReactionSummary[] = [];
+  for (const r of summaries) {
+    const userIds = r.userIds.filter((u) => !hidden.has(u));
+    if (userIds.length > 0) out.push({ reaction: r.reaction, count: userIds.length, userIds });
+  }
+  return out;
 }

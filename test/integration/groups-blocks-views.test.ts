@@ -1,0 +1,183 @@
+/**
+ * PROTOCOL §5 in what a group member is shown (audit 5, F2 and F4; docs/PROTOCOL-NOTES.md
+ * "Reactions and pins across a block" and `get_user_groups` `lastMessageAt`): a member
+ * never sees the activity of a user with whom they have a block, in either direction.
+ * - Reaction totals in `get_group_messages` and `sync` leave out reactions by such users
+ *   (`userIds` and `count`; a reaction only they made is left out).
+ * - `get_user_groups.lastMessageAt` is the newest message the caller can see (not deleted
+ *   for everyone or for them, not from such a user), and the list is ordered by it; the
+ *   query stays cheap for a user in 200 groups (no scan of any group's messages).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { addBlock } from '../../src/store/devData.ts';
+import type { Queryable } from '../../src/store/db.ts';
+import type { Frame } from '../helpers/client.ts';
+import { groupHistory, makeGroup, ok, say, syncUntil, userGroup } from '../helpers/groupkit.ts';
+import { freshUsers } from '../helpers/dmkit.ts';
+import { sleep, startServer, type TestServer } from '../helpers/server.ts';
+
+let s: TestServer;
+let recording: { sql: string; params: readonly unknown[] }[] | null = null;
+beforeAll(async () => {
+  s = await startServer({ FOLLOW_POLICY: 'none' });
+  const db = s.app.db;
+  const orig = db.query.bind(db);
+  (db as { query: Queryable['query'] }).query = ((sql: string, params?: readonly unknown[], opts?: unknown) => {
+    if (recording && /^\s*(WITH|SELECT)/i.test(sql)) recording.push({ sql, params: params ?? [] });
+    return (orig as (a: string, b?: readonly unknown[], c?: unknown) => Promise<unknown>)(sql, params, opts);
+  }) as Queryable['query'];
+});
+afterAll(() => s?.close());
+
+/** The reactions of message `id` in a `group_messages` or `sync_result` frame. */
+const reactionsOf = (f: Frame, id: string): unknown => (f.messages as Frame[]).find((m) => m.id === id)?.reactions;
+
+describe('group reaction totals across a block (F2)', () => {
+  it('history and sync leave out reactions by users in a block with the viewer, either direction', async () => {
+    const g = await makeGroup(s, { members: 2 });
+    const [a, b] = g.members as [(typeof g.members)[0], (typeof g.members)[0]];
+    const o = g.owner;
+    const m = await say(o, g.groupId, 'from the owner');
+    // Before the block: a reacts 🙂, b reacts 👀.
+    await ok(a.c, { type: 'add_group_reaction', messageId: m.id, reaction: '🙂' }, 'group_reaction_added');
+    await ok(b.c, { type: 'add_group_reaction', messageId: m.id, reaction: '👀' }, 'group_reaction_added');
+    await addBlock(s.app.db, a.id, b.id); // a blocks b
+    // During it: b reacts 😡 (b still sees the owner's message), then the owner 😡 and 👍.
+    await ok(b.c, { type: 'add_group_reaction', messageId: m.id, reaction: '😡' }, 'group_reaction_added');
+    await ok(o.c, { type: 'add_group_reaction', messageId: m.id, reaction: '😡' }, 'group_reaction_added');
+    await ok(o.c, { type: 'add_group_reaction', messageId: m.id, reaction: '👍' }, 'group_reaction_added');
+
+    const forA = [
+      { reaction: '🙂', count: 1, userIds: [a.id] },
+      { reaction: '😡', count: 1, userIds: [o.id] },
+      { reaction: '👍', count: 1, userIds: [o.id] },
+    ];
+    const forB = [
+      { reaction: '👀', count: 1, userIds: [b.id] },
+      { reaction: '😡', count: 2, userIds: [b.id, o.id] },
+      { reaction: '👍', count: 1, userIds: [o.id] },
+    ];
+    const forO = [
+      { reaction: '🙂', count: 1, userIds: [a.id] },
+      { reaction: '👀', count: 1, userIds: [b.id] },
+      { reaction: '😡', count: 2, userIds: [b.id, o.id] },
+      { reaction: '👍', count: 1, userIds: [o.id] },
+    ];
+    expect(reactionsOf(await groupHistory(a, g.groupId), m.id)).toEqual(forA);
+    expect(reactionsOf(await groupHistory(b, g.groupId), m.id)).toEqual(forB);
+    expect(reactionsOf(await groupHistory(o, g.groupId), m.id)).toEqual(forO);
+    for (const [w, want] of [
+      [a, forA],
+      [b, forB],
+      [o, forO],
+    ] as const) {
+      const r = await syncUntil(w, undefined, (x) => (reactionsOf(x, m.id) as unknown[] | undefined)?.length === want.length);
+      expect(reactionsOf(r, m.id)).toEqual(want);
+    }
+  });
+});
+
+describe('get_user_groups lastMessageAt across a block and deletions (F4)', () => {
+  it('is the newest message the caller can see; the list is ordered by it', async () => {
+    const g = await makeGroup(s, { members: 2 });
+    const [a, b] = g.members as [(typeof g.members)[0], (typeof g.members)[0]];
+    const o = g.owner;
+    const m0 = await say(o, g.groupId, 'first');
+    await sleep(5);
+    const m1 = await say(o, g.groupId, 'second');
+    await addBlock(s.app.db, a.id, b.id);
+    // Another group of a's with a message between m1 and b's hidden one.
+    const [o2] = await freshUsers(s, 1);
+    const c2 = await s.login(o2!);
+    const g2 = await ok(c2, { type: 'create_group', groupName: 'Other', initialMembers: [a.id] }, 'group_created');
+    await sleep(5);
+    const other = await say({ id: o2!, c: c2 }, g2.groupId as string, 'in the other group');
+    await sleep(5);
+    const mb = await say(b, g.groupId, 'hidden from a');
+
+    expect((await userGroup(a, g.groupId)).lastMessageAt).toBe(m1.timestamp);
+    expect((await userGroup(o, g.groupId)).lastMessageAt).toBe(mb.timestamp);
+    expect((await userGroup(b, g.groupId)).lastMessageAt).toBe(mb.timestamp);
+    const list = (await ok(a.c, { type: 'get_user_groups' }, 'user_groups')).groups as Frame[];
+    expect(list.map((x) => x.groupId)).toEqual([g2.groupId, g.groupId]);
+    expect(list[0]!.lastMessageAt).toBe(other.timestamp);
+
+    // Deleted for the caller, then for everyone: left out as well.
+    await ok(a.c, { type: 'delete_group_message', messageId: m1.id, deleteForEveryone: false }, 'group_message_deleted');
+    expect((await userGroup(a, g.groupId)).lastMessageAt).toBe(m0.timestamp);
+    expect((await userGroup(o, g.groupId)).lastMessageAt).toBe(mb.timestamp);
+    await ok(o.c, { type: 'delete_group_message', messageId: m0.id, deleteForEveryone: true }, 'group_message_deleted');
+    expect((await userGroup(a, g.groupId)).lastMessageAt).toBeNull();
+    await ok(o.c, { type: 'delete_group_message', messageId: mb.id, deleteForEveryone: true }, 'group_message_deleted');
+    expect((await userGroup(o, g.groupId)).lastMessageAt).toBe(m1.timestamp);
+  });
+
+  it('costs a bounded number of rows for a user in 200 groups, whatever the groups hold', async () => {
+    const GROUPS = 200;
+    const PER_GROUP = 200;
+    const HIDDEN_ON_TOP = 5;
+    const [u, owner, x] = await freshUsers(s, 3);
+    await addBlock(s.app.db, u!, x!);
+    const db = s.app.db;
+    const ids = Array.from({ length: GROUPS }, (_, i) => `group_cost_${u}_${i}`);
+    await db.query(
+      `INSERT INTO group_chats (group_id, group_name, created_by_user_id, owner_id, max_members) SELECT id, 'cost', $2, $2, 10 FROM unnest($1::text[]) id`,
+      [ids, owner],
+    );
+    await db.query(`INSERT INTO conversations (conversation_id, kind, last_seq, last_message_at) SELECT id, 'group', $2, now() FROM unnest($1::text[]) id`, [ids, PER_GROUP]);
+    await db.query(
+      `INSERT INTO group_members (group_id, user_id, role, last_read_seq)
+       SELECT id, who, CASE WHEN who = $2 THEN 'owner' ELSE 'member' END, $5 FROM unnest($1::text[]) id, unnest(ARRAY[$2, $3, $4]::text[]) who`,
+      [ids, owner, u, x, PER_GROUP],
+    );
+    // Each group: PER_GROUP messages, the newest HIDDEN_ON_TOP of them from x (blocked by u).
+    await db.query(
+      `INSERT INTO private_messages (id, conversation_id, seq, sender_id, group_id, key_id, nonce, ciphertext, created_at)
+       SELECT gen_random_uuid(), id, q, CASE WHEN q > $2 - $3 THEN $4 ELSE $5 END, id, 'x', '\\x00', '\\x00',
+         timestamptz '2026-01-01T00:00:00Z' + make_interval(secs => q + n)
+       FROM unnest($1::text[]) WITH ORDINALITY AS t(id, n), generate_series(1, $2::int) q`,
+      [ids, PER_GROUP, HIDDEN_ON_TOP, x, owner],
+    );
+    await db.query('ANALYZE private_messages');
+    const c = await s.login(u!);
+    const rec: { sql: string; params: readonly unknown[] }[] = [];
+    recording = rec;
+    let r: Frame;
+    try {
+      r = await ok(c, { type: 'get_user_groups' }, 'user_groups');
+    } finally {
+      recording = null;
+    }
+    const groups = r.groups as Frame[];
+    expect(groups).toHaveLength(GROUPS);
+    // Newest visible: seq PER_GROUP - HIDDEN_ON_TOP of each group; group n (1-based) is n seconds later.
+    const newest = groups[0]!;
+    expect(newest.groupId).toBe(ids[GROUPS - 1]);
+    expect(newest.lastMessageAt).toBe(new Date(Date.UTC(2026, 0, 1) + (PER_GROUP - HIDDEN_ON_TOP + GROUPS) * 1000).toISOString());
+    expect(groups.every((e) => e.unreadCount === 0)).toBe(true);
+    expect(rec).toHaveLength(1);
+    const { rowsRead, seqScans } = await explain(rec[0]!.sql, rec[0]!.params);
+    expect(seqScans).toEqual([]);
+    // A scan of each group's messages would read GROUPS * PER_GROUP = 40 000 rows.
+    expect(rowsRead).toBeLessThan(GROUPS * 40);
+  });
+});
+
+/** EXPLAIN ANALYZE `sql`: rows its scan nodes produced or filtered out, and the tables read by a sequential scan. */
+async function explain(sql: string, params: readonly unknown[]): Promise<{ rowsRead: number; seqScans: string[] }> {
+  const { rows } = await s.app.db.query<Record<string, unknown>>(`EXPLAIN (ANALYZE, FORMAT JSON) ${sql}`, params);
+  let plan = Object.values(rows[0]!)[0];
+  if (typeof plan === 'string') plan = JSON.parse(plan);
+  let rowsRead = 0;
+  const seqScans: string[] = [];
+  const walk = (n: Record<string, any>): void => {
+    if (String(n['Node Type']).includes('Scan')) {
+      const loops = Number(n['Actual Loops'] ?? 1);
+      rowsRead += (Number(n['Actual Rows'] ?? 0) + Number(n['Rows Removed by Filter'] ?? 0) + Number(n['Rows Removed by Index Recheck'] ?? 0)) * loops;
+    }
+    if (n['Node Type'] === 'Seq Scan' && n['Relation Name'] === 'private_messages') seqScans.push(n['Relation Name'] as string);
+    for (const child of (n.Plans as Record<string, any>[] | undefined) ?? []) walk(child);
+  };
+  walk((plan as Record<string, any>[])[0]!.Plan);
+  return { rowsRead, seqScans };
+}
