@@ -104,3 +104,29 @@ describe.skipIf(!onPostgres)('prepared statements (PostgreSQL)', () => {
     }
   });
 });
+
+describe.skipIf(!onPostgres)('session settings of pooled connections (PostgreSQL)', () => {
+  let db: TestDatabase;
+  beforeAll(async () => {
+    db = await createTestDatabase();
+  });
+  afterAll(async () => {
+    await db?.drop();
+  });
+
+  it('every connection runs with jit off, from its first query; an `options` in DATABASE_URL is kept', async () => {
+    const url = new URL(db.url!);
+    url.searchParams.set('options', '-c work_mem=7MB');
+    const pool = createPgDb({ connectionString: url.toString(), poolSize: 4, statementTimeoutMs: 5000, connectTimeoutMs: 5000, idleTimeoutMs: 10_000 }, createLogger('error', { silent: true }));
+    try {
+      // Four at once: each on a new connection, each the connection's first query.
+      const rows = await Promise.all(
+        Array.from({ length: 4 }, () => pool.query<{ jit: string; work_mem: string; pid: number }>("SELECT current_setting('jit') AS jit, current_setting('work_mem') AS work_mem, pg_backend_pid() AS pid, pg_sleep(0.05)")),
+      );
+      expect(new Set(rows.map((r) => r.rows[0]!.pid)).size).toBe(4);
+      for (const r of rows) expect(r.rows[0]).toMatchObject({ jit: 'off', work_mem: '7MB' });
+    } finally {
+      await pool.close();
+    }
+  });
+});
