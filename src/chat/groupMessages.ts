@@ -93,7 +93,11 @@ export class GroupMessages {
     if (!aud || !aud.active || !me) throw notFound('Group', 'groupId');
     if (announcement && me.role === 'member') throw new ChatError('INSUFFICIENT_PERMISSIONS', 'Only admins can send announcements');
     if (cmd.replyTo) {
-      const target = await findVisible(deps, actor, cmd.replyTo).catch(() => null);
+      // Only "not there" is NOT_FOUND; a lookup that failed refuses as SERVICE_UNAVAILABLE.
+      const target = await findVisible(deps, actor, cmd.replyTo).catch((err: unknown) => {
+        if (err instanceof ChatError && err.code === 'NOT_FOUND') return null;
+        throw err;
+      });
       if (!target || target.conversationId !== cmd.groupId) throw notFound('Replied-to message', 'replyTo');
     }
     return aud.members.filter((m) => !m.blockedWithActor);

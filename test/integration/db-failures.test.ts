@@ -14,6 +14,7 @@ import { createTestDatabase, onPostgres, type TestDatabase } from '../helpers/db
 import { Fixture, freePort, spawnServer, type Proc } from '../helpers/scaleProcs.ts';
 import { sleep, startServer, type TestServer } from '../helpers/server.ts';
 import { databaseBehindProxy, type FreezableProxy } from '../helpers/tcpProxy.ts';
+import { makeGroup, say } from '../helpers/groupkit.ts';
 import { httpGet, waitFor } from '../helpers/wire.ts';
 
 const ready = async (port: number) => (await httpGet(port, '/ready')).status;
@@ -150,4 +151,26 @@ describe.skipIf(!onPostgres)('database refusing connections (ALLOW_CONNECTIONS f
     expect(after.type).toBe('private_message_sent');
     expect(after.duplicate).toBeUndefined();
   }, 60_000);
+});
+
+describe.skipIf(!onPostgres)('a lookup that fails inside a send is not reported as a missing message', () => {
+  it('group send replying to a message while private_messages is locked past the statement timeout: SERVICE_UNAVAILABLE, not NOT_FOUND', async () => {
+    const s = await startServer({ FOLLOW_POLICY: 'none', DB_STATEMENT_TIMEOUT_MS: '400' });
+    const admin = new pg.Client({ connectionString: s.database.url });
+    await admin.connect();
+    try {
+      const g = await makeGroup(s, { members: 1 });
+      const m = await say(g.owner, g.groupId, 'the original');
+      await admin.query('BEGIN');
+      await admin.query('LOCK TABLE private_messages IN ACCESS EXCLUSIVE MODE');
+      const r = await g.owner.c.request({ type: 'send_group_message', groupId: g.groupId, content: 'a reply', replyTo: m.id });
+      await admin.query('ROLLBACK');
+      expect(r).toMatchObject({ type: 'error', code: 'SERVICE_UNAVAILABLE' });
+      // With the table back, the same send is stored.
+      expect((await g.owner.c.request({ type: 'send_group_message', groupId: g.groupId, content: 'a reply', replyTo: m.id })).type).toBe('group_message_sent');
+    } finally {
+      await admin.end();
+      await s.close();
+    }
+  });
 });
