@@ -169,9 +169,7 @@ export class GroupMessages {
    */
   async delete(actor: Actor, msg: MessageRecord, deleteForEveryone: boolean | undefined): Promise<Reply> {
     const { deps } = this;
-    const a = await this.groups.access(actor, msg.groupId!).catch(() => {
-      throw notFound('Message', 'messageId');
-    });
+    const a = await this.groups.access(actor, msg.groupId!).catch(asMessageNotFound);
     const may = msg.senderId === actor.userId || a.role !== 'member';
     const everyone = deleteForEveryone ?? may;
     if (everyone && !may) throw new ChatError('INSUFFICIENT_PERMISSIONS', "Only admins can delete others' messages for everyone");
@@ -232,9 +230,7 @@ export class GroupMessages {
    */
   async markRead(actor: Actor, msg: MessageRecord): Promise<Reply> {
     const { deps } = this;
-    await this.groups.access(actor, msg.groupId!).catch(() => {
-      throw notFound('Message', 'messageId');
-    });
+    await this.groups.access(actor, msg.groupId!).catch(asMessageNotFound);
     const ts = nowIso();
     const reply = { type: 'message_marked_read', messageId: msg.id, groupId: msg.groupId, conversationId: msg.groupId, timestamp: ts };
     const moved = await deps.stores.groups.markRead(msg.groupId!, actor.userId, msg.seq);
@@ -284,4 +280,15 @@ export class GroupMessages {
     return aud.members.filter((m) => m.userId !== actor.userId && !m.blockedWithActor).map((m) => m.userId);
   }
 
+}
+
+/**
+ * A group access refusal (not a member, group deleted) on a command naming a message
+ * answers as for a message that does not exist (NOT_FOUND `messageId`: existence is never
+ * leaked); anything else (a failed lookup) is rethrown, so it refuses as SERVICE_UNAVAILABLE
+ * rather than telling the client the message is gone (§2.2).
+ */
+function asMessageNotFound(err: unknown): never {
+  if (err instanceof ChatError) throw notFound('Message', 'messageId');
+  throw err;
 }

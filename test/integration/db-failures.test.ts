@@ -154,7 +154,7 @@ describe.skipIf(!onPostgres)('database refusing connections (ALLOW_CONNECTIONS f
 });
 
 describe.skipIf(!onPostgres)('a lookup that fails inside a send is not reported as a missing message', () => {
-  it('group send replying to a message while private_messages is locked past the statement timeout: SERVICE_UNAVAILABLE, not NOT_FOUND', async () => {
+  it('a replied-to lookup, and the member check of a read receipt and a deletion, failing past the statement timeout: SERVICE_UNAVAILABLE, not NOT_FOUND', async () => {
     const s = await startServer({ FOLLOW_POLICY: 'none', DB_STATEMENT_TIMEOUT_MS: '400' });
     const admin = new pg.Client({ connectionString: s.database.url });
     await admin.connect();
@@ -168,6 +168,17 @@ describe.skipIf(!onPostgres)('a lookup that fails inside a send is not reported 
       expect(r).toMatchObject({ type: 'error', code: 'SERVICE_UNAVAILABLE' });
       // With the table back, the same send is stored.
       expect((await g.owner.c.request({ type: 'send_group_message', groupId: g.groupId, content: 'a reply', replyTo: m.id })).type).toBe('group_message_sent');
+      // The member check of a read receipt and of a deletion: the same (it said NOT_FOUND,
+      // and a client drops a message it is told is gone).
+      const reader = g.members[0]!.c;
+      await admin.query('BEGIN');
+      await admin.query('LOCK TABLE group_members IN ACCESS EXCLUSIVE MODE');
+      const read = await reader.request({ type: 'mark_message_read', messageId: m.id });
+      const del = await g.owner.c.request({ type: 'delete_group_message', messageId: m.id });
+      await admin.query('ROLLBACK');
+      expect(read).toMatchObject({ type: 'error', code: 'SERVICE_UNAVAILABLE' });
+      expect(del).toMatchObject({ type: 'error', code: 'SERVICE_UNAVAILABLE' });
+      expect((await reader.request({ type: 'mark_message_read', messageId: m.id })).type).toBe('message_marked_read');
     } finally {
       await admin.end();
       await s.close();
