@@ -61,6 +61,17 @@ async function hits(port: number, limit: string): Promise<number> {
   return m ? Number(m[1]) : 0;
 }
 
+/** What `device` reports from now on: state changes, sync pages, ids of live DMs. */
+function observe(device: ChatClient): { states: StateChange[]; pages: SyncPage[]; live: string[] } {
+  const states: StateChange[] = [];
+  device.onState((st) => states.push(st));
+  const pages: SyncPage[] = [];
+  device.onSync((p) => pages.push(p));
+  const live: string[] = [];
+  device.on('new_private_message', (f) => live.push(f.message.id));
+  return { states, pages, live };
+}
+
 describe('background resync while connected', () => {
   it('the cursor follows what arrived live: a catch-up from it brings none of it; live DMs are reported delivered once', async () => {
     const [a, b] = await freshUsers(s, 2, [
@@ -72,12 +83,7 @@ describe('background resync while connected', () => {
     const device = client(s, b!, { resyncIntervalMs: RESYNC_MS, WebSocket: spying(sent) });
     await Promise.all([sender.connect(), device.connect()]);
     const firstCursor = device.cursor;
-    const states: StateChange[] = [];
-    device.onState((st) => states.push(st));
-    const pages: SyncPage[] = [];
-    device.onSync((p) => pages.push(p));
-    const live: string[] = [];
-    device.on('new_private_message', (f) => live.push(f.message.id));
+    const { states, pages, live } = observe(device);
 
     const ids: string[] = [];
     for (let i = 0; i < 5; i++) ids.push((await sender.request('send_private_message', { recipientId: b!, content: `live ${i}` })).message.id);
@@ -194,12 +200,7 @@ describe.skipIf(!onPostgres)('repair: a DM live delivery missed', () => {
     const senderThere = client(s2, x!, { token: () => s2.token(x!) });
     const other = client(s1, y!, { token: () => s1.token(y!) });
     await Promise.all([device, senderHere, senderThere, other].map((c) => c.connect()));
-    const states: StateChange[] = [];
-    device.onState((st) => states.push(st));
-    const pages: SyncPage[] = [];
-    device.onSync((p) => pages.push(p));
-    const live: string[] = [];
-    device.on('new_private_message', (f) => live.push(f.message.id));
+    const { states, pages, live } = observe(device);
     const delivered: string[] = [];
     senderHere.on('message_status', (f) => f.status === 'delivered' && f.userId === d && delivered.push(f.messageId));
 
