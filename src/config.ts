@@ -137,7 +137,7 @@ export const SETTINGS = {
   redisUrl: s<string>('REDIS_URL', undefined, str, 'Redis for cross-host fan-out, presence and limits; unset = none'),
   redisKeyPrefix: s('REDIS_KEY_PREFIX', 'chat:', str, 'Prefix of every Redis key and channel'),
   busEncryption: s('BUS_ENCRYPTION', true, bool, 'Seal frames published to Redis (AES-256-GCM, key derived from the primary CHAT_ENCRYPTION_KEY) and refuse unsealed ones; false publishes plaintext and accepts both (only for upgrading from a build without it: docs/scaling.md)'),
-  busGapResyncMs: s('BUS_GAP_RESYNC_MS', 10000, int(0, 600000), 'When Redis lost live deliveries for connections here (this instance\'s subscriber reconnected, or another instance\'s publishes to their users failed), close them 4503 (reconnect and sync, §2.3) at random within this many ms; 0 = never (clients catch up at their next reconnect): docs/scaling.md'),
+  busGapResyncMs: s('BUS_GAP_RESYNC_MS', 10000, int(0, 600000), 'When Redis lost live deliveries for connections here (this instance\'s subscriber reconnected, or another instance\'s publishes to their users failed), close them 4503 (reconnect and sync, §2.3) at random within this many ms (at least 1 ms per user told); 0 = never (clients catch up at their next reconnect): docs/scaling.md'),
   bus: s('BUS', 'auto' as 'auto' | 'local' | 'cluster' | 'redis', oneOf('auto', 'local', 'cluster', 'redis'), 'Fan-out: auto = redis with REDIS_URL, cluster under the cluster server, else local'),
   clusterWorkers: s('CLUSTER_WORKERS', Math.max(1, cpus().length), int(1, 256), 'Workers forked by cluster-server.ts (default: CPU count)'),
   presenceHeartbeatMs: s('PRESENCE_HEARTBEAT_MS', 5000, int(100, 600000), 'Redis presence: each instance refreshes its liveness this often, ms (§8)'),

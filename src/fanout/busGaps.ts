@@ -31,6 +31,18 @@ export const GAP_NOTICE_CHUNK = 1000;
 /** How often a pending notice checks whether Redis takes commands again, ms. */
 export const GAP_NOTICE_RETRY_MS = 250;
 
+/**
+ * Least spread per user told, ms: the closes of n users are spread over at least n ms, so
+ * an instance's clients come back at about 1,000 users a second at most, whatever
+ * BUS_GAP_RESYNC_MS says (each reconnect verifies a JWT and looks up two tables).
+ */
+export const GAP_SPREAD_PER_USER_MS = 1;
+
+/** The spread for closing `users` users: BUS_GAP_RESYNC_MS, or longer for many users (ms). */
+export function gapSpread(configuredMs: number, users: number): number {
+  return Math.max(configuredMs, users * GAP_SPREAD_PER_USER_MS);
+}
+
 /** The close told to connections that may have missed live events (PROTOCOL §2.3 4503). */
 export function gapClose(spreadMs: number): NonNullable<Delivery['close']> {
   return { code: CloseCode.SLOW_CONSUMER, reason: 'Missed live events; reconnect and sync', spreadMs };
@@ -119,6 +131,7 @@ export class BusGaps {
 
   /**
    * @param spreadMs BUS_GAP_RESYNC_MS: each connection told is closed at a random time
+   *   (over at least {@link GAP_SPREAD_PER_USER_MS} per user told)
    *   within this many ms; 0 disables gap handling
    * @param hooks the bus's publish and delivery paths
    */
@@ -147,8 +160,9 @@ export class BusGaps {
     const userIds = [...held];
     if (userIds.length === 0) return;
     this.notices++;
-    this.hooks.logger.warn('redis subscriber reconnected: live events for the connections here may be lost; closing them 4503 (reconnect and sync)', { users: userIds.length, spreadMs: this.spreadMs });
-    this.hooks.deliverLocal({ userIds, frame: '', close: gapClose(this.spreadMs) });
+    const spreadMs = gapSpread(this.spreadMs, userIds.length);
+    this.hooks.logger.warn('redis subscriber reconnected: live events for the connections here may be lost; closing them 4503 (reconnect and sync)', { users: userIds.length, spreadMs });
+    this.hooks.deliverLocal({ userIds, frame: '', close: gapClose(spreadMs) });
   }
 
   /** Stop the pending notice timer (the bus stops). */
@@ -169,11 +183,11 @@ export class BusGaps {
     if (this.missed.size === 0) return;
     if (!this.hooks.publishReady()) return this.schedule();
     const { chunks, dropped } = this.missed.take();
-    let users = 0;
+    const users = chunks.reduce((n, c) => n + c.length, 0);
+    const spreadMs = gapSpread(this.spreadMs, users);
     for (const userIds of chunks) {
-      users += userIds.length;
       this.notices++;
-      this.hooks.publishRemote({ userIds, frame: '', close: gapClose(this.spreadMs) });
+      this.hooks.publishRemote({ userIds, frame: '', close: gapClose(spreadMs) });
     }
     this.hooks.logger.warn('redis is back: told the other instances which users missed live deliveries of this one (their connections close 4503: reconnect and sync)', { users, dropped });
   }

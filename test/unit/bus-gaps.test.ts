@@ -11,7 +11,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { BusSeal } from '../../src/crypto/busSeal.ts';
 import { BodyCipher } from '../../src/crypto/cipher.ts';
 import type { Delivery } from '../../src/fanout/bus.ts';
-import { batchRecipients, BusGaps, GAP_NOTICE_CHUNK, GAP_NOTICE_RETRY_MS, MAX_MISSED_USERS, MissedUsers } from '../../src/fanout/busGaps.ts';
+import { batchRecipients, BusGaps, GAP_NOTICE_CHUNK, GAP_NOTICE_RETRY_MS, gapSpread, MAX_MISSED_USERS, MissedUsers } from '../../src/fanout/busGaps.ts';
 import { decodeDelivery, encodeDelivery, MAX_CLOSE_SPREAD_MS } from '../../src/fanout/wire.ts';
 import { ConnectionRegistry, type Deliverable } from '../../src/gateway/registry.ts';
 import { createLogger } from '../../src/observability/logger.ts';
@@ -74,6 +74,20 @@ describe('bus gaps', () => {
     g.subscriberBack(new Set(['1', '2']));
     expect(local).toEqual([{ userIds: ['1', '2'], frame: '', close: { code: 4503, reason: 'Missed live events; reconnect and sync', spreadMs: 5000 } }]);
     expect(remote).toEqual([]);
+  });
+
+  it('many users: the closes spread over at least 1 ms per user, locally and remotely', () => {
+    vi.useFakeTimers();
+    expect(gapSpread(5000, 100)).toBe(5000);
+    expect(gapSpread(5000, 20_000)).toBe(20_000);
+    const { g, remote, local } = gaps(5000, { now: true });
+    const many = Array.from({ length: 12_000 }, (_, i) => String(i));
+    g.subscriberBack(many);
+    expect(local[0]!.close!.spreadMs).toBe(12_000);
+    g.failed(many);
+    vi.advanceTimersByTime(GAP_NOTICE_RETRY_MS);
+    expect(remote).toHaveLength(12);
+    expect(remote.every((d) => d.close!.spreadMs === 12_000)).toBe(true);
   });
 
   it('BUS_GAP_RESYNC_MS=0: nothing kept, nobody closed', () => {
