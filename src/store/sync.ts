@@ -45,7 +45,11 @@ export const GROUP_LEVEL_KINDS: readonly string[] = ['group_created', 'group_upd
 const MIN_UUID = '00000000-0000-0000-0000-000000000000';
 
 // The message-change position test for source `x` (xid column) and `id` (uuid column).
-const after = (x: string, id: string): string => `(${x} > $3::xid8 OR (${x} = $3::xid8 AND ${id} > $4::uuid)) AND ${x} < s.xmin`;
+// `x >= $3` first: the OR alone is no index condition, so each source's (owner,
+// change_xid) index was read from its start, every message of the viewer's conversations
+// on every sync (audit 6: 540,003 rows for an empty sync of a user with 270,000, 62 ms;
+// with the bound 2 rows, 1.4 ms).
+const after = (x: string, id: string): string => `${x} >= $3::xid8 AND (${x} > $3::xid8 OR (${x} = $3::xid8 AND ${id} > $4::uuid)) AND ${x} < s.xmin`;
 
 /**
  * Record a whole-group change for each current member by name (`group_changes.user_id` =

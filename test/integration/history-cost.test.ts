@@ -23,7 +23,7 @@ import { HIDDEN_SCAN_CAP } from '../../src/store/history.ts';
 import type { Queryable } from '../../src/store/db.ts';
 import type { Frame } from '../helpers/client.ts';
 import { onPostgres } from '../helpers/db.ts';
-import { freshUsers, sendOk } from '../helpers/dmkit.ts';
+import { freshUsers, sendOk, syncable } from '../helpers/dmkit.ts';
 import { makeGroup, ok, say } from '../helpers/groupkit.ts';
 import { startServer, type TestServer } from '../helpers/server.ts';
 
@@ -224,4 +224,36 @@ describe('history page cost does not grow with the conversation', () => {
     await expectPlacement(busy, y!.id, [x!.id], false);
     await expectPlacement(busy, x!.id, [], true);
   }, 60_000);
+});
+
+describe('sync cost does not grow with the viewer\'s history (audit 6, F2)', () => {
+  it('a sync from a recent cursor reads a bounded number of rows, with a long DM and a busy group behind it', async () => {
+    const [a, b] = await freshUsers(s, 2, [
+      [0, 1],
+      [1, 0],
+    ]);
+    const ca = await s.login(a!);
+    const first = await sendOk(ca, b!, 'first');
+    const conv = first.message.conversationId as string;
+    // Half of the DM sent by a, half received: both of a's DM indexes hold N/2 rows.
+    await seed(conv, 2, N + 1, { sender: `CASE WHEN g % 2 = 0 THEN '${a}' ELSE '${b}' END`, recipient: `CASE WHEN g % 2 = 0 THEN '${b}' ELSE '${a}' END`, groupId: null, deleted: 'false' });
+    const g = await makeGroup(s, { members: 1 });
+    await say(g.owner, g.groupId, 'in the group');
+    await g.owner.c.request({ type: 'add_group_member', groupId: g.groupId, userId: a });
+    await seed(g.groupId, 2, N / 10 + 1, { sender: `'${g.owner.id}'`, recipient: 'NULL', groupId: g.groupId, deleted: 'false' });
+    await db.query('ANALYZE private_messages');
+    // A cursor from a login after all of it: the sync has nothing to send.
+    const late = await s.login(a!);
+    const auth = await late.request({ type: 'authenticate', token: s.token(a!) });
+    const { r, rowsRead } = await measured(late, { type: 'sync', cursor: auth.cursor, limit: 100 });
+    expect(r.type).toBe('sync_result');
+    expect(r.messages).toEqual([]);
+    // Without the lower bound on change_xid each source's index was read from its start: ≥ 1.1 N rows.
+    expect(rowsRead).toBeLessThan(MAX_ROWS_READ);
+    // What comes after the cursor still arrives.
+    const next = await sendOk(ca, b!, 'after the cursor');
+    await syncable(s, [next.message.id]);
+    const after = await late.request({ type: 'sync', cursor: auth.cursor, limit: 100 });
+    expect(after.messages.map((m: Frame) => m.id)).toContain(next.message.id);
+  }, 120_000);
 });
