@@ -126,6 +126,7 @@ export interface GapHooks {
 export class BusGaps {
   private readonly missed = new MissedUsers();
   private timer: ReturnType<typeof setTimeout> | undefined;
+  private stopped = false;
   /** Close-only deliveries sent to other instances, and local gap closes, so far (tests). */
   notices = 0;
 
@@ -145,7 +146,7 @@ export class BusGaps {
    * them, through the other instances, once Redis takes commands again.
    */
   failed(userIds: Iterable<string>): void {
-    if (this.spreadMs <= 0) return;
+    if (this.spreadMs <= 0 || this.stopped) return;
     this.missed.add(userIds);
     this.schedule();
   }
@@ -165,8 +166,9 @@ export class BusGaps {
     this.hooks.deliverLocal({ userIds, frame: '', close: gapClose(spreadMs) });
   }
 
-  /** Stop the pending notice timer (the bus stops). */
+  /** Stop the pending notice timer and keep nothing more (the bus stops). */
   stop(): void {
+    this.stopped = true;
     clearTimeout(this.timer);
     this.timer = undefined;
   }

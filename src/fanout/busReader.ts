@@ -18,8 +18,12 @@ const MAX_ORIGINS = 256;
 export class BusReader {
   /** Starts of the wire headers of this instance's own publishes (plaintext, sealed). */
   private readonly echoPrefixes: readonly string[];
-  /** Highest seal counter received per origin instance, and when (epoch ms): a lower one is a replay. */
-  private readonly counters = new Map<string, { n: number; at: number }>();
+  /**
+   * Highest seal counter received per origin instance, when (epoch ms), and the channels it
+   * arrived on: a lower counter, or the same one again on a channel it already came on, is
+   * a replay (one publish reaches an instance once per channel: a DM's two user channels).
+   */
+  private readonly counters = new Map<string, { n: number; at: number; channels: string[] }>();
   /** The last message accepted this turn and its decoding (see {@link read}). */
   private lastMessage: string | undefined;
   private lastDecoded: Decoded | undefined;
@@ -40,39 +44,52 @@ export class BusReader {
 
   /**
    * Judge one received message. The same string as the last one accepted in this turn is
-   * not decoded again: same origin and counter, already found in order, so the same
-   * message on another channel, not a replay of itself. A copy arriving in a later turn (or
-   * after any other message) is decoded and judged again: stale or replayed as any other.
+   * not decoded again (same origin and counter), only checked to arrive on a channel it
+   * has not come on yet. A copy arriving in a later turn (or after any other message) is
+   * decoded and judged again: stale or replayed as any other; an equal counter passes
+   * only on a new channel.
    * @param message the message as received from Redis
+   * @param channel the channel it arrived on
    * @returns the decoding, shared with the next copies of the string: callers must not
    *   mutate it (deliver copies); undefined for this instance's own echoes; or why it is
    *   refused (./refusals.ts: anything but `redirected`, which depends on the channel)
    */
-  read(message: string): Decoded | Exclude<BusRefusal, 'redirected'> | undefined {
+  read(message: string, channel: string): Decoded | Exclude<BusRefusal, 'redirected'> | undefined {
     // Own echoes are dropped before anything is parsed or opened (the header starts with
     // the origin: ./wire.ts); a forged origin gains nothing, the message is then dropped.
     for (const p of this.echoPrefixes) if (message.startsWith(p) && (message[p.length] === ',' || message[p.length] === '}')) return undefined;
-    if (message === this.lastMessage) return this.lastDecoded;
+    if (message === this.lastMessage) {
+      const dec = this.lastDecoded!;
+      if (dec.counter !== undefined && !this.inOrder(dec.origin, dec.counter, channel)) return 'replayed';
+      return dec;
+    }
     this.decodes++;
     const dec = decodeWire(message, this.openOpts);
     if (typeof dec === 'string') return dec;
     if (dec.origin === this.instanceId) return undefined;
-    if (dec.counter !== undefined && !this.inOrder(dec.origin, dec.counter)) return 'replayed';
+    if (dec.counter !== undefined && !this.inOrder(dec.origin, dec.counter, channel)) return 'replayed';
     this.remember(message, dec);
     return dec;
   }
 
   /**
-   * Whether a sealed message's counter does not go back for its origin (one publish to
-   * several channels arrives with one counter; Redis delivers one connection's publishes
+   * Whether a sealed message's counter does not go back for its origin, and is not the
+   * last one again on a channel it already arrived on (one publish to several channels
+   * arrives with one counter, once per channel; Redis delivers one connection's publishes
    * in order), and note it. Origins silent for twice the sealed-message lifetime are
    * forgotten (a new process has a new id).
    */
-  private inOrder(origin: string, n: number): boolean {
+  private inOrder(origin: string, n: number, channel: string): boolean {
     const now = Date.now();
     const seen = this.counters.get(origin);
     if (seen && n < seen.n) return false;
-    this.counters.set(origin, { n, at: now });
+    if (seen && n === seen.n) {
+      if (seen.channels.includes(channel)) return false;
+      seen.channels.push(channel);
+      seen.at = now;
+      return true;
+    }
+    this.counters.set(origin, { n, at: now, channels: [channel] });
     if (this.counters.size > MAX_ORIGINS) for (const [o, v] of this.counters) if (now - v.at > 2 * SEALED_MAX_AGE_MS) this.counters.delete(o);
     return true;
   }

@@ -35,6 +35,7 @@ import type { Logger } from '../observability/logger.ts';
 import type { Bus, Delivery, DeliveryHandler } from './bus.ts';
 import { batchRecipients, BusGaps } from './busGaps.ts';
 import type { Redis } from './redisClient.ts';
+import { SubscriberWatch } from './subscriberWatch.ts';
 import type { BusSeal } from '../crypto/busSeal.ts';
 import { BusReader } from './busReader.ts';
 import { RefusalCounter, type BusRefusal } from './refusals.ts';
@@ -113,6 +114,8 @@ export interface RedisBusOptions {
    * random within this many ms (./busGaps.ts).
    */
   gapResyncMs?: number;
+  /** Heartbeat period and stall bound of the subscriber watch, ms (./subscriberWatch.ts; tests shorten them). */
+  subscriberWatch?: { everyMs: number; stallMs: number };
 }
 
 /** Redis pub/sub {@link Bus} with per-user channels. */
@@ -144,6 +147,8 @@ export class RedisBus implements Bus {
   private commands = 0;
   /** Live deliveries lost on Redis: who is told to reconnect and sync (./busGaps.ts). */
   readonly gaps: BusGaps;
+  /** Heartbeats through Redis back to this instance's subscriber (./subscriberWatch.ts). */
+  readonly watch: SubscriberWatch;
 
   /**
    * @param pub command connection used for PUBLISH
@@ -156,6 +161,7 @@ export class RedisBus implements Bus {
   ) {
     this.chanPrefix = `${opts.prefix}u:`;
     this.instChannel = `${opts.prefix}i:${opts.instanceId}`;
+    this.watch = new SubscriberWatch(pub, sub, `${opts.prefix}hb:${opts.instanceId}`, opts.logger, opts.subscriberWatch);
     this.reader = new BusReader(opts.instanceId, { open: opts.seal, acceptPlaintext: opts.acceptPlaintext ?? !opts.seal });
     this.sealer = opts.sealOutgoing === false ? undefined : opts.seal;
     this.refusals = new RefusalCounter(opts.logger, opts.onRefused);
@@ -228,6 +234,7 @@ export class RedisBus implements Bus {
   async start(handler: DeliveryHandler): Promise<void> {
     this.handler = handler;
     await this.reconcile();
+    this.watch.start();
   }
 
   track(userId: string, present: boolean): void | Promise<void> {
@@ -276,6 +283,7 @@ export class RedisBus implements Bus {
     if (sent.length) await bounded(Promise.allSettled(sent).then(() => {}), SUBSCRIBE_WAIT_MS);
     clearInterval(this.timer);
     this.gaps.stop();
+    this.watch.stop();
     this.handler = () => {};
     this.wanted.clear();
   }
@@ -286,7 +294,8 @@ export class RedisBus implements Bus {
   }
 
   private onMessage(message: string, channel: string): void {
-    const dec = this.reader.read(message);
+    if (channel === this.watch.channel) return this.watch.seen(message);
+    const dec = this.reader.read(message, channel);
     if (dec === undefined) return;
     if (typeof dec === 'string') return this.refusals.note(dec);
     // Each delivery is a copy with the recipients held here: `dec` may serve the next copy of this message.
@@ -304,7 +313,7 @@ export class RedisBus implements Bus {
   }
 
   private isWanted(ch: string): boolean {
-    return ch === this.instChannel || this.wanted.has(ch.slice(this.chanPrefix.length));
+    return ch === this.instChannel || ch === this.watch.channel || this.wanted.has(ch.slice(this.chanPrefix.length));
   }
 
   /** SUBSCRIBE; channels no longer wanted by the time it is acknowledged are unsubscribed again. */
@@ -338,7 +347,7 @@ export class RedisBus implements Bus {
   /** Bring the subscriber's channels in line with the users held here (after reconnects). */
   private async reconcile(): Promise<void> {
     if (!this.sub.isReady) return;
-    const add: string[] = this.subscribed.has(this.instChannel) ? [] : [this.instChannel];
+    const add: string[] = [this.instChannel, this.watch.channel].filter((ch) => !this.subscribed.has(ch));
     for (const u of this.wanted) {
       const ch = this.chanPrefix + u;
       if (!this.subscribed.has(ch)) add.push(ch);

@@ -26,6 +26,7 @@ import { encodeDelivery, SEALED_MAX_AGE_MS } from '../../src/fanout/wire.ts';
 import { createLogger } from '../../src/observability/logger.ts';
 import { Metrics } from '../../src/observability/metrics.ts';
 import { scaleEnabled, sleep, until, warnIfSkipped } from '../helpers/scaleProcs.ts';
+import { FreezableProxy } from '../helpers/tcpProxy.ts';
 
 warnIfSkipped('redis-bus.test.ts');
 
@@ -46,9 +47,9 @@ describe.skipIf(!scaleEnabled)('RedisBus on Redis', () => {
   const clients: Redis[] = [];
   const buses: RedisBus[] = [];
 
-  async function instance(name: string, users: string[], extra: Partial<RedisBusOptions> = {}): Promise<Instance> {
+  async function instance(name: string, users: string[], extra: Partial<RedisBusOptions> = {}, subUrl = url): Promise<Instance> {
     const pub = createRedis(url, `${name}-pub`, logger);
-    const sub = createRedis(url, `${name}-sub`, logger);
+    const sub = createRedis(subUrl, `${name}-sub`, logger);
     clients.push(pub, sub);
     expect(await waitReady(pub, 5000)).toBe(true);
     expect(await waitReady(sub, 5000)).toBe(true);
@@ -242,7 +243,7 @@ describe.skipIf(!scaleEnabled)('RedisBus on Redis', () => {
     for (const r of BUS_REFUSALS) expect(text).toContain(`chat_bus_refused_total{reason="${r}"} ${counts[r]}\n`);
   });
 
-  it('decodes a DM to two users held by one other instance once: each user gets one delivery naming only them; a later copy is judged again (stale, replayed), a copy to a user not named is refused', async () => {
+  it('decodes a DM to two users held by one other instance once: each user gets one delivery naming only them; a later copy is judged again (stale, replayed; the latest counter again on a channel it came on too), a copy to a user not named is refused', async () => {
     const keys = new BodyCipher([['k1', randomBytes(32)]]);
     const e = await instance('e', ['60'], { seal: new BusSeal(keys) });
     const f = await instance('f', ['61', '62'], { seal: new BusSeal(keys) });
@@ -276,21 +277,29 @@ describe.skipIf(!scaleEnabled)('RedisBus on Redis', () => {
     expect(grown(f.bus, before)).toEqual({ stale: 1 });
     expect(f.bus.decoded - decoded).toBe(2);
 
+    // The same string in a later turn, with nothing from e between and the clock right, on a
+    // channel it already came on: its counter is e's latest, but it arrived there already.
+    before = { ...f.bus.refusedByReason };
+    await e.pub.publish(`${prefix}u:62`, pair[0]!.message);
+    await until('f refused the replay', () => f.bus.refused >= 2, 5000, 10);
+    expect(grown(f.bus, before)).toEqual({ replayed: 1 });
+    expect(f.bus.decoded - decoded).toBe(3);
+
     // The same string again after another message from e: decoded again, a replay on both channels.
     e.bus.publish({ userIds: ['61'], frame: 'next' });
     await until('f received next', () => f.deliveries.length === 3, 5000, 10);
     const again = "redis.call('PUBLISH', ARGV[1], ARGV[3]); redis.call('PUBLISH', ARGV[2], ARGV[3]); return 2";
     before = { ...f.bus.refusedByReason };
     await e.pub.eval(again, { arguments: [`${prefix}u:61`, `${prefix}u:62`, pair[0]!.message] });
-    await until('f refused both copies', () => f.bus.refused >= 3, 5000, 10);
+    await until('f refused both copies', () => f.bus.refused >= 4, 5000, 10);
     expect(grown(f.bus, before)).toEqual({ replayed: 2 });
-    expect(f.bus.decoded - decoded).toBe(5);
+    expect(f.bus.decoded - decoded).toBe(6);
 
     // A fresh message for 61 alone, copied to 62's channel right behind it (same turn, decoded once): refused there.
     before = { ...f.bus.refusedByReason };
     const decodedBefore = f.bus.decoded;
     await e.pub.eval(again, { arguments: [`${prefix}u:61`, `${prefix}u:62`, sealedAt(keys, ['61'], 'for 61 only')] });
-    await until('f refused the copy', () => f.bus.refused >= 4, 5000, 10);
+    await until('f refused the copy', () => f.bus.refused >= 5, 5000, 10);
     expect(grown(f.bus, before)).toEqual({ redirected: 1 });
     expect(f.bus.decoded - decodedBefore).toBe(1);
 
@@ -299,4 +308,30 @@ describe.skipIf(!scaleEnabled)('RedisBus on Redis', () => {
     await sleep(100);
     expect(f.deliveries.slice(2).map((d) => `${d.userIds.join()}|${d.frame}`)).toEqual(['61|next', '61|for 61 only', '62|last']);
   });
+  it('a subscriber whose connection stops carrying data is found by its heartbeats, reconnected, and its users told to reconnect and sync', async () => {
+    const target = new URL(url);
+    const proxy = new FreezableProxy({ host: target.hostname, port: Number(target.port || 6379) });
+    await proxy.start();
+    try {
+      const g = await instance('g', ['70']);
+      const h = await instance('h', ['71', '72'], { gapResyncMs: 50, subscriberWatch: { everyMs: 100, stallMs: 600 } }, `redis://127.0.0.1:${proxy.port}`);
+      g.bus.publish({ userIds: ['71'], frame: 'before' });
+      await until('h got before', () => h.got.includes('71|before'), 5000, 10);
+      // Healthy: heartbeats arrive, nothing is restarted.
+      await sleep(1000);
+      expect(h.bus.watch.restarts).toBe(0);
+      // The route to h's subscriber goes dead (socket open, nothing forwarded to it).
+      proxy.freeze('down');
+      g.bus.publish({ userIds: ['71'], frame: 'lost' });
+      await until('h restarted its subscriber', () => h.bus.watch.restarts === 1, 5000, 20);
+      proxy.thaw();
+      await until('h told its users to resync', () => h.deliveries.some((d) => d.close?.code === 4503 && d.userIds.includes('71') && d.userIds.includes('72')), 5000, 20);
+      g.bus.publish({ userIds: ['72'], frame: 'after' });
+      await until('h got after', () => h.got.includes('72|after'), 5000, 10);
+      expect(h.got).not.toContain('71|lost');
+      expect(h.bus.watch.restarts).toBe(1);
+    } finally {
+      await proxy.close();
+    }
+  }, 20_000);
 });
