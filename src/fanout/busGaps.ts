@@ -43,9 +43,12 @@ export function gapSpread(configuredMs: number, users: number): number {
   return Math.max(configuredMs, users * GAP_SPREAD_PER_USER_MS);
 }
 
+/** The close reason of a bus-gap close (told apart from slow consumers' 4503 in /metrics). */
+export const GAP_CLOSE_REASON = 'Missed live events; reconnect and sync';
+
 /** The close told to connections that may have missed live events (PROTOCOL §2.3 4503). */
 export function gapClose(spreadMs: number): NonNullable<Delivery['close']> {
-  return { code: CloseCode.SLOW_CONSUMER, reason: 'Missed live events; reconnect and sync', spreadMs };
+  return { code: CloseCode.SLOW_CONSUMER, reason: GAP_CLOSE_REASON, spreadMs };
 }
 
 /** Recipients whose remote deliveries failed, until they are told. */

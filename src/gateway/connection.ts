@@ -157,7 +157,7 @@ export class Connection {
   close(code: number, reason: string, terminateAfterMs = 5000): void {
     if (this.closed) return;
     this.closed = true;
-    this.host.metrics?.closedByServer(code);
+    this.host.metrics?.closedByServer(code, reason);
     try {
       this.ws.close(code, reason);
     } catch {

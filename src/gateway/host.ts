@@ -57,7 +57,7 @@ export interface GatewayMetrics {
    */
   errorSent(code: string): void;
   /** The server closed a connection with close `code` (RFC 6455 §7.4; PROTOCOL's 4xxx codes). */
-  closedByServer(code: number): void;
+  closedByServer(code: number, reason?: string): void;
   /** An upgrade request was refused before the WebSocket opened (PROTOCOL §1). */
   upgradeRejected(reason: UpgradeRejection): void;
 }

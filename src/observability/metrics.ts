@@ -8,6 +8,7 @@
 import client from 'prom-client';
 import type { GatewayMetrics, UpgradeRejection } from '../gateway/host.ts';
 import type { LimitKind } from '../policy/rateLimits.ts';
+import { GAP_CLOSE_REASON } from '../fanout/busGaps.ts';
 import { BUS_REFUSALS, type BusRefusal } from '../fanout/refusals.ts';
 
 /** The children of a one-label metric, created once per label value (no label hashing per call). */
@@ -36,6 +37,7 @@ export class Metrics implements GatewayMetrics {
   private readonly limitHits: Children<LimitKind, client.Counter.Internal>;
   private readonly upgradesRejected: Children<UpgradeRejection, client.Counter.Internal>;
   private readonly serverCloses: Children<number, client.Counter.Internal>;
+  private readonly gapCloses: client.Counter;
   private readonly busRefusals: Children<BusRefusal, client.Counter.Internal>;
 
   private readonly stored: client.Counter;
@@ -76,6 +78,11 @@ export class Metrics implements GatewayMetrics {
     this.serverCloses = counterChildren(
       new client.Counter({ name: 'chat_server_closes_total', help: 'Connections closed by the server, by close code', labelNames: ['code'], registers: [this.registry] }),
     );
+    this.gapCloses = new client.Counter({
+      name: 'chat_bus_gap_closes_total',
+      help: 'Connections closed 4503 because Redis lost live events for them (src/fanout/busGaps.ts); also counted in chat_server_closes_total{code="4503"}',
+      registers: [this.registry],
+    });
     this.busRefusals = counterChildren(
       new client.Counter({
         name: 'chat_bus_refused_total',
@@ -154,8 +161,9 @@ export class Metrics implements GatewayMetrics {
     this.errors.of(code).inc();
   }
 
-  closedByServer(code: number): void {
+  closedByServer(code: number, reason?: string): void {
     this.serverCloses.of(code).inc();
+    if (reason === GAP_CLOSE_REASON) this.gapCloses.inc();
   }
 
   upgradeRejected(reason: UpgradeRejection): void {

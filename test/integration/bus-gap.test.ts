@@ -12,6 +12,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TestClient } from '../helpers/client.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
+import { httpGet } from '../helpers/wire.ts';
 import { Fixture, getJson, scaleEnabled, sleep, spawnRedisInstance, startPrivateRedis, until, warnIfSkipped, type PrivateRedis, type Proc } from '../helpers/scaleProcs.ts';
 
 warnIfSkipped('bus-gap.test.ts');
@@ -92,6 +93,12 @@ describe.skipIf(!scaleEnabled)('Redis lost live deliveries: connections told to 
     expect(closed3.code).toBe(4503);
     expect(closed3.reason).toMatch(/reconnect and sync/);
     expect(closed1.code).toBe(4503);
+    // Told apart from slow consumers in /metrics.
+    for (const i of [i1, i2]) {
+      const text = (await httpGet(i.port, '/metrics')).text;
+      expect(Number(/^chat_bus_gap_closes_total (\d+)/m.exec(text)?.[1])).toBeGreaterThanOrEqual(1);
+      expect(Number(/^chat_server_closes_total\{code="4503"\} (\d+)/m.exec(text)?.[1])).toBeGreaterThanOrEqual(1);
+    }
     // Sync pages stop below the snapshot xmin: another test file's open transaction may hold it back a moment.
     await until('the DM sent meanwhile in sync', async () => (await syncedIds(i2.url, '3', cursor)).includes(missed.messageId) || undefined, 10_000, 200);
   }, 90_000);
