@@ -50,9 +50,10 @@ export class MessageActions {
    * `mark_message_read` → `message_marked_read`; the sender's devices get `message_read`
    * and `message_status {status:"read"}`, the reader's other devices `message_marked_read`
    * (PROTOCOL §6, §9). Reading one's own message changes nothing. Across a block the
-   * read is recorded but the sender is told nothing (§5: activity is never shown across
-   * a block; as in groups); the block is looked up before anything is recorded, so a
-   * failing lookup refuses (SERVICE_UNAVAILABLE) with nothing changed.
+   * read is recorded but the sender gets no event (§5; as in groups): the stored
+   * `isRead`/`readAt` they see in history and sync is not hidden (docs/PROTOCOL-NOTES.md).
+   * The block is looked up before anything is recorded, so a failing lookup refuses
+   * (SERVICE_UNAVAILABLE) with nothing changed.
    */
   async markRead(actor: Actor, messageId: string): Promise<Reply> {
     const { deps } = this;
