@@ -169,7 +169,9 @@ export class ChatClient {
    * Listen to sync pages: after every reconnect, what happened while this device was
    * away (§9); while connected, the background resync's pages (`resyncIntervalMs`), which
    * mostly repeat what arrived live. Apply each page (upsert messages by `id`, drop
-   * tombstones) and save its `cursor`. @returns a function that removes the listener
+   * tombstones; a page may be older than a live event that came while it was on its way:
+   * keep the later `editedAt`, never bring back a deleted message) and save its `cursor`.
+   * @returns a function that removes the listener
    */
   onSync(fn: Listener<SyncPage>): () => void {
     this.syncListeners.add(fn);
