@@ -4,7 +4,6 @@
  * token refresh and expiry, protocol-error budget, outbound backpressure.
  */
 import { randomUUID } from 'node:crypto';
-import type { Duplex } from 'node:stream';
 import { WebSocket, type RawData } from 'ws';
 import type { Identity } from '../auth/identity.ts';
 import { encodeCursor } from '../chat/cursor.ts';
@@ -12,6 +11,7 @@ import { AFTER_REPLY, type Actor } from '../chat/context.ts';
 import { ChatError, CloseCode } from '../protocol/errors.ts';
 import type { DecodedFrame } from '../protocol/inbound.ts';
 import { authErrorFrame, authSuccessFrame, connectedFrame, errorFrame, nowIso, serialize } from '../protocol/outbound.ts';
+import { listenTo, type ConnSocket } from './connSocket.ts';
 import type { GatewayHost } from './host.ts';
 import { frameSize, InboundBudget, PAUSED_BACKLOG, PAUSED_BUDGET, ReadGate } from './inboundBudget.ts';
 import { frameBytes, queueVerdict, SLOW_CONSUMER, WRITE_PAST_LIMIT } from './sendQueue.ts';
@@ -72,10 +72,7 @@ export class Connection {
     this.gate = new ReadGate(ws);
     // Shared listeners (no closures per connection): `this` is the socket, which knows its Connection.
     ws.conn = this;
-    ws.on('message', onSocketMessage);
-    ws.on('pong', onSocketPong);
-    ws.on('close', onSocketClose);
-    ws.on('error', onSocketError);
+    listenTo(ws);
     this.sendFrame(connectedFrame(this.id));
     host.deadlines.auth.set(this, Date.now() + host.settings.authTimeoutMs);
     if (bearer !== undefined) this.enqueue(() => this.authenticate(bearer, undefined));
@@ -371,36 +368,4 @@ export class Connection {
     this.held = [];
     this.host.connectionClosed(this);
   }
-}
-
-/**
- * The accepted socket's class (the `ws` server's `WebSocket` option): it points back at its
- * Connection, so one set of listeners serves every socket.
- */
-export class ConnSocket extends WebSocket {
-  conn!: Connection;
-
-  /**
-   * The underlying TCP socket (`ws` keeps it as `_socket`). Written to directly only with
-   * complete frames and only while open and without permessage-deflate, when `ws`'s own
-   * sender never holds data back, so frame order is kept.
-   */
-  rawSocket(): Duplex {
-    return (this as unknown as { _socket: Duplex })._socket;
-  }
-}
-
-// `ws` types listeners' `this` as WebSocket; every socket of the gateway is a ConnSocket.
-function onSocketMessage(this: WebSocket, data: RawData, isBinary: boolean): void {
-  (this as ConnSocket).conn.onMessage(data, isBinary);
-}
-function onSocketPong(this: WebSocket): void {
-  (this as ConnSocket).conn.alive = true;
-}
-function onSocketClose(this: WebSocket): void {
-  (this as ConnSocket).conn.cleanup();
-}
-function onSocketError(this: WebSocket, err: Error): void {
-  const conn = (this as ConnSocket).conn;
-  conn.host.logger.debug('socket error', { connId: conn.id, err: err.message });
 }
