@@ -27,6 +27,7 @@
  * `readyState`), so it runs on the browser's `WebSocket`, Node 22's global one, or the
  * `ws` package on Node 20 (`new ChatClient({ ..., WebSocket })`).
  */
+import { ListenerSet, TypedListeners, type Listener } from './listeners.ts';
 import { ReceiptBatcher } from './receipts.ts';
 import { backoffDelay, onClose, type StopReason } from './reconnect.ts';
 import { ClientError, newId, RequestTable, resendDelay, type PendingRequest } from './requests.ts';
@@ -34,7 +35,6 @@ import { SyncRounds } from './syncLoop.ts';
 import type { ChatClientOptions, ClientState, StateChange, SyncPage, WebSocketConstructor, WebSocketLike } from './options.ts';
 import { IDEMPOTENT_SENDS, type CommandFields, type CommandType, type ReplyOf, type ServerFrames, type ServerFrameType } from './types.ts';
 
-type Listener<T> = (value: T) => void;
 const OPEN = 1;
 let instances = 0;
 
@@ -42,9 +42,9 @@ let instances = 0;
 export class ChatClient {
   private readonly opts: ChatClientOptions;
   private readonly requests = new RequestTable();
-  private readonly listeners = new Map<string, Set<Listener<never>>>();
-  private readonly stateListeners = new Set<Listener<StateChange>>();
-  private readonly syncListeners = new Set<Listener<SyncPage>>();
+  private readonly listeners = new TypedListeners();
+  private readonly stateListeners = new ListenerSet<StateChange>();
+  private readonly syncListeners = new ListenerSet<SyncPage>();
   private readonly prefix = `c${++instances}-${Math.random().toString(36).slice(2, 8)}-`;
   private ws: WebSocketLike | undefined;
   private stateNow: ClientState = 'idle';
@@ -77,8 +77,8 @@ export class ChatClient {
       page: (ws, cursor) => this.internal(ws, { type: 'sync', cursor, limit: opts.syncLimit ?? 200 }),
       current: (ws) => this.ws === ws,
       ready: () => this.stateNow === 'ready',
-      onPage: (page) => (page.messages.forEach((m) => this.receipts?.synced(m as { id?: unknown }, this.userId)), this.syncListeners.forEach((fn) => fn(page))),
-      onExpired: (frame) => this.emit('error', frame),
+      onPage: (page) => (page.messages.forEach((m) => this.receipts?.synced(m as { id?: unknown }, this.userId)), this.syncListeners.emit(page)),
+      onExpired: (frame) => this.listeners.emit('error', frame),
     });
     const Ctor = opts.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
     if (!Ctor) throw new TypeError('no WebSocket: pass options.WebSocket (the ws package on Node 20)');
@@ -153,16 +153,12 @@ export class ChatClient {
    * @returns a function that removes the listener
    */
   on<T extends ServerFrameType>(type: T, fn: Listener<ServerFrames[T]>): () => void {
-    let set = this.listeners.get(type);
-    if (!set) this.listeners.set(type, (set = new Set()));
-    set.add(fn as Listener<never>);
-    return () => set.delete(fn as Listener<never>);
+    return this.listeners.add(type, fn as Listener<unknown>);
   }
 
   /** Listen to state changes. @returns a function that removes the listener */
   onState(fn: Listener<StateChange>): () => void {
-    this.stateListeners.add(fn);
-    return () => this.stateListeners.delete(fn);
+    return this.stateListeners.add(fn);
   }
 
   /**
@@ -174,13 +170,12 @@ export class ChatClient {
    * @returns a function that removes the listener
    */
   onSync(fn: Listener<SyncPage>): () => void {
-    this.syncListeners.add(fn);
-    return () => this.syncListeners.delete(fn);
+    return this.syncListeners.add(fn);
   }
 
   private setState(state: ClientState, extra: Omit<StateChange, 'state'> = {}): void {
     this.stateNow = state;
-    for (const fn of this.stateListeners) fn({ state, ...extra });
+    this.stateListeners.emit({ state, ...extra });
   }
 
   private open(): void {
@@ -300,7 +295,7 @@ export class ChatClient {
     if (this.requests.settle(f, (req, err) => this.retryLater(req, err))) return;
     if (f.type === 'token_expiring') void this.refresh();
     else if (f.type === 'new_private_message') this.receipts?.live(f.message as { id?: unknown }, this.userId);
-    this.emit(f.type, f);
+    this.listeners.emit(f.type, f);
   }
 
   /** A send refused for a passing reason goes again after {@link resendDelay}. @returns true when a resend is scheduled */
@@ -330,16 +325,12 @@ export class ChatClient {
     if (this.ws !== ws) return;
     const r = await this.internal(ws, { type: 'authenticate', token });
     if (this.ws !== ws || !r) return;
-    if (r.type === 'auth_error') this.emit('auth_error', r);
+    if (r.type === 'auth_error') this.listeners.emit('auth_error', r);
     else if (r.type === 'auth_success') this.expiresAt = String(r.expiresAt);
     else if (r.type === 'error' && r.code === 'RATE_LIMITED') {
       this.refreshTimer = setTimeout(() => this.ws === ws && void this.refresh(), Number(r.retryAfter ?? 1) * 1000);
       (this.refreshTimer as { unref?: () => void }).unref?.();
     }
-  }
-
-  private emit(type: string, frame: unknown): void {
-    for (const fn of this.listeners.get(type) ?? []) (fn as Listener<unknown>)(frame);
   }
 
   private startPings(ws: WebSocketLike): void {

@@ -102,6 +102,12 @@ describe('background resync while connected', () => {
     const last = (await sender.request('send_private_message', { recipientId: b!, content: 'barrier' })).message.id;
     await waitFor(async () => reported(sent).includes(last) || undefined);
     expect(reported(sent).filter((id) => ids.includes(id)).sort()).toEqual([...ids].sort());
+    // The receipts changed those messages again (the stream carries delivery state): a round
+    // after those changes are syncable takes the cursor past them.
+    await syncable(s, [...ids, last]);
+    const seenBefore = pages.length;
+    await device.request('send_private_message', { recipientId: a!, content: 'nudge' });
+    await waitFor(async () => idsOf(pages.slice(seenBefore)).includes(last) || undefined, 4000);
 
     // The device comes back in a later session from its saved cursor: nothing repeated.
     const caughtUp: SyncPage[] = [];
