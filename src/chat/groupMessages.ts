@@ -8,6 +8,7 @@ import { v7 as uuidv7 } from 'uuid';
 import { ChatError, notFound } from '../protocol/errors.ts';
 import { groupG, nowIso, type DirectView } from '../protocol/outbound.ts';
 import type { AudienceMember } from '../store/groups.ts';
+import { MAX_PINS_PER_GROUP } from '../store/pins.ts';
 import type { MessageRecord } from '../store/types.ts';
 import { applyReaction, editBody, findVisible, freshView, openAll, openDuplicate, openRecord, publish, rateLimit, storedRetry, type Actor, type ChatDeps, type Reply } from './context.ts';
 import type { Groups } from './groups.ts';
@@ -57,7 +58,8 @@ export class GroupMessages {
       isAnnouncement: announcement,
     });
     if (res.duplicate) return this.duplicateAck(res.existing, cmd.groupId, announcement);
-    if (announcement) await deps.stores.pins.pin(cmd.groupId, id, actor.userId);
+    // An announcement is pinned; at the pin cap that drops the oldest pinned announcement (PROTOCOL-NOTES "Pins per group").
+    const evicted = announcement ? (await deps.stores.pins.pin(cmd.groupId, id, actor.userId, true)).evicted : null;
     const g = groupG({
       ...freshView(actor, { id, conversationId: cmd.groupId, recipientId: null, content: cmd.content, replyTo: cmd.replyTo, clientMessageId: cmd.clientMessageId }, res),
       groupId: cmd.groupId,
@@ -67,13 +69,25 @@ export class GroupMessages {
     });
     const audience = visible.filter((m) => m.userId !== actor.userId).map((m) => m.userId);
     const ts = g.timestamp as string;
+    if (evicted) await this.publishEviction(actor, cmd.groupId, evicted, ts);
     publish(deps, audience, announcement ? { type: 'new_announcement', ...g, message: g, timestamp: ts } : { type: 'new_group_message', message: g, timestamp: ts });
     if (addressed.size > 0) {
       publish(deps, [...addressed], { type: 'mentioned_in_group', messageId: id, groupId: cmd.groupId, message: g, mentionedBy: actor.userId, mentionedByUsername: actor.username, timestamp: ts });
     }
-    const ack = this.ack(g, announcement);
+    const ack = evicted ? { ...this.ack(g, announcement), unpinnedMessageId: evicted.messageId } : this.ack(g, announcement);
     publish(deps, [actor.userId], ack, actor.connId);
     return ack;
+  }
+
+  /**
+   * `message_unpinned` for a pin an announcement pushed out at the pin cap, to the members
+   * who may hear of the actor's activity on that message (as for an explicit unpin), the
+   * actor's other devices included; the acting connection learns it from the ack's
+   * `unpinnedMessageId`.
+   */
+  private async publishEviction(actor: Actor, groupId: string, evicted: { messageId: string; senderId: string }, ts: string): Promise<void> {
+    const audience = await this.audienceAbout(actor, groupId, evicted.senderId);
+    publish(this.deps, audience, { type: 'message_unpinned', messageId: evicted.messageId, groupId, unpinnedBy: actor.userId, reason: 'pin_limit', timestamp: ts }, actor.connId);
   }
 
   /**
@@ -139,14 +153,14 @@ export class GroupMessages {
   }
 
   /**
-   * Members who may hear of the actor's activity on `msg` (a reaction, a pin): no block with
-   * the actor, nor with the message's sender, whose message the others never saw (§5).
+   * Members who may hear of the actor's activity on a message of `groupId` sent by
+   * `senderId` (a reaction, a pin): no block with the actor, nor with the message's sender, whose message the others never saw (§5).
    * Throws NOT_FOUND when the actor is not a member of an active group.
    */
-  private async audienceAbout(actor: Actor, msg: MessageRecord): Promise<string[]> {
+  private async audienceAbout(actor: Actor, groupId: string, senderId: string): Promise<string[]> {
     const [byActor, bySender] = await Promise.all([
-      this.audienceOf(actor, msg.groupId!),
-      msg.senderId === actor.userId ? null : this.deps.stores.groups.audience(msg.groupId!, msg.senderId, false),
+      this.audienceOf(actor, groupId),
+      senderId === actor.userId ? null : this.deps.stores.groups.audience(groupId, senderId, false),
     ]);
     if (!bySender) return byActor;
     const clear = new Set(bySender.members.filter((m) => !m.blockedWithActor).map((m) => m.userId));
@@ -193,7 +207,7 @@ export class GroupMessages {
    */
   async react(actor: Actor, msg: MessageRecord, reaction: string, add: boolean): Promise<Reply> {
     const { deps } = this;
-    const audience = await this.audienceAbout(actor, msg);
+    const audience = await this.audienceAbout(actor, msg.groupId!, msg.senderId);
     const event = await applyReaction(deps, actor, msg, reaction, add);
     publish(deps, audience, event, actor.connId);
     return event;
@@ -242,7 +256,11 @@ export class GroupMessages {
     return reply;
   }
 
-  /** `pin_message` / `unpin_message` (owner/admin, a message they can see) → `message_pinned` / `message_unpinned` to the members who can see it (§5). */
+  /**
+   * `pin_message` / `unpin_message` (owner/admin, a message they can see) → `message_pinned` /
+   * `message_unpinned` to the members who can see it (§5). A new pin with the group at
+   * MAX_PINS_PER_GROUP pins → GROUP_FULL (`field: "messageId"`), nothing changed.
+   */
   async pin(actor: Actor, groupId: string, messageId: string, pin: boolean): Promise<Reply> {
     const { deps } = this;
     await rateLimit(deps, 'action', actor.userId);
@@ -250,22 +268,29 @@ export class GroupMessages {
     // A message the admin cannot see (deleted for them, or its sender in a block with them) is NOT_FOUND (§2.2, §5).
     const msg = await findVisible(deps, actor, messageId);
     if (msg.groupId !== groupId) throw notFound('Message', 'messageId');
-    if (pin) await deps.stores.pins.pin(groupId, messageId, actor.userId);
-    else if (!(await deps.stores.pins.unpin(groupId, messageId))) throw notFound('Pin', 'messageId');
+    if (pin) {
+      if ((await deps.stores.pins.pin(groupId, messageId, actor.userId)).status === 'full') {
+        throw new ChatError('GROUP_FULL', `This group already has ${MAX_PINS_PER_GROUP} pinned messages: unpin one first`, { field: 'messageId', details: `pin limit ${MAX_PINS_PER_GROUP}` });
+      }
+    } else if (!(await deps.stores.pins.unpin(groupId, messageId))) throw notFound('Pin', 'messageId');
     const event = pin
       ? { type: 'message_pinned', messageId, groupId, pinnedBy: actor.userId, timestamp: nowIso() }
       : { type: 'message_unpinned', messageId, groupId, unpinnedBy: actor.userId, timestamp: nowIso() };
-    publish(deps, await this.audienceAbout(actor, msg), event, actor.connId);
+    publish(deps, await this.audienceAbout(actor, groupId, msg.senderId), event, actor.connId);
     return event;
   }
 
-  /** `get_pinned_messages` → `pinned_message {groupId, message: latest or null, messages: newest first}`. */
+  /**
+   * `get_pinned_messages` → `pinned_message {groupId, message: latest or null, messages: newest
+   * first}`: at most MAX_PINS_PER_GROUP, senders in a block with the caller left out (in the query).
+   */
   async pinned(actor: Actor, groupId: string): Promise<Reply> {
     const { deps } = this;
     await this.groups.access(actor, groupId);
-    const [rows, blocked] = await Promise.all([deps.stores.pins.list(groupId, actor.userId), deps.stores.relations.blockedWith(actor.userId)]);
+    const blocked = await deps.stores.relations.blockedWith(actor.userId);
+    const rows = await deps.stores.pins.list(groupId, actor.userId, [...blocked]);
     const messages = rows.flatMap((p) => {
-      const v = blocked.has(p.record.senderId) ? null : openRecord(deps, p.record);
+      const v = openRecord(deps, p.record);
       return v
         ? [{ messageId: v.id, id: v.id, senderId: v.senderId, username: v.senderUsername, content: v.content, createdAt: v.createdAt.toISOString(), pinnedAt: p.pinnedAt.toISOString(), pinnedBy: p.pinnedBy, isAnnouncement: p.record.isAnnouncement }]
         : [];

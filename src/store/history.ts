@@ -3,6 +3,7 @@
  * messages, messages the viewer deleted for themselves, and everything before the
  * viewer's conversation deletion are left out (PROTOCOL §6 rules).
  */
+import { listConversations } from './conversationList.ts';
 import type { Queryable } from './db.ts';
 import { MESSAGE_COLUMNS, SENDER_JOIN, toMessageRecord, type MessageRecord, type ReactionSummary } from './types.ts';
 
@@ -205,35 +206,13 @@ export class HistoryStore {
    * The viewer's DM conversations that still hold a message the viewer can see (PROTOCOL
    * §6: each entry has its `lastMessage`), newest activity first, after the `(updatedAt,
    * conversationId)` position `before` when given. Resolves `limit` rows at most and
-   * whether more follow.
+   * whether more follow. Reads about the page's rows, not every conversation of the viewer
+   * (audit 6, F6; see {@link listConversations}).
    */
   async conversations(viewerId: string, limit: number, before?: { updatedAt: Date; conversationId: string }): Promise<{ rows: ConversationRow[]; hasMore: boolean }> {
-    const { rows } = await this.db.query(
-      `SELECT c.conversation_id AS cid, CASE WHEN c.user_a = $1 THEN c.user_b ELSE c.user_a END AS other_id, c.updated_at,
-         (SELECT count(*)::int FROM private_messages u WHERE u.conversation_id = c.conversation_id AND u.recipient_id = $1
-            AND NOT u.is_read AND NOT u.is_deleted AND u.seq > COALESCE(cd.up_to_seq, 0)
-            AND NOT EXISTS (SELECT 1 FROM message_deletions d WHERE d.message_id = u.id AND d.user_id = $1)) AS unread,
-         lm.*
-       FROM conversations c
-       LEFT JOIN conversation_deletions cd ON cd.conversation_id = c.conversation_id AND cd.user_id = $1
-       JOIN LATERAL (
-         SELECT ${MESSAGE_COLUMNS} FROM private_messages m ${SENDER_JOIN}
-         WHERE m.conversation_id = c.conversation_id AND NOT m.is_deleted AND m.seq > COALESCE(cd.up_to_seq, 0)
-           AND NOT EXISTS (SELECT 1 FROM message_deletions d WHERE d.message_id = m.id AND d.user_id = $1)
-         ORDER BY m.seq DESC LIMIT 1) lm ON true
-       WHERE c.kind = 'direct' AND (c.user_a = $1 OR c.user_b = $1) AND c.last_seq > COALESCE(cd.up_to_seq, 0)
-         AND ($3::timestamptz IS NULL OR (date_trunc('milliseconds', c.updated_at), c.conversation_id) < ($3::timestamptz, $4::text))
-       ORDER BY date_trunc('milliseconds', c.updated_at) DESC, c.conversation_id DESC LIMIT $2`,
-      [viewerId, limit + 1, before?.updatedAt ?? null, before?.conversationId ?? ''],
-    );
+    const rows = await listConversations(this.db, viewerId, limit + 1, before);
     const hasMore = rows.length > limit;
-    const out: ConversationRow[] = rows.slice(0, limit).map((r) => ({
-      conversationId: r.cid as string,
-      otherUserId: r.other_id as string,
-      updatedAt: r.updated_at as Date,
-      unreadCount: Number(r.unread),
-      lastMessage: r.id ? toMessageRecord(r) : null,
-    }));
+    const out: ConversationRow[] = rows.slice(0, limit);
     await this.attachReactions(out.flatMap((c) => (c.lastMessage ? [c.lastMessage] : [])));
     return { rows: out, hasMore };
   }
