@@ -43,11 +43,11 @@ export function memberObject(m: MemberRow): Record<string, unknown> {
 /**
  * The role of `userId` in `group` when it ranks at least `need`.
  * @throws ChatError NOT_FOUND (field `groupId`) when there is no group, `userId` is not a
- *   member (`role` null) or the group is soft-deleted (unless `allowInactive`);
+ *   member (`role` null), the group is being purged, or it is soft-deleted (unless `allowInactive`);
  *   INSUFFICIENT_PERMISSIONS when the role ranks below `need` (PROTOCOL §7 table)
  */
 function requireRole(group: GroupRow | undefined, role: Role | null | undefined, need: Role, allowInactive = false): Role {
-  if (!group || !role || (!group.isActive && !allowInactive)) throw notFound('Group', 'groupId');
+  if (!group || !role || group.purging || (!group.isActive && !allowInactive)) throw notFound('Group', 'groupId');
   if (RANK[role] < RANK[need]) throw new ChatError('INSUFFICIENT_PERMISSIONS', `Only ${need === 'owner' ? 'the owner' : 'admins'} can do that`);
   return role;
 }
@@ -202,7 +202,8 @@ export class Groups {
    * The owner leaving passes ownership (`ownership_transferred`); the last member leaving
    * deletes the group. The leaver's role is read, and all of this done, in one transaction
    * under the group row lock, so a leave is serialised with every other membership change;
-   * events name only what was done.
+   * events name only what was done, after it committed. A group left empty is marked for
+   * purging in that transaction, and its messages removed afterwards ({@link purgeNow}).
    * @throws ChatError NOT_FOUND (field `groupId`) when the actor is not (or no longer) a
    *   member of the active group
    */
@@ -217,6 +218,7 @@ export class Groups {
     const reply: Reply = { type: 'left_group', groupId, timestamp: ts };
     publish(deps, before, left, actor.connId);
     if (newOwnerId) publish(deps, remaining, { type: 'ownership_transferred', groupId, newOwnerId, previousOwnerId: actor.userId, timestamp: ts });
+    if (r.deleted) await this.purgeNow(groupId);
     return afterReply(reply, (sendOwn) => sendOwn(left));
   }
 
@@ -283,8 +285,11 @@ export class Groups {
 
   /**
    * `delete_group` (owner only) → `group_deleted` to all members, sent BEFORE anything is
-   * removed (PROTOCOL §7). Soft by default (restorable for GROUP_PURGE_DAYS); `permanent`
-   * removes the group and its messages.
+   * removed (PROTOCOL §7). Soft by default (restorable for GROUP_PURGE_DAYS). `permanent`:
+   * the group is first deactivated and marked for purging in one short transaction under
+   * the group row lock (from then on it refuses everything, `restore_group` included),
+   * members are told once that has committed, and then its messages and rows are removed
+   * in bounded batches ({@link purgeNow}; the periodic purge finishes a purge cut short).
    */
   async deleteGroup(actor: Actor, groupId: string, permanent = false): Promise<Reply> {
     const { deps } = this;
@@ -297,10 +302,29 @@ export class Groups {
       message: permanent ? 'The group was deleted' : `The group was deleted; its owner can restore it within ${deps.settings.groupPurgeDays} days`,
       timestamp: nowIso(),
     };
+    if (permanent) {
+      const r = await deps.stores.groups.deletePermanently(groupId, actor.userId, guard(actor, 'owner'));
+      if (!r) throw notFound('Group', 'groupId');
+      publish(deps, r.memberIds, event, actor.connId);
+      await this.purgeNow(groupId);
+      return event;
+    }
     publish(deps, await this.memberIds(groupId), event, actor.connId);
-    if (permanent) await deps.stores.groups.hardDelete(groupId, actor.userId);
-    else await deps.stores.groups.setActive(groupId, false, actor.userId);
+    await deps.stores.groups.setActive(groupId, false, actor.userId);
     return event;
+  }
+
+  /**
+   * Remove the rows of a group just marked for purging (permanent `delete_group`, the last
+   * member leaving). A failure (e.g. a statement timeout) is logged, not thrown: the group
+   * is already deleted for its members, and the periodic purge finishes it.
+   */
+  private async purgeNow(groupId: string): Promise<void> {
+    try {
+      await this.deps.stores.groups.purge(groupId);
+    } catch (err) {
+      this.deps.logger.warn('group purge failed; the periodic purge will finish it', { groupId, err: (err as Error).message });
+    }
   }
 
   /** `restore_group` (owner only, soft-deleted group) → `group_restored` to all members. */
@@ -308,7 +332,7 @@ export class Groups {
     const { deps } = this;
     const a = await this.access(actor, groupId, 'owner', true);
     if (a.group.isActive) throw badRequest('The group is not deleted', 'groupId');
-    await deps.stores.groups.setActive(groupId, true, actor.userId);
+    if (!(await deps.stores.groups.setActive(groupId, true, actor.userId))) throw notFound('Group', 'groupId');
     const event = { type: 'group_restored', groupId, restoredBy: actor.userId, timestamp: nowIso() };
     publish(deps, await this.memberIds(groupId), event, actor.connId);
     return event;
@@ -349,8 +373,14 @@ export class Groups {
     };
   }
 
-  /** Purge groups soft-deleted longer than GROUP_PURGE_DAYS (periodic job). Resolves the purged ids. */
+  /**
+   * Purge groups soft-deleted longer than GROUP_PURGE_DAYS, and groups whose permanent
+   * deletion was cut short (periodic job), oldest deletion first. A group that fails is
+   * logged and skipped; the sweep goes on. Resolves the purged ids.
+   */
   purge(): Promise<string[]> {
-    return this.deps.stores.groups.purgeDeleted(this.deps.settings.groupPurgeDays);
+    return this.deps.stores.groups.purgeDeleted(this.deps.settings.groupPurgeDays, (groupId, err) =>
+      this.deps.logger.warn('group purge failed for one group; continuing', { groupId, err: (err as Error).message }),
+    );
   }
 }

@@ -4,114 +4,14 @@
  * row lock and decides on rows read under it (the caller's checks run there as a
  * {@link Guard}), so changes to one group are serialised: concurrent adds never pass
  * `max_members`, a live group always has exactly one owner who is a member, and a group
- * with no members does not exist.
+ * with no members is being purged (store/groupPurge.ts).
  */
 import type { Db, Queryable } from './db.ts';
-import { recordGroupChangeForMembers } from './sync.ts';
+import { purgeDeletedGroups, purgeGroupRows, startPurge } from './groupPurge.ts';
+import { MEMBER_SQL, membersOn, toGroup, toMember, type AddResult, type AudienceMember, type Changed, type GroupRow, type Guard, type LeaveResult, type LockedGroup, type MemberRow, type Role } from './groupRows.ts';
 import { userGroupRows } from './userGroups.ts';
 
-/** Group roles. */
-export type Role = 'owner' | 'admin' | 'member';
-
-/** A group row. */
-export interface GroupRow {
-  groupId: string;
-  groupName: string;
-  groupDescription: string;
-  createdBy: string;
-  ownerId: string;
-  maxMembers: number;
-  isActive: boolean;
-  deletedAt: Date | null;
-  createdAt: Date;
-}
-
-/** A member with display fields. */
-export interface MemberRow {
-  userId: string;
-  username: string | null;
-  displayName: string | null;
-  role: Role;
-  joinedAt: Date;
-}
-
-/** A member as the send path needs it: role, username (mentions) and a block with the actor. */
-export interface AudienceMember {
-  userId: string;
-  username: string | null;
-  role: Role;
-  blockedWithActor: boolean;
-}
-
-/** A group as read under its row lock: the row and every member with role, oldest first. */
-export interface LockedGroup {
-  group: GroupRow;
-  members: MemberRow[];
-}
-
-/**
- * A caller's check, run under the group row lock before anything is written, on what was
- * read there (null: no such group). It refuses by throwing (the transaction rolls back; the
- * error reaches the caller unchanged). It must not query: on PGlite (one connection) a
- * query outside the transaction would wait for it forever.
- */
-export type Guard = (g: LockedGroup | null) => void;
-
-/**
- * Outcome of {@link GroupStore.addMember}: 'added' (with the group and its members after
- * the add), 'full' at capacity, 'exists' if already in, 'blocked' when a member has a
- * block (either way) with the new one, 'gone' if the group is missing or not active.
- */
-export type AddResult = { status: 'added'; group: GroupRow; members: MemberRow[] } | { status: 'exists' | 'full' | 'blocked' | 'gone' };
-
-/** Outcome of a membership change other than a leave: the members just before it (ids, oldest first). */
-export interface Changed {
-  memberIds: string[];
-}
-
-/**
- * Outcome of {@link GroupStore.leave}: the members before (the leaver included), who became
- * owner (the leaver was the owner and someone remains; else null), and whether the group
- * was deleted (the leaver was the last member).
- */
-export interface LeaveResult extends Changed {
-  newOwnerId: string | null;
-  deleted: boolean;
-}
-
-function toGroup(r: Record<string, unknown>): GroupRow {
-  return {
-    groupId: r.group_id as string,
-    groupName: r.group_name as string,
-    groupDescription: (r.group_description as string) ?? '',
-    createdBy: r.created_by_user_id as string,
-    ownerId: r.owner_id as string,
-    maxMembers: Number(r.max_members),
-    isActive: r.is_active === true,
-    deletedAt: (r.deleted_at as Date | null) ?? null,
-    createdAt: r.created_at as Date,
-  };
-}
-
-const MEMBER_SQL = `SELECT gm.user_id, ua.username, gm.role, gm.joined_at,
-    COALESCE(NULLIF(trim(concat_ws(' ', p.first_name, p.last_name)), ''), ua.username) AS display_name
-  FROM group_members gm
-  LEFT JOIN users_auth ua ON ua.user_id = gm.user_id::bigint
-  LEFT JOIN user_profile_info p ON p.user_id = ua.user_id`;
-
-const toMember = (r: Record<string, unknown>): MemberRow => ({
-  userId: r.user_id as string,
-  username: (r.username as string | null) ?? null,
-  displayName: (r.display_name as string | null) ?? null,
-  role: r.role as Role,
-  joinedAt: r.joined_at as Date,
-});
-
-/** Members of `groupId` through `q` (a pool or a transaction), oldest first. */
-async function membersOn(q: Queryable, groupId: string): Promise<MemberRow[]> {
-  const { rows } = await q.query(`${MEMBER_SQL} WHERE gm.group_id = $1 ORDER BY gm.joined_at, gm.user_id`, [groupId]);
-  return rows.map(toMember);
-}
+export type { AddResult, AudienceMember, Changed, GroupRow, Guard, LeaveResult, LockedGroup, MemberRow, Role } from './groupRows.ts';
 
 /** Group repository. */
 export class GroupStore {
@@ -239,7 +139,9 @@ export class GroupStore {
   /**
    * `userId` leaves, in one transaction under the group row lock, after `guard`: their
    * role is read there; an owner's ownership passes to the longest-standing admin, else
-   * the longest-standing member; the last member leaving deletes the group.
+   * the longest-standing member; the last member leaving deletes the group: it is marked
+   * for purging here (store/groupPurge.ts `startPurge`), and its rows are removed by
+   * {@link purge} after this commits.
    * @returns what happened; null when `userId` was not a member (or no such group)
    * @throws whatever `guard` throws (nothing written)
    */
@@ -252,9 +154,7 @@ export class GroupStore {
       await tx.query('DELETE FROM group_members WHERE group_id = $1 AND user_id = $2', [groupId, userId]);
       await change(tx, groupId, userId, 'member_left', userId);
       if (others.length === 0) {
-        await tx.query('DELETE FROM group_chats WHERE group_id = $1', [groupId]);
-        await tx.query('DELETE FROM conversations WHERE conversation_id = $1', [groupId]);
-        await change(tx, groupId, null, 'group_deleted', userId);
+        await startPurge(tx, groupId, userId);
         return { memberIds, newOwnerId: null, deleted: true };
       }
       if (me.role !== 'owner') return { memberIds, newOwnerId: null, deleted: false };
@@ -320,49 +220,68 @@ export class GroupStore {
     });
   }
 
-  /** Soft delete (restorable) or restore. */
-  async setActive(groupId: string, active: boolean, actorId: string): Promise<void> {
-    await this.db.transaction(async (tx) => {
-      await tx.query(
-        `UPDATE group_chats SET is_active = $2, deleted_at = CASE WHEN $2 THEN NULL ELSE now() END, deleted_by = CASE WHEN $2 THEN NULL ELSE $3 END, updated_at = now() WHERE group_id = $1`,
+  /**
+   * Soft delete (restorable) or restore. A group being purged is never restored.
+   * @returns false when nothing changed (no such group, or restoring a group being purged)
+   */
+  async setActive(groupId: string, active: boolean, actorId: string): Promise<boolean> {
+    return this.db.transaction(async (tx) => {
+      const { rowCount } = await tx.query(
+        `UPDATE group_chats SET is_active = $2, deleted_at = CASE WHEN $2 THEN NULL ELSE now() END, deleted_by = CASE WHEN $2 THEN NULL ELSE $3 END, updated_at = now()
+         WHERE group_id = $1 AND NOT purging`,
         [groupId, active, actorId],
       );
-      await change(tx, groupId, null, active ? 'group_restored' : 'group_deleted', actorId);
+      if (rowCount > 0) await change(tx, groupId, null, active ? 'group_restored' : 'group_deleted', actorId);
+      return rowCount > 0;
     });
   }
 
   /**
-   * Remove a group and everything in it (messages go with its conversation row). The
-   * `group_deleted` change is also recorded for each member by name first, since their
-   * membership rows go with the group and sync finds a member's changes through them
-   * (PROTOCOL §9; store/sync.ts).
+   * Delete a group for good, step 1 (store/groupPurge.ts `startPurge`), under the group row
+   * lock after `guard` (the owner's role): it is deactivated and marked for purging, and
+   * `group_deleted` recorded for each member and for the group, in one short transaction.
+   * Its rows are removed by {@link purge} once this has committed.
+   * @returns the members (ids, oldest first); null when there is no such group
+   * @throws whatever `guard` throws (nothing written)
    */
-  async hardDelete(groupId: string, actorId: string): Promise<void> {
-    await this.db.transaction(async (tx) => {
-      await recordGroupChangeForMembers(tx, groupId, 'group_deleted', actorId);
-      await tx.query('DELETE FROM group_chats WHERE group_id = $1', [groupId]);
-      await tx.query('DELETE FROM conversations WHERE conversation_id = $1', [groupId]);
-      await change(tx, groupId, null, 'group_deleted', actorId);
+  async deletePermanently(groupId: string, actorId: string, guard: Guard): Promise<Changed | null> {
+    return this.locked(groupId, guard, async (tx, g) => {
+      await startPurge(tx, groupId, actorId);
+      return { memberIds: g.members.map((m) => m.userId) };
     });
   }
 
-  /** Purge groups soft-deleted more than `days` days ago. Resolves their ids. */
-  async purgeDeleted(days: number): Promise<string[]> {
-    const { rows } = await this.db.query<{ group_id: string }>(
-      `SELECT group_id FROM group_chats WHERE NOT is_active AND deleted_at < now() - make_interval(days => $1)`,
-      [days],
-    );
-    for (const r of rows) await this.hardDelete(r.group_id, 'system');
-    return rows.map((r) => r.group_id);
+  /**
+   * Remove a group marked for purging (by {@link deletePermanently}, the last {@link leave},
+   * or {@link purgeDeleted}): its messages in bounded batches, then its rows
+   * (store/groupPurge.ts `purgeGroupRows`). Resolves false when it is not marked.
+   * @throws driver errors; what was removed stays removed, and {@link purgeDeleted} finishes it
+   */
+  purge(groupId: string): Promise<boolean> {
+    return purgeGroupRows(this.db, groupId);
+  }
+
+  /**
+   * Purge groups soft-deleted more than `days` days ago and groups left marked by a purge
+   * cut short, oldest deletion first, each on its own: one that fails goes to `onError`
+   * and the others are still purged (store/groupPurge.ts `purgeDeletedGroups`).
+   * @returns the ids purged
+   */
+  purgeDeleted(days: number, onError: (groupId: string, err: unknown) => void = () => {}): Promise<string[]> {
+    return purgeDeletedGroups(this.db, days, onError);
   }
 
   /**
    * Ids of the groups `userId` belongs to, soft-deleted ones included (for sync: changes
    * made before a soft deletion still reach a member's devices that sync after it, audit
-   * 4; a soft-deleted group takes no new messages or changes).
+   * 4; a soft-deleted group takes no new messages or changes). A group being purged is
+   * left out: its messages are being removed, and a device must not get part of them.
    */
   async groupIdsOf(userId: string): Promise<string[]> {
-    const { rows } = await this.db.query<{ group_id: string }>(`SELECT gm.group_id FROM group_members gm WHERE gm.user_id = $1`, [userId]);
+    const { rows } = await this.db.query<{ group_id: string }>(
+      `SELECT gm.group_id FROM group_members gm JOIN group_chats g ON g.group_id = gm.group_id AND NOT g.purging WHERE gm.user_id = $1`,
+      [userId],
+    );
     return rows.map((r) => r.group_id);
   }
 

@@ -1,7 +1,8 @@
 /**
  * PROTOCOL §7 group lifecycle: soft delete (every member notified before anything
  * changes; everything but restore_group by the owner refused), restore_group, hard
- * delete (permanent:true, notified before anything is removed) and the purge of
+ * delete (permanent:true: notified once the group is deleted for good, before its rows are
+ * removed; bounded batches: groups-purge.test.ts) and the purge of
  * soft-deleted groups (GROUP_PURGE_DAYS). Membership: groups-membership.test.ts.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -98,10 +99,10 @@ describe('delete_group, restore_group, purge', () => {
     await expectError(o, { type: 'restore_group', groupId: g.groupId }, 'BAD_REQUEST');
   });
 
-  it('hard delete (permanent:true): members are told first, then the group and its messages are gone', async () => {
+  it('hard delete (permanent:true): members are told once it is deleted for good, before its rows are removed; then the group and its messages are gone', async () => {
     const g = await makeGroup(s, { admins: 1, members: 1 });
     await say(g.members[0]!, g.groupId, 'doomed');
-    const undo = delay(store(), 'hardDelete', 400);
+    const undo = delay(store(), 'purge', 400);
     let states: (boolean | null)[];
     try {
       const seen = Promise.all(g.all.slice(1).map(async (w) => {
@@ -115,7 +116,8 @@ describe('delete_group, restore_group, purge', () => {
     } finally {
       undo();
     }
-    expect(states).toEqual([true, true]);
+    // Told after the deletion committed (the group inactive, never live again), before the rows went.
+    expect(states).toEqual([false, false]);
     expect(await isActive(g.groupId)).toBe(null);
     expect(await count(s, 'group_members', 'group_id = $1', [g.groupId])).toBe(0);
     expect(await count(s, 'private_messages', 'conversation_id = $1', [g.groupId])).toBe(0);

@@ -70,3 +70,28 @@ describe('005: deletions-for-me name their conversation', () => {
     expect(Number(nulls[0]!.n)).toBe(0);
   });
 });
+
+describe('006: bounded deletions (indexes for pins and conversation deletions, group purging flag)', () => {
+  const indexes = async (): Promise<string[]> =>
+    (await db.query<{ indexname: string }>(`SELECT indexname FROM pg_indexes WHERE indexname IN ('group_pins_message', 'private_messages_conv_id') ORDER BY indexname`)).rows.map((r) => r.indexname);
+
+  it('upgrades a database from 005: existing groups are not purging; an index pre-created by the operator is kept; applied once', async () => {
+    await migrate(db);
+    // Back to the state before 006, with a group in it and one index pre-created by hand.
+    await db.query('DROP INDEX IF EXISTS group_pins_message');
+    await db.query('DROP INDEX IF EXISTS private_messages_conv_id');
+    await db.query('ALTER TABLE group_chats DROP COLUMN IF EXISTS purging');
+    await db.query('DELETE FROM chat_migrations WHERE version >= 6');
+    await db.query(`INSERT INTO group_chats (group_id, group_name, created_by_user_id, owner_id, max_members) VALUES ('group_m6', 'g', '1', '1', 10)`);
+    await db.query('CREATE INDEX group_pins_message ON group_pins (message_id)');
+
+    expect(await migrate(db)).toEqual(listMigrations().filter((m) => m.version >= 6).map((m) => m.name));
+    expect(await migrate(db)).toEqual([]);
+    expect(await indexes()).toEqual(['group_pins_message', 'private_messages_conv_id']);
+    const { rows } = await db.query<{ purging: boolean }>(`SELECT purging FROM group_chats WHERE group_id = 'group_m6'`);
+    expect(rows[0]!.purging).toBe(false);
+    // Every statement of the file can run again (a partial manual preparation is skipped).
+    const m6 = listMigrations().find((m) => m.version === 6)!;
+    for (const stmt of splitStatements(m6.sql)) await db.query(stmt);
+  });
+});
