@@ -8,21 +8,16 @@
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Queryable } from '../../src/store/db.ts';
 import type { Frame } from '../helpers/client.ts';
 import { freshUsers } from '../helpers/dmkit.ts';
+import { planCost, recordQueries, type QueryRecorder } from '../helpers/queryCost.ts';
 import { startServer, type TestServer } from '../helpers/server.ts';
 
 let s: TestServer;
-let recording: { sql: string; params: readonly unknown[] }[] | null = null;
+let recorder: QueryRecorder;
 beforeAll(async () => {
   s = await startServer({ FOLLOW_POLICY: 'none' });
-  const db = s.app.db;
-  const orig = db.query.bind(db);
-  (db as { query: Queryable['query'] }).query = ((sql: string, params?: readonly unknown[], opts?: unknown) => {
-    if (recording && /^\s*(WITH|SELECT)/i.test(sql)) recording.push({ sql, params: params ?? [] });
-    return (orig as (a: string, b?: readonly unknown[], c?: unknown) => Promise<unknown>)(sql, params, opts);
-  }) as Queryable['query'];
+  recorder = recordQueries(s.app.db);
 });
 afterAll(() => s?.close());
 
@@ -71,19 +66,12 @@ describe('get_conversations cost (F6)', () => {
     // One second apart, newest last.
     const ids = await seed(u!, 3000, (i) => new Date(Date.UTC(2026, 0, 1) + i * 1000).toISOString());
     const c = await s.login(u!);
-    const rec: { sql: string; params: readonly unknown[] }[] = [];
-    recording = rec;
-    let page: Frame;
-    try {
-      page = await c.request({ type: 'get_conversations', limit: 50 });
-    } finally {
-      recording = null;
-    }
+    const { value: page, queries: rec } = await recorder.during(() => c.request({ type: 'get_conversations', limit: 50 }));
     expect(page.conversations.map((x: Frame) => x.conversationId)).toEqual([...ids].reverse().slice(0, 50));
     expect(page.hasMore).toBe(true);
     const q = rec.filter((x) => /FROM conversations/.test(x.sql));
     expect(q).toHaveLength(1);
-    const rowsRead = await explain(q[0]!.sql, q[0]!.params);
+    const rowsRead = await planRows(q[0]!.sql, q[0]!.params);
     if (process.env.SHOW_PLAN) console.log('rows read', rowsRead);
     // The whole list would read 3,000 conversations and their messages (about 9,000 rows).
     expect(rowsRead).toBeLessThan(1000);
@@ -119,19 +107,7 @@ describe('get_conversations cost (F6)', () => {
   });
 });
 
-/** EXPLAIN ANALYZE `sql`: rows its scan nodes produced or filtered out (as in groups-blocks-views.test.ts). */
-async function explain(sql: string, params: readonly unknown[]): Promise<number> {
-  const { rows } = await s.app.db.query<Record<string, unknown>>(`EXPLAIN (ANALYZE, FORMAT JSON) ${sql}`, params);
-  let plan = Object.values(rows[0]!)[0];
-  if (typeof plan === 'string') plan = JSON.parse(plan);
-  let rowsRead = 0;
-  const walkPlan = (n: Record<string, any>): void => {
-    if (String(n['Node Type']).includes('Scan')) {
-      const loops = Number(n['Actual Loops'] ?? 1);
-      rowsRead += (Number(n['Actual Rows'] ?? 0) + Number(n['Rows Removed by Filter'] ?? 0) + Number(n['Rows Removed by Index Recheck'] ?? 0)) * loops;
-    }
-    for (const child of (n.Plans as Record<string, any>[] | undefined) ?? []) walkPlan(child);
-  };
-  walkPlan((plan as Record<string, any>[])[0]!.Plan);
-  return rowsRead;
+/** Rows the plan of `sql` read (./../helpers/queryCost.ts). */
+async function planRows(sql: string, params: readonly unknown[]): Promise<number> {
+  return (await planCost(s.app.db, sql, params)).rowsRead;
 }

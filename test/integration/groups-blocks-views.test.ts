@@ -11,22 +11,17 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addBlock } from '../../src/store/devData.ts';
-import type { Queryable } from '../../src/store/db.ts';
 import type { Frame } from '../helpers/client.ts';
 import { groupHistory, makeGroup, ok, say, syncUntil, userGroup } from '../helpers/groupkit.ts';
 import { freshUsers } from '../helpers/dmkit.ts';
+import { planCost, recordQueries, type QueryRecorder } from '../helpers/queryCost.ts';
 import { sleep, startServer, type TestServer } from '../helpers/server.ts';
 
 let s: TestServer;
-let recording: { sql: string; params: readonly unknown[] }[] | null = null;
+let recorder: QueryRecorder;
 beforeAll(async () => {
   s = await startServer({ FOLLOW_POLICY: 'none' });
-  const db = s.app.db;
-  const orig = db.query.bind(db);
-  (db as { query: Queryable['query'] }).query = ((sql: string, params?: readonly unknown[], opts?: unknown) => {
-    if (recording && /^\s*(WITH|SELECT)/i.test(sql)) recording.push({ sql, params: params ?? [] });
-    return (orig as (a: string, b?: readonly unknown[], c?: unknown) => Promise<unknown>)(sql, params, opts);
-  }) as Queryable['query'];
+  recorder = recordQueries(s.app.db);
 });
 afterAll(() => s?.close());
 
@@ -141,14 +136,9 @@ describe('get_user_groups lastMessageAt across a block and deletions (F4)', () =
     );
     await db.query('ANALYZE private_messages');
     const c = await s.login(u!);
-    const rec: { sql: string; params: readonly unknown[] }[] = [];
-    recording = rec;
-    let r: Frame;
-    try {
-      r = await ok(c, { type: 'get_user_groups' }, 'user_groups');
-    } finally {
-      recording = null;
-    }
+    const first = await recorder.during(() => ok(c, { type: 'get_user_groups' }, 'user_groups'));
+    let r = first.value;
+    const rec = first.queries;
     const groups = r.groups as Frame[];
     expect(groups).toHaveLength(GROUPS);
     // Newest visible: seq PER_GROUP - HIDDEN_ON_TOP of each group; group n (1-based) is n seconds later.
@@ -157,45 +147,22 @@ describe('get_user_groups lastMessageAt across a block and deletions (F4)', () =
     expect(newest.lastMessageAt).toBe(new Date(Date.UTC(2026, 0, 1) + (PER_GROUP - HIDDEN_ON_TOP + GROUPS) * 1000).toISOString());
     expect(groups.every((e) => e.unreadCount === 0)).toBe(true);
     expect(rec).toHaveLength(1);
-    const { rowsRead, seqScans } = await explain(rec[0]!.sql, rec[0]!.params);
-    expect(seqScans).toEqual([]);
+    const { rowsRead, seqScans } = await planCost(s.app.db, rec[0]!.sql, rec[0]!.params);
+    expect(seqScans.filter((t) => t === 'private_messages')).toEqual([]);
     // A scan of each group's messages would read GROUPS * PER_GROUP = 40 000 rows.
     expect(rowsRead).toBeLessThan(GROUPS * 40);
 
     // Nothing read yet: every group's messages are unread but x's, and counting them
     // reads only the uncounted ones (seqs are gap-free), not the 39 000 unread.
     await db.query('UPDATE group_members SET last_read_seq = 0 WHERE user_id = $1', [u]);
-    const rec2: { sql: string; params: readonly unknown[] }[] = [];
-    recording = rec2;
-    try {
-      r = await ok(c, { type: 'get_user_groups' }, 'user_groups');
-    } finally {
-      recording = null;
-    }
+    const second = await recorder.during(() => ok(c, { type: 'get_user_groups' }, 'user_groups'));
+    r = second.value;
+    const rec2 = second.queries;
     expect((r.groups as Frame[]).every((e) => e.unreadCount === PER_GROUP - HIDDEN_ON_TOP)).toBe(true);
-    const unreadCost = await explain(rec2[0]!.sql, rec2[0]!.params);
-    expect(unreadCost.seqScans).toEqual([]);
+    const unreadCost = await planCost(s.app.db, rec2[0]!.sql, rec2[0]!.params);
+    expect(unreadCost.seqScans.filter((t) => t === 'private_messages')).toEqual([]);
     // About 40 rows a group either way (8,205 measured); counting the unread messages
     // themselves read 86,005 (430 a group: each of the 195 unread and its two anti-join probes).
     expect(unreadCost.rowsRead).toBeLessThan(GROUPS * 60);
   });
 });
-
-/** EXPLAIN ANALYZE `sql`: rows its scan nodes produced or filtered out, and the tables read by a sequential scan. */
-async function explain(sql: string, params: readonly unknown[]): Promise<{ rowsRead: number; seqScans: string[] }> {
-  const { rows } = await s.app.db.query<Record<string, unknown>>(`EXPLAIN (ANALYZE, FORMAT JSON) ${sql}`, params);
-  let plan = Object.values(rows[0]!)[0];
-  if (typeof plan === 'string') plan = JSON.parse(plan);
-  let rowsRead = 0;
-  const seqScans: string[] = [];
-  const walk = (n: Record<string, any>): void => {
-    if (String(n['Node Type']).includes('Scan')) {
-      const loops = Number(n['Actual Loops'] ?? 1);
-      rowsRead += (Number(n['Actual Rows'] ?? 0) + Number(n['Rows Removed by Filter'] ?? 0) + Number(n['Rows Removed by Index Recheck'] ?? 0)) * loops;
-    }
-    if (n['Node Type'] === 'Seq Scan' && n['Relation Name'] === 'private_messages') seqScans.push(n['Relation Name'] as string);
-    for (const child of (n.Plans as Record<string, any>[] | undefined) ?? []) walk(child);
-  };
-  walk((plan as Record<string, any>[])[0]!.Plan);
-  return { rowsRead, seqScans };
-}

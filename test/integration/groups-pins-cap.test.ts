@@ -8,23 +8,18 @@
  */
 import { v7 as uuidv7 } from 'uuid';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Queryable } from '../../src/store/db.ts';
 import type { Frame } from '../helpers/client.ts';
 import { expectError, makeGroup, ok, say, type Crew } from '../helpers/groupkit.ts';
+import { planCost, recordQueries, type QueryRecorder } from '../helpers/queryCost.ts';
 import { startServer, type TestServer } from '../helpers/server.ts';
 
 const CAP = 50; // MAX_PINS_PER_GROUP (src/store/pins.ts), spelled out: the old code has no such export.
 
 let s: TestServer;
-let recording: { sql: string; params: readonly unknown[] }[] | null = null;
+let recorder: QueryRecorder;
 beforeAll(async () => {
   s = await startServer({ FOLLOW_POLICY: 'none', PROTOCOL_ERROR_LIMIT: '100000' });
-  const db = s.app.db;
-  const orig = db.query.bind(db);
-  (db as { query: Queryable['query'] }).query = ((sql: string, params?: readonly unknown[], opts?: unknown) => {
-    if (recording && /^\s*(WITH|SELECT)/i.test(sql)) recording.push({ sql, params: params ?? [] });
-    return (orig as (a: string, b?: readonly unknown[], c?: unknown) => Promise<unknown>)(sql, params, opts);
-  }) as Queryable['query'];
+  recorder = recordQueries(s.app.db);
 });
 afterAll(() => s?.close());
 
@@ -142,19 +137,13 @@ describe('pins per group (F3)', () => {
       const g = await makeGroup(s, { members: 1 });
       await say(g.owner, g.groupId, 'first');
       await seed(g, filler, PINS);
-      const rec: { sql: string; params: readonly unknown[] }[] = [];
-      recording = rec;
-      let r: Frame;
-      try {
-        r = await pinned(g.members[0]!, g.groupId);
-      } finally {
-        recording = null;
-      }
+      const { value: r, queries: rec } = await recorder.during(() => pinned(g.members[0]!, g.groupId));
       expect(r.messages).toHaveLength(CAP);
       const q = rec.filter((x) => /group_pins/.test(x.sql));
       expect(q).toHaveLength(1);
-      const e = await explain(q[0]!.sql, q[0]!.params);
-      if (process.env.SHOW_PLAN) console.log('COST', filler, r.messages.length, e.rowsRead, e.messageRows, e.pinRows, e.seqScans);
+      const c = await planCost(s.app.db, q[0]!.sql, q[0]!.params);
+      const e = { rowsRead: c.rowsRead, messageRows: c.byRelation.private_messages ?? 0, pinRows: c.byRelation.group_pins ?? 0, seqScans: c.seqScans.filter((t) => t === 'private_messages') };
+      if (process.env.SHOW_PLAN) console.log('COST', filler, r.messages.length, e);
       return e;
     };
     const small = await cost(100);
@@ -174,34 +163,4 @@ describe('pins per group (F3)', () => {
 async function count(groupId: string): Promise<number> {
   const { rows } = await s.app.db.query<{ n: number }>('SELECT count(*)::int AS n FROM group_pins WHERE group_id = $1', [groupId]);
   return rows[0]!.n;
-}
-
-/**
- * EXPLAIN ANALYZE `sql`: rows its scan nodes produced or filtered out (as in
- * groups-blocks-views.test.ts), those of private_messages and of group_pins, its sequential scans of
- * private_messages, and the plan as text.
- */
-async function explain(sql: string, params: readonly unknown[]): Promise<{ rowsRead: number; messageRows: number; pinRows: number; seqScans: string[]; text: string }> {
-  const t = await s.app.db.query<Record<string, unknown>>(`EXPLAIN (ANALYZE) ${sql}`, params);
-  const text = t.rows.map((r) => Object.values(r)[0]).join('\n');
-  const { rows } = await s.app.db.query<Record<string, unknown>>(`EXPLAIN (ANALYZE, FORMAT JSON) ${sql}`, params);
-  let plan = Object.values(rows[0]!)[0];
-  if (typeof plan === 'string') plan = JSON.parse(plan);
-  let rowsRead = 0;
-  let messageRows = 0;
-  let pinRows = 0;
-  const seqScans: string[] = [];
-  const walk = (n: Record<string, any>): void => {
-    if (String(n['Node Type']).includes('Scan')) {
-      const loops = Number(n['Actual Loops'] ?? 1);
-      const read = (Number(n['Actual Rows'] ?? 0) + Number(n['Rows Removed by Filter'] ?? 0) + Number(n['Rows Removed by Index Recheck'] ?? 0)) * loops;
-      rowsRead += read;
-      if (n['Relation Name'] === 'private_messages') messageRows += read;
-      if (n['Relation Name'] === 'group_pins') pinRows += read;
-    }
-    if (n['Node Type'] === 'Seq Scan' && n['Relation Name'] === 'private_messages') seqScans.push('private_messages');
-    for (const child of (n.Plans as Record<string, any>[] | undefined) ?? []) walk(child);
-  };
-  walk((plan as Record<string, any>[])[0]!.Plan);
-  return { rowsRead, messageRows, pinRows, seqScans, text };
 }

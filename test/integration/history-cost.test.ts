@@ -25,6 +25,7 @@ import type { Frame } from '../helpers/client.ts';
 import { onPostgres } from '../helpers/db.ts';
 import { freshUsers, sendOk, syncable } from '../helpers/dmkit.ts';
 import { makeGroup, ok, say } from '../helpers/groupkit.ts';
+import { planCost, recordQueries, type QueryRecorder } from '../helpers/queryCost.ts';
 import { startServer, type TestServer } from '../helpers/server.ts';
 
 /** Seeded messages per conversation (PGlite is much slower to seed and scan). */
@@ -34,51 +35,21 @@ const MAX_ROWS_READ = N / 10;
 
 let s: TestServer;
 let db: Queryable;
-let recording: { sql: string; params: readonly unknown[] }[] | null = null;
+let recorder: QueryRecorder;
 
 beforeAll(async () => {
   s = await startServer({ PROTOCOL_ERROR_LIMIT: '100000' });
   db = s.app.db;
   // Record what the server runs while a request is measured (same object the stores use).
-  const orig = db.query.bind(db);
-  (db as { query: Queryable['query'] }).query = ((sql: string, params?: readonly unknown[], opts?: unknown) => {
-    if (recording && /^\s*(WITH|SELECT)/i.test(sql)) recording.push({ sql, params: params ?? [] });
-    return (orig as (a: string, b?: readonly unknown[], c?: unknown) => Promise<unknown>)(sql, params, opts);
-  }) as Queryable['query'];
+  recorder = recordQueries(db);
 }, 60_000);
 afterAll(() => s?.close());
 
-/** Run `q` (EXPLAIN ANALYZE, JSON) and sum the rows its scan nodes produced or filtered out. */
-async function rowsReadBy(sql: string, params: readonly unknown[]): Promise<number> {
-  {
-    const { rows } = await db.query<Record<string, unknown>>(`EXPLAIN (ANALYZE, FORMAT JSON) ${sql}`, params);
-    let plan = Object.values(rows[0]!)[0];
-    if (typeof plan === 'string') plan = JSON.parse(plan);
-    let total = 0;
-    const walk = (n: Record<string, any>): void => {
-      if (String(n['Node Type']).includes('Scan')) {
-        const loops = Number(n['Actual Loops'] ?? 1);
-        total += (Number(n['Actual Rows'] ?? 0) + Number(n['Rows Removed by Filter'] ?? 0) + Number(n['Rows Removed by Index Recheck'] ?? 0)) * loops;
-      }
-      for (const c of (n.Plans as Record<string, any>[] | undefined) ?? []) walk(c);
-    };
-    walk((plan as Record<string, any>[])[0]!.Plan);
-    return total;
-  }
-}
-
 /** Send `frame` and resolve its reply and the rows read by the statements run to answer it. */
 async function measured(c: { request(f: Record<string, unknown>, t?: number): Promise<Frame> }, frame: Record<string, unknown>): Promise<{ r: Frame; rowsRead: number }> {
-  const rec: { sql: string; params: readonly unknown[] }[] = [];
-  recording = rec;
-  let r: Frame;
-  try {
-    r = await c.request(frame, 15_000);
-  } finally {
-    recording = null;
-  }
+  const { value: r, queries } = await recorder.during(() => c.request(frame, 15_000));
   let rowsRead = 0;
-  for (const q of rec) rowsRead += await rowsReadBy(q.sql, q.params);
+  for (const q of queries) rowsRead += (await planCost(db, q.sql, q.params)).rowsRead;
   return { r, rowsRead };
 }
 
