@@ -215,9 +215,11 @@ export interface ServerFrames {
   group_deleted: Frame<'group_deleted', GroupRef & { deletedBy: string; permanent: boolean; message: string } & Stamp>;
   group_restored: Frame<'group_restored', GroupRef & { restoredBy: string } & Stamp>;
   message_pinned: Frame<'message_pinned', GroupRef & { messageId: string; pinnedBy: string } & Stamp>;
-  message_unpinned: Frame<'message_unpinned', GroupRef & { messageId: string; unpinnedBy: string } & Stamp>;
+  /** `reason: 'pin_limit'` when an announcement at the group's 50-pin cap pushed the oldest out (docs/PROTOCOL-NOTES.md "Pins per group"). */
+  message_unpinned: Frame<'message_unpinned', GroupRef & { messageId: string; unpinnedBy: string; reason?: 'pin_limit' } & Stamp>;
   pinned_message: Frame<'pinned_message', GroupRef & { message: Pin | null; messages: Pin[] }>;
-  announcement_sent: Frame<'announcement_sent', { message: GroupMessage } & Partial<GroupMessage>>;
+  /** `unpinnedMessageId`: the pin it pushed out at the group's 50-pin cap, if any. */
+  announcement_sent: Frame<'announcement_sent', { message: GroupMessage; unpinnedMessageId?: string } & Partial<GroupMessage>>;
   new_announcement: Frame<'new_announcement', { message?: GroupMessage } & Partial<GroupMessage>>;
   community_list: Frame<'community_list', { communities: [] } & Stamp>;
   community_members: Frame<'community_members', { communityId?: string; members: [] } & Stamp>;
