@@ -31,8 +31,10 @@ export class PresenceQueries {
 
   /** `get_presence {userIds}` → `presence {users:[{id, online, lastSeen}]}`; non-contacts omitted. */
   async presenceOf(actor: Actor, userIds: readonly string[]): Promise<Reply> {
-    const contacts = await this.contacts(actor.userId);
-    const asked = [...new Set(userIds)].filter((id) => contacts.has(id));
+    // Only the asked ids are tested (≤ 100 index probes each), not the whole contact set (audit 6 F7).
+    const unique = [...new Set(userIds)];
+    const contacts = await this.deps.stores.relations.contactsAmong(actor.userId, unique);
+    const asked = unique.filter((id) => contacts.has(id));
     const [online, lastSeen] = await Promise.all([this.deps.presence.onlineAmong(asked), this.deps.stores.status.lastSeen(asked)]);
     return {
       type: 'presence',

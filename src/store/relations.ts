@@ -93,6 +93,37 @@ export class RelationStore {
   }
 
   /**
+   * Of `others`, those that are presence contacts of `userId` ({@link contacts}: a follow
+   * either way or a shared active group, no block either way, not `userId`), tested per
+   * id with index probes: the cost grows with the number of ids (and their memberships),
+   * never with the sizes of `userId`'s groups (audit 6 F7). Ids are matched as text, as
+   * {@link contacts} does: a non-canonical id ("007") is never a contact. Throws on
+   * database errors.
+   */
+  async contactsAmong(userId: string, others: readonly string[]): Promise<Set<string>> {
+    if (others.length === 0) return new Set();
+    const { rows } = await this.db.query<{ id: string }>(
+      `WITH o AS (
+         SELECT v, b FROM (
+           SELECT v, CASE WHEN v ~ '^[0-9]{1,18}$' THEN v::bigint END AS b
+           FROM (SELECT DISTINCT v FROM unnest($2::text[]) AS t(v)) d) x
+         WHERE b IS NOT NULL AND b::text = v AND v <> $1::text)
+       SELECT o.v AS id FROM o
+       WHERE (EXISTS (SELECT 1 FROM user_follows f WHERE f.follower_id = $1::bigint AND f.followee_id = o.b)
+           OR EXISTS (SELECT 1 FROM user_follows f WHERE f.follower_id = o.b AND f.followee_id = $1::bigint)
+           OR EXISTS (SELECT 1 FROM group_members theirs
+                        JOIN group_members mine ON mine.group_id = theirs.group_id AND mine.user_id = $1::text
+                        JOIN group_chats g ON g.group_id = theirs.group_id AND g.is_active
+                      WHERE theirs.user_id = o.v))
+         AND NOT EXISTS (SELECT 1 FROM blocked_relationships br
+                         WHERE (br.blocker_id = $1::bigint AND br.blocked_id = o.b) OR (br.blocker_id = o.b AND br.blocked_id = $1::bigint))`,
+      [userId, others],
+      { prepare: true },
+    );
+    return new Set(rows.map((r) => r.id));
+  }
+
+  /**
    * {@link contacts} of several users in one query: one set per input id, in input order
    * (a repeated id gets the same set). Throws on database errors.
    */
