@@ -15,5 +15,8 @@ CREATE INDEX IF NOT EXISTS private_messages_conv_id ON private_messages (convers
 -- A group being purged (src/store/groupPurge.ts): deleted for good (delete_group
 -- permanent, the last member leaving, or the purge of a soft deletion), its messages
 -- removed in batches, then the group row. Never restored. Adding a column with a constant
--- default does not rewrite the table.
-ALTER TABLE group_chats ADD COLUMN IF NOT EXISTS purging BOOLEAN NOT NULL DEFAULT false;
+-- default does not rewrite the table. A purging group is never active again: the check
+-- refuses a restore from an instance of the previous build during a rolling deploy (it
+-- knows nothing of `purging`), instead of leaving a live group whose rows are being deleted.
+ALTER TABLE group_chats ADD COLUMN IF NOT EXISTS purging BOOLEAN NOT NULL DEFAULT false
+  CONSTRAINT group_chats_purging_inactive CHECK (NOT (purging AND is_active));

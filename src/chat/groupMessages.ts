@@ -69,12 +69,13 @@ export class GroupMessages {
     });
     const audience = visible.filter((m) => m.userId !== actor.userId).map((m) => m.userId);
     const ts = g.timestamp as string;
-    if (evicted) await this.publishEviction(actor, cmd.groupId, evicted, ts);
+    // The ack names the unpinned message only to an actor who may see it (no block with its sender, §5).
+    const namedInAck = evicted ? await this.publishEviction(actor, cmd.groupId, evicted, ts) : false;
     publish(deps, audience, announcement ? { type: 'new_announcement', ...g, message: g, timestamp: ts } : { type: 'new_group_message', message: g, timestamp: ts });
     if (addressed.size > 0) {
       publish(deps, [...addressed], { type: 'mentioned_in_group', messageId: id, groupId: cmd.groupId, message: g, mentionedBy: actor.userId, mentionedByUsername: actor.username, timestamp: ts });
     }
-    const ack = evicted ? { ...this.ack(g, announcement), unpinnedMessageId: evicted.messageId } : this.ack(g, announcement);
+    const ack = evicted && namedInAck ? { ...this.ack(g, announcement), unpinnedMessageId: evicted.messageId } : this.ack(g, announcement);
     publish(deps, [actor.userId], ack, actor.connId);
     return ack;
   }
@@ -84,10 +85,13 @@ export class GroupMessages {
    * who may hear of the actor's activity on that message (as for an explicit unpin), the
    * actor's other devices included; the acting connection learns it from the ack's
    * `unpinnedMessageId`.
+   * @returns whether the actor is among them (no block with the message's sender): only
+   *   then may the ack name the message
    */
-  private async publishEviction(actor: Actor, groupId: string, evicted: { messageId: string; senderId: string }, ts: string): Promise<void> {
+  private async publishEviction(actor: Actor, groupId: string, evicted: { messageId: string; senderId: string }, ts: string): Promise<boolean> {
     const audience = await this.audienceAbout(actor, groupId, evicted.senderId);
     publish(this.deps, audience, { type: 'message_unpinned', messageId: evicted.messageId, groupId, unpinnedBy: actor.userId, reason: 'pin_limit', timestamp: ts }, actor.connId);
+    return audience.includes(actor.userId);
   }
 
   /**

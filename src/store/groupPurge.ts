@@ -78,7 +78,7 @@ export async function purgeGroupRows(db: Db, groupId: string, batch = PURGE_BATC
  */
 export async function purgeDeletedGroups(db: Db, days: number, onError: (groupId: string, err: unknown) => void): Promise<string[]> {
   const { rows } = await db.query<{ group_id: string }>(
-    `SELECT group_id FROM group_chats WHERE NOT is_active AND (purging OR deleted_at < now() - make_interval(days => $1))
+    `SELECT group_id FROM group_chats WHERE purging OR (NOT is_active AND deleted_at < now() - make_interval(days => $1))
      ORDER BY deleted_at, group_id`,
     [days],
   );

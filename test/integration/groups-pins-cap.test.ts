@@ -7,6 +7,7 @@
  * grow with the group's message count.
  */
 import { v7 as uuidv7 } from 'uuid';
+import { addBlock } from '../../src/store/devData.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Frame } from '../helpers/client.ts';
 import { expectError, makeGroup, ok, say, type Crew } from '../helpers/groupkit.ts';
@@ -115,6 +116,20 @@ describe('pins per group (F3)', () => {
     // The evicted message shows unpinned in history.
     const h = await ok(member.c, { type: 'get_group_messages', groupId: g.groupId, limit: 100 }, 'group_messages');
     expect(h.messages.find((m: Frame) => m.id === ids[1])?.isPinned).toBe(false);
+    expect(await count(g.groupId)).toBe(CAP);
+  });
+
+  it("an announcement at the cap whose evicted pin is from a user in a block with the announcer: the ack does not name it; other members are told", async () => {
+    const g = await makeGroup(s, { admins: 1, members: 1 });
+    await say(g.owner, g.groupId, 'first');
+    const ids = await seed(g, 0, CAP, 1); // every pin an announcement by the owner
+    const admin = g.admins[0]!;
+    await addBlock(s.app.db, admin.id, g.owner.id);
+    const member = g.members[0]!;
+    member.c.clear();
+    const r = await ok(admin.c, { type: 'send_announcement', groupId: g.groupId, content: 'news' }, 'announcement_sent');
+    expect(r.unpinnedMessageId).toBeUndefined();
+    expect(await member.c.next('message_unpinned')).toMatchObject({ messageId: ids[0], reason: 'pin_limit' });
     expect(await count(g.groupId)).toBe(CAP);
   });
 

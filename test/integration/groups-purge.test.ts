@@ -109,6 +109,11 @@ describe.skipIf(!onPostgres)('bounded deletions on PostgreSQL', () => {
           await expectError(w.c, { type: 'restore_group', groupId: g.groupId }, 'NOT_FOUND');
           expect((await ok(w.c, { type: 'get_user_groups' }, 'user_groups')).groups).toEqual([]);
         }
+        // The previous build's restore (it knows nothing of `purging`: its setActive, df35bee)
+        // is refused by the database during a rolling deploy, so the group never goes live again.
+        await expect(
+          bulk.query(`UPDATE group_chats SET is_active = true, deleted_at = NULL, deleted_by = NULL, updated_at = now() WHERE group_id = $1`, [g.groupId]),
+        ).rejects.toThrow(/group_chats_purging_inactive/);
       } finally {
         await bulk.query('DROP TRIGGER test_fail_delete ON private_messages');
       }
