@@ -309,8 +309,9 @@ export class Groups {
       await this.purgeNow(groupId);
       return event;
     }
-    publish(deps, await this.memberIds(groupId), event, actor.connId);
-    await deps.stores.groups.setActive(groupId, false, actor.userId);
+    // Members are told under the group lock, before anything changes; a concurrent delete then finds it inactive.
+    const r = await deps.stores.groups.softDelete(groupId, actor.userId, guard(actor, 'owner'), (memberIds) => publish(deps, memberIds, event, actor.connId));
+    if (!r) throw notFound('Group', 'groupId');
     return event;
   }
 

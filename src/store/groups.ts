@@ -252,6 +252,29 @@ export class GroupStore {
   }
 
   /**
+   * Delete a group softly (PROTOCOL §7 `delete_group`, restorable), under the group row
+   * lock after `guard` (the owner's role, an active group): `tell(memberIds)` runs first,
+   * while the group is still active (members are told before anything changes), then the
+   * group is deactivated and `group_deleted` recorded. Concurrent deletions are serialised
+   * by the lock: the later one finds the group inactive, `guard` refuses it, and nobody is
+   * told twice (review 8).
+   * @returns the members (ids, oldest first); null when there is no such group
+   * @throws whatever `guard` throws (nothing told, nothing written); driver errors
+   */
+  async softDelete(groupId: string, actorId: string, guard: Guard, tell: (memberIds: string[]) => void | Promise<void>): Promise<Changed | null> {
+    return this.locked(groupId, guard, async (tx, g) => {
+      const memberIds = g.members.map((m) => m.userId);
+      await tell(memberIds);
+      await tx.query(
+        `UPDATE group_chats SET is_active = false, deleted_at = now(), deleted_by = $2, updated_at = now() WHERE group_id = $1 AND is_active AND NOT purging`,
+        [groupId, actorId],
+      );
+      await change(tx, groupId, null, 'group_deleted', actorId);
+      return { memberIds };
+    });
+  }
+
+  /**
    * Remove a group marked for purging (by {@link deletePermanently}, the last {@link leave},
    * or {@link purgeDeleted}): its messages in bounded batches, then its rows
    * (store/groupPurge.ts `purgeGroupRows`). Resolves false when it is not marked.

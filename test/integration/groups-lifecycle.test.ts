@@ -29,6 +29,19 @@ function delay(obj: any, name: string, ms: number): () => void {
   };
 }
 
+/** Make `store.softDelete` wait `ms` after telling the members, before it changes anything. */
+function holdAfterTell(store: any, ms: number): () => void {
+  const orig = store.softDelete;
+  store.softDelete = (groupId: string, actorId: string, guard: unknown, tell: (ids: string[]) => void) =>
+    orig.call(store, groupId, actorId, guard, async (ids: string[]) => {
+      tell(ids);
+      await sleep(ms);
+    });
+  return () => {
+    store.softDelete = orig;
+  };
+}
+
 describe('delete_group, restore_group, purge', () => {
   const store = () => s.app.chat.deps.stores.groups;
   const isActive = async (groupId: string): Promise<boolean | null> => {
@@ -41,7 +54,8 @@ describe('delete_group, restore_group, purge', () => {
     const ownerOther = await s.login(g.owner.id);
     const m = await say(g.members[0]!, g.groupId, 'keep me');
     const x = await g.outsider();
-    const undo = delay(store(), 'setActive', 400);
+    // Hold the deletion 400 ms after the members were told, so they read the group while it is still active.
+    const undo = holdAfterTell(store(), 400);
     let states: (boolean | null)[];
     try {
       const seen = Promise.all([...g.all.slice(1), { id: g.owner.id, c: ownerOther }].map(async (w) => {
@@ -99,6 +113,27 @@ describe('delete_group, restore_group, purge', () => {
     await expectError(o, { type: 'restore_group', groupId: g.groupId }, 'BAD_REQUEST');
   });
 
+
+  it('two deletions at once (soft and soft, soft and permanent): members are told once, the later one gets NOT_FOUND', async () => {
+    for (const second of [false, true]) {
+      const g = await makeGroup(s, { members: 1 });
+      const ownerOther = await s.login(g.owner.id);
+      const member = g.members[0]!;
+      const undo = holdAfterTell(store(), 200);
+      let replies: Frame[];
+      try {
+        replies = await Promise.all([
+          g.owner.c.request({ type: 'delete_group', groupId: g.groupId }),
+          sleep(50).then(() => ownerOther.request({ type: 'delete_group', groupId: g.groupId, permanent: second })),
+        ]);
+      } finally {
+        undo();
+      }
+      expect(replies.map((r) => r.type === 'error' ? r.code : r.type)).toEqual(['group_deleted', 'NOT_FOUND']);
+      await member.c.next((f) => f.type === 'group_deleted' && f.groupId === g.groupId);
+      await member.c.none((f) => f.type === 'group_deleted', 300);
+    }
+  });
   it('hard delete (permanent:true): members are told once it is deleted for good, before its rows are removed; then the group and its messages are gone', async () => {
     const g = await makeGroup(s, { admins: 1, members: 1 });
     await say(g.members[0]!, g.groupId, 'doomed');
