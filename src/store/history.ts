@@ -53,10 +53,15 @@ export interface ConversationRow {
   lastMessage: MessageRecord | null;
 }
 
-// Visibility of m for viewer $2 in conversation $1. `hidden` (extra SQL) adds e.g. group block filters.
+// Visibility of m for viewer $2 in conversation $1 (the page query adds the group block filter).
+// The deletion test is one probe of message_deletions_conv_seq per row read, on all its
+// columns (007: a deletion row carries its message's conversation and seq); OFFSET 0 keeps
+// the planner from making it an anti-join: as a join, with many deletions in the
+// conversation, it hashed all of the viewer's deletions and read the whole conversation for
+// a page (audit 6, F5: 20,000 deletions, 45,000 rows read for 51).
 const VISIBLE = `m.conversation_id = $1 AND NOT m.is_deleted
   AND m.seq > COALESCE((SELECT up_to_seq FROM conversation_deletions cd WHERE cd.conversation_id = $1 AND cd.user_id = $2), 0)
-  AND NOT EXISTS (SELECT 1 FROM message_deletions d WHERE d.message_id = m.id AND d.user_id = $2)`;
+  AND NOT EXISTS (SELECT 1 FROM message_deletions d WHERE d.user_id = $2 AND d.conversation_id = $1 AND d.seq = m.seq OFFSET 0)`;
 
 /**
  * The conversation's range as the viewer sees it and the seqs hidden inside it, newest
@@ -65,13 +70,14 @@ const VISIBLE = `m.conversation_id = $1 AND NOT m.is_deleted
  * seqs are gap-free 1..last_seq (store/messages.ts and store/insertBatch.ts take the seq
  * and write the row in one statement; rows are never removed one by one), so every seq
  * in (floor, top] is a row, and the visible ones are those not listed here. Each branch
- * reads an index in seq order and stops after `$4` rows (003/004 migrations):
- * deleted-for-everyone through private_messages_conv_deleted, the viewer's own deletions
- * of this conversation through message_deletions_conversation (005 migration; each
- * message looked up by primary key: a per-row subquery, because as a join the planner
- * hashed the whole conversation instead, 100 000 rows for 990 deletions; OFFSET 0 keeps
- * it from being inlined and run once per reference), hidden senders
- * of a group through private_messages_group_sender. `$3` = hidden senders (text[]),
+ * reads an index backwards in seq order from `top` and stops after `$4` rows, none sorts
+ * more than that (audit 6 of 2026-12, F5): deleted-for-everyone through
+ * private_messages_conv_deleted (004), the viewer's own deletions of this conversation
+ * through message_deletions_conv_seq (007: the row carries the message's seq, so no
+ * lookup of the message), hidden senders of a group through private_messages_group_sender
+ * once per sender (a LATERAL over `unnest($3)`, as UNREAD_HIDDEN in ./userGroups.ts: each
+ * sender's own ordered scan with its own limit; with `sender_id = ANY($3)` the index
+ * returned every message of those senders unordered, then sorted them all). `$3` = hidden senders (text[]),
  * `$5` = include the sender branch.
  */
 const HIDDEN_SQL = `WITH r AS (
@@ -84,13 +90,12 @@ const HIDDEN_SQL = `WITH r AS (
          (SELECT m.seq FROM private_messages m WHERE m.conversation_id = $1 AND m.is_deleted AND m.seq > r.floor AND m.seq <= r.top
            ORDER BY m.seq DESC LIMIT $4)
          UNION
-         (SELECT x.seq FROM (SELECT (SELECT m.seq FROM private_messages m WHERE m.id = d.message_id) AS seq
-             FROM message_deletions d WHERE d.user_id = $2 AND d.conversation_id = $1 OFFSET 0) x
-           WHERE x.seq > r.floor AND x.seq <= r.top ORDER BY x.seq DESC LIMIT $4)
+         (SELECT d.seq FROM message_deletions d WHERE d.user_id = $2 AND d.conversation_id = $1
+           AND d.seq > r.floor AND d.seq <= r.top ORDER BY d.seq DESC LIMIT $4)
          UNION
-         (SELECT m.seq FROM private_messages m WHERE $5 AND m.conversation_id = $1 AND m.group_id IS NOT NULL AND m.sender_id = ANY($3::text[])
-           AND m.seq > r.floor AND m.seq <= r.top ORDER BY m.seq DESC LIMIT $4)
-
+         (SELECT x.seq FROM unnest($3::text[]) AS bs(id), LATERAL (SELECT m.seq FROM private_messages m
+             WHERE $5 AND m.conversation_id = $1 AND m.group_id IS NOT NULL AND m.sender_id = bs.id
+             AND m.seq > r.floor AND m.seq <= r.top ORDER BY m.seq DESC LIMIT $4) x)
        ) u ORDER BY u.seq DESC LIMIT $4) h) AS hidden
   FROM r`;
 

@@ -197,6 +197,70 @@ describe('history page cost does not grow with the conversation', () => {
   }, 60_000);
 });
 
+describe('hidden messages beyond HIDDEN_SCAN_CAP are not all read on every page (audit 6, F5)', () => {
+  /** Hidden messages of each kind below: twice the cap, so a page lists only the newest cap + 1 of them. */
+  const HIDDEN = 2 * HIDDEN_SCAN_CAP;
+  /** Conversation size: HIDDEN hidden, a quarter as many visible. */
+  const M = HIDDEN + HIDDEN / 4;
+  /**
+   * A page reads at most cap + 1 hidden seqs of each kind (the group's second blocked
+   * sender has M / 15 in all), then its own rows; before the fix it read every hidden
+   * message, deletions-for-me twice (the deletion, then its message) and the whole
+   * conversation for the page itself.
+   */
+  const PAGE_BOUND = HIDDEN_SCAN_CAP + 3_000;
+
+  it("DM: 20,000 deletions-for-me in the conversation; each page reads at most the cap's worth of them", async () => {
+    const [a, b] = await freshUsers(s, 2, [
+      [0, 1],
+      [1, 0],
+    ]);
+    const ca = await s.login(a!);
+    const conv = (await sendOk(ca, b!, 'first')).conversationId as string;
+    await seed(conv, 2, M + 1, { sender: `'${b}'`, recipient: `'${a}'`, groupId: null, deleted: 'false' });
+    // a deleted 4 of every 5 messages for themselves.
+    await db.query(`INSERT INTO message_deletions (message_id, user_id) SELECT id, $2 FROM private_messages WHERE conversation_id = $1 AND seq % 5 <> 0 AND seq > 1`, [conv, a]);
+    const { rows: n } = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM message_deletions WHERE user_id = $1', [a]);
+    expect(Number(n[0]!.n)).toBe(HIDDEN);
+    await db.query('ANALYZE private_messages');
+    await db.query('ANALYZE message_deletions');
+    const top = await measured(ca, { type: 'get_private_messages', recipientId: b, limit: 50 });
+    expect(top.r).toMatchObject({ type: 'private_message_history', hasMore: true });
+    const deeper = await measured(ca, { type: 'get_private_messages', recipientId: b, limit: 50, offset: 500 });
+    const before = await measured(ca, { type: 'get_private_messages', recipientId: b, limit: 50, before: M - 1_000 });
+    const read = { top: top.rowsRead, offset500: deeper.rowsRead, before: before.rowsRead };
+    for (const [k, v] of Object.entries(read)) expect(v, `${k}: rows read ${JSON.stringify(read)} with ${HIDDEN} deletions`).toBeLessThan(PAGE_BOUND);
+    await expectPlacement(conv, a!, [], false);
+    await expectPlacement(conv, b!, [], true);
+  }, 120_000);
+
+  it('group: a blocked sender with 20,000 messages (and a second blocked sender); each page reads at most the cap\'s worth of them', async () => {
+    const g = await makeGroup(s, { members: 3 });
+    const [x, y, w] = g.members;
+    await addBlock(db, y!.id, x!.id);
+    await addBlock(db, y!.id, w!.id);
+    const firstMsg = await say(g.owner, g.groupId, 'first');
+    // x wrote 4 of every 5 messages (HIDDEN in all), w every 15th, the owner the rest.
+    await seed(g.groupId, firstMsg.seq + 1, M + 1, {
+      sender: `CASE WHEN g % 5 <> 0 THEN '${x!.id}' WHEN g % 3 = 0 THEN '${w!.id}' ELSE '${g.owner.id}' END`,
+      recipient: 'NULL',
+      groupId: g.groupId,
+      deleted: 'false',
+    });
+    const { rows: n } = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM private_messages WHERE conversation_id = $1 AND sender_id = $2', [g.groupId, x!.id]);
+    expect(Number(n[0]!.n)).toBe(HIDDEN);
+    await db.query('ANALYZE private_messages');
+    const top = await measured(y!.c, { type: 'get_group_messages', groupId: g.groupId, limit: 50 });
+    expect(top.r).toMatchObject({ type: 'group_messages', hasMore: true });
+    const deeper = await measured(y!.c, { type: 'get_group_messages', groupId: g.groupId, limit: 50, offset: 500 });
+    const before = await measured(y!.c, { type: 'get_group_messages', groupId: g.groupId, limit: 50, before: M - 1_000 });
+    const read = { top: top.rowsRead, offset500: deeper.rowsRead, before: before.rowsRead };
+    for (const [k, v] of Object.entries(read)) expect(v, `${k}: rows read ${JSON.stringify(read)} with ${HIDDEN} messages of a blocked sender`).toBeLessThan(PAGE_BOUND);
+    await expectPlacement(g.groupId, y!.id, [x!.id, w!.id], false);
+    await expectPlacement(g.groupId, x!.id, [], true);
+  }, 120_000);
+});
+
 describe('sync cost does not grow with the viewer\'s history (audit 6, F2)', () => {
   it('a sync from a recent cursor reads a bounded number of rows, with a long DM and a busy group behind it', async () => {
     const [a, b] = await freshUsers(s, 2, [

@@ -4,7 +4,8 @@
  * deletions of the conversation paged, src/store/history.ts). Rows written before it are
  * backfilled, and a row inserted without the column (as an instance of the previous build
  * does during a rolling deploy) gets it from the message by trigger. Runs on PostgreSQL
- * or, without TEST_DATABASE_URL, on embedded PGlite.
+ * or, without TEST_DATABASE_URL, on embedded PGlite. 007 adds the message's seq to those rows
+ * (backfilled, then by the same trigger) so a page reads them in seq order.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/observability/logger.ts';
@@ -93,5 +94,47 @@ describe('006: bounded deletions (indexes for pins and conversation deletions, g
     // Every statement of the file can run again (a partial manual preparation is skipped).
     const m6 = listMigrations().find((m) => m.version === 6)!;
     for (const stmt of splitStatements(m6.sql)) await db.query(stmt);
+  });
+});
+
+describe('007: deletions-for-me carry their message seq', () => {
+  it('upgrades a database from 006: existing rows get their seq, new rows get it by trigger, NOT NULL, index; applied once', async () => {
+    await migrate(db);
+    // Back to the state before 007: no column, no index, 005's trigger function.
+    await db.query('DROP INDEX IF EXISTS message_deletions_conv_seq');
+    await db.query('ALTER TABLE message_deletions DROP COLUMN IF EXISTS seq');
+    const fn005 = splitStatements(listMigrations().find((m) => m.version === 5)!.sql).find((s) => /CREATE OR REPLACE FUNCTION/i.test(s))!;
+    await db.query(fn005);
+    await db.query('DELETE FROM chat_migrations WHERE version >= 7');
+    const old = [await message('conv_7_8', 5), await message('conv_7_8', 6)];
+    for (const id of old) await db.query('INSERT INTO message_deletions (message_id, user_id) VALUES ($1, $2)', [id, '8']);
+
+    expect(await migrate(db)).toEqual(listMigrations().filter((m) => m.version >= 7).map((m) => m.name));
+    expect(await migrate(db)).toEqual([]);
+
+    // An insert that names neither column (this build's, and the previous build's).
+    const fresh = await message('conv_7_8', 7);
+    await db.query('INSERT INTO message_deletions (message_id, user_id) VALUES ($1, $2)', [fresh, '8']);
+    const { rows } = await db.query<{ message_id: string; conversation_id: string; seq: string }>(
+      `SELECT message_id::text, conversation_id, seq::text AS seq FROM message_deletions WHERE user_id = '8'`,
+    );
+    expect(rows.map((r) => [r.message_id, r.conversation_id, Number(r.seq)]).sort()).toEqual(
+      [
+        [old[0], 'conv_7_8', 5],
+        [old[1], 'conv_7_8', 6],
+        [fresh, 'conv_7_8', 7],
+      ].sort(),
+    );
+    const { rows: nulls } = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM message_deletions WHERE seq IS NULL');
+    expect(Number(nulls[0]!.n)).toBe(0);
+    const { rows: col } = await db.query<{ is_nullable: string }>(
+      `SELECT is_nullable FROM information_schema.columns WHERE table_name = 'message_deletions' AND column_name = 'seq'`,
+    );
+    expect(col[0]!.is_nullable).toBe('NO');
+    const { rows: idx } = await db.query<{ indexname: string }>(`SELECT indexname FROM pg_indexes WHERE indexname = 'message_deletions_conv_seq'`);
+    expect(idx).toHaveLength(1);
+    // Every statement of the file can run again (a partial manual preparation is skipped).
+    const m7 = listMigrations().find((m) => m.version === 7)!;
+    for (const stmt of splitStatements(m7.sql)) await db.query(stmt);
   });
 });
