@@ -6,6 +6,7 @@
  * bound on it can fail only when a plan reads more (audits 2 and 6 of 2026-12).
  */
 import type { Queryable } from '../../src/store/db.ts';
+import { startServer, type TestServer } from './server.ts';
 
 /** One statement the server ran: its SQL text and parameters. */
 export interface RecordedQuery {
@@ -74,4 +75,13 @@ export async function planCost(db: Queryable, sql: string, params: readonly unkn
   };
   walk((plan as Record<string, any>[])[0]!.Plan);
   return cost;
+}
+
+/**
+ * A real server (test/helpers/server.ts) with `env`, whose stores' reads are recorded:
+ * the setup of the query-cost tests. Stop it with `s.close()`.
+ */
+export async function startMeasuredServer(env: Record<string, string> = {}): Promise<{ s: TestServer; recorder: QueryRecorder }> {
+  const s = await startServer(env);
+  return { s, recorder: recordQueries(s.app.db) };
 }

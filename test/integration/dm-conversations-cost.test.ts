@@ -10,14 +10,13 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Frame } from '../helpers/client.ts';
 import { freshUsers } from '../helpers/dmkit.ts';
-import { planCost, recordQueries, type QueryRecorder } from '../helpers/queryCost.ts';
-import { startServer, type TestServer } from '../helpers/server.ts';
+import { planCost, startMeasuredServer, type QueryRecorder } from '../helpers/queryCost.ts';
+import type { TestServer } from '../helpers/server.ts';
 
 let s: TestServer;
 let recorder: QueryRecorder;
 beforeAll(async () => {
-  s = await startServer({ FOLLOW_POLICY: 'none' });
-  recorder = recordQueries(s.app.db);
+  ({ s, recorder } = await startMeasuredServer({ FOLLOW_POLICY: 'none' }));
 });
 afterAll(() => s?.close());
 

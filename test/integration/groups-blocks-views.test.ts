@@ -14,14 +14,13 @@ import { addBlock } from '../../src/store/devData.ts';
 import type { Frame } from '../helpers/client.ts';
 import { groupHistory, makeGroup, ok, say, syncUntil, userGroup } from '../helpers/groupkit.ts';
 import { freshUsers } from '../helpers/dmkit.ts';
-import { planCost, recordQueries, type QueryRecorder } from '../helpers/queryCost.ts';
-import { sleep, startServer, type TestServer } from '../helpers/server.ts';
+import { planCost, startMeasuredServer, type QueryRecorder } from '../helpers/queryCost.ts';
+import { sleep, type TestServer } from '../helpers/server.ts';
 
 let s: TestServer;
 let recorder: QueryRecorder;
 beforeAll(async () => {
-  s = await startServer({ FOLLOW_POLICY: 'none' });
-  recorder = recordQueries(s.app.db);
+  ({ s, recorder } = await startMeasuredServer({ FOLLOW_POLICY: 'none' }));
 });
 afterAll(() => s?.close());
 

@@ -11,16 +11,15 @@ import { addBlock } from '../../src/store/devData.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Frame } from '../helpers/client.ts';
 import { expectError, makeGroup, ok, say, type Crew } from '../helpers/groupkit.ts';
-import { planCost, recordQueries, type QueryRecorder } from '../helpers/queryCost.ts';
-import { startServer, type TestServer } from '../helpers/server.ts';
+import { planCost, startMeasuredServer, type QueryRecorder } from '../helpers/queryCost.ts';
+import type { TestServer } from '../helpers/server.ts';
 
 const CAP = 50; // MAX_PINS_PER_GROUP (src/store/pins.ts), spelled out: the old code has no such export.
 
 let s: TestServer;
 let recorder: QueryRecorder;
 beforeAll(async () => {
-  s = await startServer({ FOLLOW_POLICY: 'none', PROTOCOL_ERROR_LIMIT: '100000' });
-  recorder = recordQueries(s.app.db);
+  ({ s, recorder } = await startMeasuredServer({ FOLLOW_POLICY: 'none', PROTOCOL_ERROR_LIMIT: '100000' }));
 });
 afterAll(() => s?.close());
 
