@@ -24,9 +24,7 @@ BEGIN
   RETURN NEW;
 END
 $$;
-DROP TRIGGER IF EXISTS message_deletions_conversation ON message_deletions;
-CREATE TRIGGER message_deletions_conversation BEFORE INSERT ON message_deletions
-  FOR EACH ROW EXECUTE FUNCTION chat_message_deletion_conversation();
+-- 005's trigger calls this function by name: replacing it is enough.
 UPDATE message_deletions d SET seq = m.seq FROM private_messages m WHERE m.id = d.message_id AND d.seq IS NULL;
 ALTER TABLE message_deletions ALTER COLUMN seq SET NOT NULL;
 -- The viewer's deletions of one conversation in seq order, index-only.
