@@ -13,6 +13,7 @@ import type { Presence } from '../presence/presence.ts';
 import { ChatError, badRequest, notFound, type ErrorCode } from '../protocol/errors.ts';
 import { nowIso, type DirectView } from '../protocol/outbound.ts';
 import type { Stores } from '../store/index.ts';
+import { MAX_DISTINCT_REACTIONS, MAX_REACTIONS_PER_USER } from '../store/reactions.ts';
 import type { MessageRecord } from '../store/types.ts';
 
 /** The authenticated user behind a command, and the connection it came on. */
@@ -206,14 +207,28 @@ export function dmPeer(userId: string, msg: { senderId: string; recipientId: str
 /**
  * Add or remove the actor's `reaction` on `msg` and build the event (PROTOCOL §6
  * `reaction_added`/`reaction_removed` with `conversationId`; §7 `group_reaction_*` with
- * `groupId`). REACTION_EXISTS / REACTION_NOT_FOUND.
+ * `groupId`). REACTION_EXISTS / REACTION_NOT_FOUND; past MAX_REACTIONS_PER_USER or
+ * MAX_DISTINCT_REACTIONS (docs/PROTOCOL-NOTES.md "Reactions per message") GROUP_FULL with
+ * `field: "reaction"`, nothing changed.
  */
 export async function applyReaction(deps: ChatDeps, actor: Actor, msg: MessageRecord, reaction: string, add: boolean): Promise<Reply> {
   let at: Date;
   if (add) {
-    const created = await deps.stores.reactions.add(msg.id, actor.userId, reaction);
-    if (!created) throw new ChatError('REACTION_EXISTS', 'You already reacted with this', { field: 'reaction' });
-    at = created;
+    const added = await deps.stores.reactions.add(msg.id, actor.userId, reaction);
+    if (added.status === 'exists') throw new ChatError('REACTION_EXISTS', 'You already reacted with this', { field: 'reaction' });
+    if (added.status === 'user_limit') {
+      throw new ChatError('GROUP_FULL', `You already have ${MAX_REACTIONS_PER_USER} reactions on this message: remove one first`, {
+        field: 'reaction',
+        details: `reaction limit ${MAX_REACTIONS_PER_USER} per user per message`,
+      });
+    }
+    if (added.status === 'message_limit') {
+      throw new ChatError('GROUP_FULL', `This message already has ${MAX_DISTINCT_REACTIONS} different reactions: use one of them`, {
+        field: 'reaction',
+        details: `reaction limit ${MAX_DISTINCT_REACTIONS} distinct per message`,
+      });
+    }
+    at = added.at;
   } else {
     if (!(await deps.stores.reactions.remove(msg.id, actor.userId, reaction))) throw new ChatError('REACTION_NOT_FOUND', 'No such reaction of yours', { field: 'reaction' });
     at = new Date();
