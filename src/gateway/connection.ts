@@ -13,7 +13,7 @@ import type { DecodedFrame } from '../protocol/inbound.ts';
 import { authErrorFrame, authSuccessFrame, connectedFrame, errorFrame, nowIso, serialize } from '../protocol/outbound.ts';
 import { listenTo, type ConnSocket } from './connSocket.ts';
 import type { GatewayHost } from './host.ts';
-import { frameSize, InboundBudget, PAUSED_BACKLOG, PAUSED_BUDGET, ReadGate } from './inboundBudget.ts';
+import { frameSize, InboundBudget, PAUSED_BACKLOG, PAUSED_BUDGET, ReadGate, RESUME_JITTER_MS } from './inboundBudget.ts';
 import { frameBytes, queueVerdict, SLOW_CONSUMER, WRITE_PAST_LIMIT } from './sendQueue.ts';
 import { writeFrameBatched } from './wsFrame.ts';
 
@@ -201,7 +201,7 @@ export class Connection {
     const wait = this.budget.take(frameSize(data), this.identity !== undefined);
     if (wait > 0 && !this.gate.has(PAUSED_BUDGET)) {
       this.pause(PAUSED_BUDGET, true);
-      this.budgetTimer = setTimeout(() => this.pause(PAUSED_BUDGET, false), wait);
+      this.budgetTimer = setTimeout(() => this.pause(PAUSED_BUDGET, false), wait + Math.floor(Math.random() * RESUME_JITTER_MS));
     }
     if (isBinary) {
       this.host.metrics?.frameIn('binary');

@@ -23,35 +23,55 @@ export const FRAME_BURST_UNAUTHENTICATED = 40;
 export const BYTES_PER_S = 256 * 1024;
 /** Bytes at once (several frames of the largest size, MAX_PAYLOAD_BYTES, default 64 KiB). */
 export const BYTE_BURST = 1024 * 1024;
+/**
+ * Bytes at once before authentication: the token and the 64 KiB of frames held until then
+ * (PROTOCOL §3 item 5), with room to spare. A connection is given the full
+ * {@link BYTE_BURST} when it authenticates (audit 7, F4: 1 MiB of frames on each of 50
+ * anonymous connections was parsed in bursts).
+ */
+export const BYTE_BURST_UNAUTHENTICATED = 128 * 1024;
+/**
+ * Most a paused connection's resume is delayed past its refill, ms (uniformly random), so
+ * that connections paused together do not all resume, and have their frames parsed, in one
+ * turn of the event loop (audit 7, F4).
+ */
+export const RESUME_JITTER_MS = 50;
 
 /** One connection's inbound buckets. */
 export class InboundBudget {
   private frames: number;
   private bytes: number;
   private at: number;
+  private authenticated = false;
 
   /** @param now clock, ms (tests pass their own) */
   constructor(private readonly now: () => number = Date.now) {
     this.frames = FRAME_BURST_UNAUTHENTICATED;
-    this.bytes = BYTE_BURST;
+    this.bytes = BYTE_BURST_UNAUTHENTICATED;
     this.at = now();
   }
 
   /**
-   * Charge one frame of `bytes` bytes.
+   * Charge one frame of `bytes` bytes. The first frame charged as authenticated first
+   * raises the byte bucket to {@link BYTE_BURST}.
    * @param bytes payload size, bytes
-   * @param authenticated which frame budget applies
+   * @param authenticated which frame and byte budgets apply
    * @returns 0 while within budget, else how long to stop reading so both buckets are
    *   back to zero, ms (> 0)
    */
   take(bytes: number, authenticated: boolean): number {
     const rate = authenticated ? FRAMES_PER_S : FRAMES_PER_S_UNAUTHENTICATED;
     const burst = authenticated ? FRAME_BURST : FRAME_BURST_UNAUTHENTICATED;
+    if (authenticated && !this.authenticated) {
+      this.authenticated = true;
+      this.bytes = Math.max(this.bytes, BYTE_BURST);
+    }
+    const byteBurst = authenticated ? BYTE_BURST : BYTE_BURST_UNAUTHENTICATED;
     const t = this.now();
     const dt = (t - this.at) / 1000;
     this.at = t;
     this.frames = Math.min(burst, this.frames + dt * rate) - 1;
-    this.bytes = Math.min(BYTE_BURST, this.bytes + dt * BYTES_PER_S) - bytes;
+    this.bytes = Math.min(byteBurst, this.bytes + dt * BYTES_PER_S) - bytes;
     if (this.frames >= 0 && this.bytes >= 0) return 0;
     return Math.ceil(Math.max((-this.frames / rate) * 1000, (-this.bytes / BYTES_PER_S) * 1000, 1));
   }

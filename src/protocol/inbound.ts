@@ -97,6 +97,51 @@ const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
 /** Nesting depth up to which keys are checked; a deeper frame that may hide a forbidden key is refused. */
 const MAX_CHECKED_DEPTH = 64;
 
+/**
+ * Deepest nesting of arrays and objects a frame may have, outside strings. Every command of
+ * PROTOCOL §3–§11 nests 2 deep; the limit leaves room for extra fields clients add (ignored).
+ */
+export const MAX_FRAME_DEPTH = 32;
+/**
+ * Most arrays and objects one frame may hold, outside strings (every command holds at most
+ * 2). Parsing containers is what costs: a 64 KiB frame of 21k–32k nested arrays took V8's
+ * `JSON.parse` 2.2–2.9 ms against 0.01–0.5 ms for flat content, and fitted in an ignored
+ * field of a `ping` before authentication (audit 7, F4).
+ */
+export const MAX_FRAME_CONTAINERS = 256;
+
+/**
+ * Whether `raw` nests at most `maxDepth` arrays/objects deep and holds at most
+ * `maxContainers` of them, counting `[` and `{` outside JSON strings; run before `JSON.parse`.
+ * Fast path: when the bracket characters anywhere (strings included) are at most
+ * `min(maxDepth, maxContainers)` the answer is yes after two native `indexOf` passes (a normal
+ * frame has 1–3); otherwise one `charCodeAt` pass that skips strings and their escapes. Text
+ * that is not JSON may pass: `JSON.parse` refuses it next.
+ */
+export function structureWithin(raw: string, maxDepth = MAX_FRAME_DEPTH, maxContainers = MAX_FRAME_CONTAINERS): boolean {
+  const quick = Math.min(maxDepth, maxContainers);
+  let n = 0;
+  for (let i = raw.indexOf('{'); i !== -1 && n <= quick; i = raw.indexOf('{', i + 1)) n++;
+  for (let i = raw.indexOf('['); i !== -1 && n <= quick; i = raw.indexOf('[', i + 1)) n++;
+  if (n <= quick) return true;
+  let depth = 0;
+  let containers = 0;
+  for (let i = 0; i < raw.length; i++) {
+    const c = raw.charCodeAt(i);
+    if (c === 34) {
+      // a string: skip to its closing quote, stepping over escapes (`\"`)
+      for (i++; i < raw.length; i++) {
+        const d = raw.charCodeAt(i);
+        if (d === 92) i++;
+        else if (d === 34) break;
+      }
+    } else if (c === 91 || c === 123) {
+      if (++depth > maxDepth || ++containers > maxContainers) return false;
+    } else if (c === 93 || c === 125) depth--;
+  }
+  return true;
+}
+
 function hasForbiddenKey(v: unknown, depth = 0): boolean {
   if (v === null || typeof v !== 'object') return false;
   // Deeper than any frame of this protocol: refused rather than left unchecked (fail closed).
@@ -120,10 +165,15 @@ export class FrameDecoder {
 
   /**
    * Decode one text frame. Never throws: bad input yields `BAD_REQUEST` (not JSON, not
-   * an object, no string `type`, a bad or ill-typed field — `field` names it — or a
-   * `__proto__`/`constructor`/`prototype` key anywhere) or `UNKNOWN_TYPE` (PROTOCOL §2.2).
+   * an object, nested deeper than {@link MAX_FRAME_DEPTH} or holding more than
+   * {@link MAX_FRAME_CONTAINERS} arrays/objects (checked before parsing), no string `type`,
+   * a bad or ill-typed field — `field` names it — or a `__proto__`/`constructor`/`prototype`
+   * key anywhere) or `UNKNOWN_TYPE` (PROTOCOL §2.2).
    */
   decode(raw: string): DecodeResult {
+    if (!structureWithin(raw)) {
+      return { ok: false, error: new ChatError('BAD_REQUEST', `frame nests arrays/objects deeper than ${MAX_FRAME_DEPTH} levels or holds more than ${MAX_FRAME_CONTAINERS} of them`) };
+    }
     let parsed: unknown;
     try {
       parsed = JSON.parse(raw);

@@ -2,8 +2,9 @@
  * Inbound frame decoding (src/protocol/inbound.ts, PROTOCOL §2, §2.2, §6): aliases,
  * unknown fields dropped, forbidden keys, error codes and the `field` they name.
  */
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { coreCommands, FrameDecoder, type DecodeResult } from '../../src/protocol/inbound.ts';
+import { coreCommands, FrameDecoder, MAX_FRAME_CONTAINERS, MAX_FRAME_DEPTH, structureWithin, type DecodeResult } from '../../src/protocol/inbound.ts';
 
 const d = new FrameDecoder(coreCommands({ maxMessageLength: 5000, maxGroupSize: 1000 }));
 const MID = '01890000-0000-7000-8000-00000000abcd';
@@ -80,6 +81,48 @@ describe('forbidden keys', () => {
   it('the words as values, or inside longer keys, are fine', () => {
     expect(ok(`{${base.replace('"x"', '"__proto__ constructor prototype"')}}`).cmd.content).toBe('__proto__ constructor prototype');
     expect(ok(`{${base},"my_constructor_x":1,"a":["prototype"],"b":"\\u0041"}`).cmd.recipientId).toBe('1');
+  });
+});
+
+describe('structure limits (audit 7, F4: checked before JSON.parse)', () => {
+  const nested = (n: number): string => '['.repeat(n) + ']'.repeat(n);
+  it(`nesting deeper than ${MAX_FRAME_DEPTH} → BAD_REQUEST, even in an ignored field of a ping; ${MAX_FRAME_DEPTH} levels pass`, () => {
+    expect(ok(`{"type":"ping","x":${nested(MAX_FRAME_DEPTH - 1)}}`).type).toBe('ping');
+    const e = fail(`{"type":"ping","x":${nested(MAX_FRAME_DEPTH)}}`);
+    expect(e.code).toBe('BAD_REQUEST');
+    expect(e.message).toContain(String(MAX_FRAME_DEPTH));
+    expect(fail(`{"type":"ping","x":${nested(21_000)}}`).code).toBe('BAD_REQUEST');
+    expect(fail(`{"type":"ping","x":${'{"a":'.repeat(40)}1${'}'.repeat(40)}}`).code).toBe('BAD_REQUEST');
+  });
+
+  it(`more than ${MAX_FRAME_CONTAINERS} arrays/objects → BAD_REQUEST; ${MAX_FRAME_CONTAINERS} pass`, () => {
+    const wide = (n: number): string => `{"type":"ping","x":[${Array.from({ length: n }, () => '{}').join(',')}]}`;
+    expect(ok(wide(MAX_FRAME_CONTAINERS - 2)).type).toBe('ping'); // + the frame object and the array
+    expect(fail(wide(MAX_FRAME_CONTAINERS - 1)).code).toBe('BAD_REQUEST');
+  });
+
+  it('brackets inside strings, escaped quotes included, do not count', () => {
+    const content = `[{"\\"${'['.repeat(2400)}${'{'.repeat(2400)}`;
+    expect(ok({ type: 'send_private_message', recipientId: 1, content }).cmd.content).toBe(content);
+    const v = JSON.stringify({ a: '\\', b: '"[[[', c: [[[]]] }); // the object and 3 arrays, 4 deep
+    expect(structureWithin(v, 4, 4)).toBe(true);
+    expect(structureWithin(v, 3, 10)).toBe(false);
+    expect(structureWithin(v, 10, 3)).toBe(false);
+  });
+
+  it('agrees with the depth and count of containers of any JSON value (property)', () => {
+    const measure = (v: unknown, d = 0): { depth: number; n: number } => {
+      if (v === null || typeof v !== 'object') return { depth: d, n: 0 };
+      const kids = (Array.isArray(v) ? v : Object.values(v as object)).map((x) => measure(x, d + 1));
+      return { depth: Math.max(d + 1, ...kids.map((k) => k.depth)), n: 1 + kids.reduce((a, k) => a + k.n, 0) };
+    };
+    fc.assert(
+      fc.property(fc.jsonValue({ maxDepth: 8 }), fc.integer({ min: 0, max: 10 }), fc.integer({ min: 0, max: 40 }), (v, maxDepth, maxN) => {
+        const { depth, n } = measure(v);
+        expect(structureWithin(JSON.stringify(v), maxDepth, maxN)).toBe(depth <= maxDepth && n <= maxN);
+      }),
+      { numRuns: 2000 },
+    );
   });
 });
 

@@ -3,7 +3,7 @@
  * buckets, their refill, the smaller budget before authentication, and the read gate.
  */
 import { describe, expect, it } from 'vitest';
-import { BYTE_BURST, BYTES_PER_S, FRAME_BURST, FRAME_BURST_UNAUTHENTICATED, FRAMES_PER_S, FRAMES_PER_S_UNAUTHENTICATED, InboundBudget, PAUSED_BACKLOG, PAUSED_BUDGET, ReadGate } from '../../src/gateway/inboundBudget.ts';
+import { BYTE_BURST, BYTE_BURST_UNAUTHENTICATED, BYTES_PER_S, FRAME_BURST, FRAME_BURST_UNAUTHENTICATED, FRAMES_PER_S, FRAMES_PER_S_UNAUTHENTICATED, InboundBudget, PAUSED_BACKLOG, PAUSED_BUDGET, ReadGate } from '../../src/gateway/inboundBudget.ts';
 
 /** A budget on a clock the test moves. */
 function budget(): { b: InboundBudget; advance: (ms: number) => void } {
@@ -35,6 +35,18 @@ describe('InboundBudget', () => {
     expect(b.take(BYTE_BURST, true)).toBe(0);
     advance(1000); // frames refill too; only bytes are short below
     expect(b.take(BYTES_PER_S * 2, true)).toBe(1000);
+  });
+
+  it('bytes before authentication: a burst of BYTE_BURST_UNAUTHENTICATED however long idle; authenticating raises it to BYTE_BURST (audit 7, F4)', () => {
+    const { b, advance } = budget();
+    advance(60_000);
+    expect(b.take(BYTE_BURST_UNAUTHENTICATED, false)).toBe(0);
+    expect(b.take(BYTES_PER_S, false)).toBe(1000);
+    const { b: b2, advance: advance2 } = budget();
+    expect(b2.take(BYTE_BURST_UNAUTHENTICATED, false)).toBe(0);
+    advance2(1);
+    expect(b2.take(BYTE_BURST, true)).toBe(0); // topped up once authenticated
+    expect(b2.take(BYTES_PER_S, true)).toBeGreaterThan(0);
   });
 });
 
