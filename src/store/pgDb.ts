@@ -117,6 +117,15 @@ export function createPgDb(opts: PgOptions, logger: Logger): Db & { poolStats():
     query_timeout: opts.statementTimeoutMs ? opts.statementTimeoutMs + 1000 : undefined,
     application_name: opts.applicationName ?? 'chat-server',
     keepAlive: true,
+    // No JIT compilation: our statements are short OLTP ones, and a plan whose estimate
+    // passes jit_above_cost (get_user_groups of a member of 200 busy groups) spent ~30 ms
+    // compiling to run in ~10 (45.5 -> 14.0 ms median). A SET, not a startup `options`, so
+    // an `options` in DATABASE_URL (search_path) is kept and PgBouncer, which refuses
+    // unknown startup parameters by default, is not. pg-pool awaits this hook before it
+    // hands a new connection out, so the SET is never queued behind or ahead of a query
+    // (queuing made pg 8 warn that it will be an error in pg 9: audit 7). Its failure
+    // (a server without `jit`) is ignored; a dead connection fails its first query.
+    onConnect: (client) => client.query('SET jit = off').then(ignoreError, ignoreError),
   });
   pool.on('error', (err) => logger.warn('idle database connection failed', { err: err.message }));
   // Every connection keeps a listener for its whole life. pg parses a socket read message
@@ -124,15 +133,7 @@ export function createPgDb(opts: PgOptions, logger: Logger): Db & { poolStats():
   // ErrorResponse (57P01 from pg_terminate_backend, a restart), pg-pool has already removed
   // its idle listener and ours (acquire) is not yet added, and an 'error' event with no
   // listener would crash the process. The idle listener or the checked-out one logs it.
-  pool.on('connect', (client) => {
-    client.on('error', ignoreError);
-    // No JIT compilation: our statements are short OLTP ones, and a plan whose estimate
-    // passes jit_above_cost (get_user_groups of a member of 200 busy groups) spent ~30 ms
-    // compiling to run in ~10 (45.5 -> 14.0 ms median, .tmp/jit probe). A SET, not a
-    // startup `options`, so an `options` in DATABASE_URL (search_path) is kept. It is
-    // queued before the checkout's first query; a server without `jit` ignores it.
-    client.query('SET jit = off').catch(ignoreError);
-  });
+  pool.on('connect', (client) => client.on('error', ignoreError));
 
   const obs = opts.observer;
   const names = new StatementNames(opts.preparedStatements ?? false);
