@@ -28,6 +28,9 @@ import type { Logger } from '../observability/logger.ts';
 import type { Admission, Presence, PresenceListener } from './presence.ts';
 import { ADMIT, ALL_SCRIPTS, CLAIM, DISCONNECT, HEARTBEAT, IP_ACQUIRE, IP_RELEASE, ONLINE, REAP, RELEASE, RESYNC } from './redisScripts.ts';
 
+/** Users whose online state one Redis script reads in {@link RedisPresence.onlineAmong}. */
+export const ONLINE_CHUNK = 500;
+
 /** Options of {@link RedisPresence} (ms). */
 export interface RedisPresenceOptions {
   /** REDIS_KEY_PREFIX. */
@@ -196,8 +199,15 @@ export class RedisPresence implements Presence {
     if (ids.length === 0) return new Set();
     if (!this.live()) return localOnly();
     try {
-      const keys = ids.map((id) => this.k('pu:', id));
-      const flags = (await ONLINE.run(this.client, keys, [])) as number[];
+      // One script per ONLINE_CHUNK keys, sent together (node-redis pipelines them): Redis
+      // runs each atomically but other clients' commands between them, where one script over
+      // 50,000 contacts held its only thread ~24 ms per call (audit 7, F1).
+      const chunks: Promise<number[]>[] = [];
+      for (let i = 0; i < ids.length; i += ONLINE_CHUNK) {
+        const keys = ids.slice(i, i + ONLINE_CHUNK).map((id) => this.k('pu:', id));
+        chunks.push(ONLINE.run(this.client, keys, []) as Promise<number[]>);
+      }
+      const flags = (await Promise.all(chunks)).flat();
       return new Set(ids.filter((_, i) => Number(flags[i]) === 1));
     } catch {
       return localOnly();
