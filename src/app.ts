@@ -216,6 +216,7 @@ export async function createApp(cfg: Config, opts: AppOptions = {}): Promise<App
       users: () => gw.userCount(),
       metrics: dist.aggregateMetrics?.(metrics.registry) ?? (() => metrics.text()),
       metricsToken: cfg.metricsToken,
+      metricsReuseMs: cfg.metricsCacheMs,
     }),
   );
   server.keepAliveTimeout = 5000;

@@ -134,6 +134,7 @@ export const SETTINGS = {
   syncRetentionDays: s('SYNC_RETENTION_DAYS', 30, int(1), 'Oldest sync cursor accepted, days (§9)'),
   readyRequiresRedis: s('READY_REQUIRES_REDIS', false, bool, '/ready is 503 while Redis is down (§10)'),
   metricsToken: s<string>('METRICS_TOKEN', undefined, str, 'Bearer token required by /metrics when set (§10)', true),
+  metricsCacheMs: s('METRICS_CACHE_MS', 1000, int(0, 60000), 'How long one /metrics render answers every scrape, ms (0: only scrapes at the same moment share one); bounds what a flood of /metrics costs'),
   redisUrl: s<string>('REDIS_URL', undefined, str, 'Redis for cross-host fan-out, presence and limits; unset = none'),
   redisKeyPrefix: s('REDIS_KEY_PREFIX', 'chat:', str, 'Prefix of every Redis key and channel'),
   busEncryption: s('BUS_ENCRYPTION', true, bool, 'Seal frames published to Redis (AES-256-GCM, key derived from the primary CHAT_ENCRYPTION_KEY) and refuse unsealed ones; false publishes plaintext and accepts both (only for upgrading from a build without it: docs/scaling.md)'),

@@ -4,6 +4,7 @@
  */
 import { timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { sharedResult } from './shared.ts';
 
 /** What the routes read from the running service. */
 export interface HttpProbe {
@@ -17,9 +18,11 @@ export interface HttpProbe {
   readyRequiresRedis: boolean;
   connections(): number;
   users(): number;
-  /** Prometheus text, or undefined when metrics are off. */
-  metrics(): Promise<string> | undefined;
+  /** Render the Prometheus text; absent when metrics are off (`/metrics` is then 404). */
+  metrics?: () => Promise<string>;
   metricsToken: string | undefined;
+  /** METRICS_CACHE_MS: how long one metrics render answers every request, ms (0: only concurrent requests share one). */
+  metricsReuseMs: number;
 }
 
 function json(res: ServerResponse, status: number, body: unknown): void {
@@ -37,8 +40,20 @@ function tokenOk(header: string | undefined, token: string): boolean {
   return got.length === want.length && timingSafeEqual(got, want);
 }
 
-/** The HTTP request handler. */
+/** How long one database check answers `/ready` and `/health`, ms. */
+export const PROBE_REUSE_MS = 1000;
+
+/**
+ * The HTTP request handler. The database check is made at most once per
+ * {@link PROBE_REUSE_MS} and the metrics text rendered at most once per
+ * `metricsReuseMs`, however many requests arrive (one call in flight, its answer reused), so
+ * a flood of these anonymous requests costs about what `/live` does (audit 7, F2, F6: a
+ * render is ~0.75 ms of event loop, a check a pooled query); `draining` and the counts stay
+ * live.
+ */
 export function httpHandler(p: HttpProbe): (req: IncomingMessage, res: ServerResponse) => void {
+  const dbHealthy = sharedResult(() => p.dbHealthy(), PROBE_REUSE_MS);
+  const metricsText = p.metrics && sharedResult(p.metrics, p.metricsReuseMs);
   return (req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     const ts = new Date().toISOString();
@@ -48,7 +63,7 @@ export function httpHandler(p: HttpProbe): (req: IncomingMessage, res: ServerRes
       case '/live':
         return json(res, 200, { alive: true, uptime, timestamp: ts });
       case '/ready':
-        void p.dbHealthy().then((db) => {
+        void dbHealthy().then((db) => {
           const redis = p.redisHealthy();
           const checks = [
             { name: 'database', status: db ? 'healthy' : 'unhealthy' },
@@ -60,7 +75,7 @@ export function httpHandler(p: HttpProbe): (req: IncomingMessage, res: ServerRes
         });
         return;
       case '/health':
-        void p.dbHealthy().then((db) => {
+        void dbHealthy().then((db) => {
           const redis = p.redisHealthy();
           const status = !db ? 'unhealthy' : redis === false || p.draining() ? 'degraded' : 'healthy';
           json(res, 200, {
@@ -80,9 +95,8 @@ export function httpHandler(p: HttpProbe): (req: IncomingMessage, res: ServerRes
         return;
       case '/metrics': {
         if (p.metricsToken && !tokenOk(req.headers.authorization, p.metricsToken)) return json(res, 401, { error: 'Unauthorized' });
-        const m = p.metrics();
-        if (!m) return json(res, 404, { error: 'Not found' });
-        void m.then(
+        if (!metricsText) return json(res, 404, { error: 'Not found' });
+        void metricsText().then(
           (text) => {
             res.writeHead(200, { 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8' });
             res.end(text);

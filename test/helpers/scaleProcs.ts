@@ -115,6 +115,7 @@ export function serverEnv(env: Record<string, string>): Record<string, string> {
     CHAT_ENCRYPTION_KEY: SCALE_ENC_KEY,
     LOG_LEVEL: 'warn',
     RELATION_CACHE_MS: '0',
+    METRICS_CACHE_MS: '0', // tests read /metrics right after what they count
     DB_POOL_SIZE: '4',
     DATA_DIR: '/tmp/chat-scale-unused',
     DRAIN_TIMEOUT_MS: '3000',

@@ -53,6 +53,7 @@ export async function startServer(env: EnvOverrides = {}, opts: { database?: Tes
     CHAT_ENCRYPTION_KEY: TEST_ENC_KEY,
     LOG_LEVEL: 'error',
     RELATION_CACHE_MS: '0',
+    METRICS_CACHE_MS: '0', // tests read /metrics right after what they count
     MESSAGE_RATE_LIMIT: '1000',
     ACTION_RATE_LIMIT: '1000',
     READ_RATE_LIMIT: '10000',

@@ -95,10 +95,10 @@ export interface HttpResult {
   text: string;
 }
 
-/** `GET` (or another method) `path` on the server's port. */
-export function httpGet(port: number, path: string, headers: Record<string, string> = {}, method = 'GET'): Promise<HttpResult> {
+/** `GET` (or another method) `path` on the server's port, from `localAddress` when given. */
+export function httpGet(port: number, path: string, headers: Record<string, string> = {}, method = 'GET', localAddress?: string): Promise<HttpResult> {
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, path, method, headers, agent: false }, (res) => {
+    const req = http.request({ host: '127.0.0.1', port, path, method, headers, agent: false, localAddress }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, text: Buffer.concat(chunks).toString('utf8') }));

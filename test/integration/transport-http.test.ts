@@ -10,6 +10,7 @@ import { hostname } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestClient } from '../helpers/client.ts';
 import { startServer, TEST_ENC_KEY, TEST_JWT_SECRET, type TestServer } from '../helpers/server.ts';
+import { PROBE_REUSE_MS } from '../../src/http/routes.ts';
 import { httpGet, ISO_RE, upgrade, waitFor } from '../helpers/wire.ts';
 
 const METRICS_TOKEN = 'metrics-' + 'a1b2c3d4e5f6';
@@ -20,7 +21,7 @@ const START_TIMEOUT_MS = 120_000;
 describe('server with TRUST_PROXY=0, MAX_CONNECTIONS_PER_IP=1 and METRICS_TOKEN', () => {
   let h: TestServer;
   beforeAll(async () => {
-    h = await startServer({ TRUST_PROXY: '0', MAX_CONNECTIONS_PER_IP: '1', METRICS_TOKEN });
+    h = await startServer({ TRUST_PROXY: '0', MAX_CONNECTIONS_PER_IP: '1', METRICS_TOKEN, METRICS_CACHE_MS: '1000' });
     await h.users('1');
   }, START_TIMEOUT_MS);
   afterAll(() => h?.close());
@@ -112,6 +113,44 @@ describe('server with TRUST_PROXY=0, MAX_CONNECTIONS_PER_IP=1 and METRICS_TOKEN'
       expect(r.text).toMatch(/^# TYPE \w+ (counter|gauge|histogram|summary)$/m);
       expect(r.text).toMatch(/^chat_open_connections \d+$/m);
       expect(r.text).not.toContain(METRICS_TOKEN);
+    });
+
+    it('a flood of /ready, /health and /metrics costs one database check per PROBE_REUSE_MS and one metrics render per METRICS_CACHE_MS (audit 7, F2, F6)', async () => {
+      const db = h.app.db as { ping: (ms: number) => Promise<boolean> };
+      const metrics = h.app.metrics as unknown as { text: () => Promise<string> };
+      const realPing = db.ping;
+      const realText = metrics.text;
+      let pings = 0;
+      let renders = 0;
+      // Count calls of the real probes (they still run).
+      db.ping = (ms) => (pings++, realPing.call(db, ms));
+      metrics.text = () => (renders++, realText.call(metrics));
+      try {
+        await new Promise((r) => setTimeout(r, PROBE_REUSE_MS + 50)); // past any answer reused from earlier tests
+        const auth = { Authorization: `Bearer ${METRICS_TOKEN}` };
+        const t0 = performance.now();
+        const replies = await Promise.all(
+          // From 60 addresses: h allows one unfinished socket per address.
+          Array.from({ length: 60 }, (_, i) => httpGet(h.port, ['/ready', '/health', '/metrics'][i % 3]!, i % 3 === 2 ? auth : {}, 'GET', `127.0.77.${i + 1}`)),
+        );
+        const elapsed = performance.now() - t0;
+        expect(replies.map((r) => r.status)).toEqual(replies.map(() => 200));
+        expect(replies.filter((_, i) => i % 3 === 0).every((r) => JSON.parse(r.text).ready === true)).toBe(true);
+        // Within one reuse period one call each; a slow machine may straddle a second.
+        const periods = Math.ceil(elapsed / PROBE_REUSE_MS);
+        expect(pings).toBeGreaterThanOrEqual(1);
+        expect(pings).toBeLessThanOrEqual(periods);
+        expect(renders).toBeGreaterThanOrEqual(1);
+        expect(renders).toBeLessThanOrEqual(periods);
+        // After the reuse period a request checks again.
+        await new Promise((r) => setTimeout(r, PROBE_REUSE_MS + 50));
+        const before = pings;
+        expect((await httpGet(h.port, '/ready')).status).toBe(200);
+        expect(pings).toBe(before + 1);
+      } finally {
+        db.ping = realPing;
+        metrics.text = realText;
+      }
     });
 
     it('anything else → 404', async () => {
