@@ -129,6 +129,7 @@ export const SETTINGS = {
   followPolicy: s('FOLLOW_POLICY', 'sender_follows' as 'sender_follows' | 'either' | 'none', oneOf('sender_follows', 'either', 'none'), 'Who may DM whom (§5)'),
   maxGroupSize: s('MAX_GROUP_SIZE', 1000, int(2, 100000), 'Upper bound of a group\'s maxMembers (§7)'),
   defaultGroupMaxMembers: s('GROUP_DEFAULT_MAX_MEMBERS', 50, int(2, 100000), 'maxMembers when create_group omits it (§7)'),
+  maxGroupsPerUser: s('MAX_GROUPS_PER_USER', 500, int(1, 100000), 'Most groups one user may be in (soft-deleted ones count until purged); create_group and add_group_member past it → GROUP_FULL, memberships already past it are kept (§7, docs/PROTOCOL-NOTES.md)'),
   groupPurgeDays: s('GROUP_PURGE_DAYS', 30, int(0), 'Soft-deleted groups are purged after this many days (§7)'),
   offlineGraceMs: s('OFFLINE_GRACE_MS', 10000, int(0), 'Delay before user_offline after the last connection closes, ms (§8)'),
   syncRetentionDays: s('SYNC_RETENTION_DAYS', 30, int(1), 'Oldest sync cursor accepted, days (§9)'),

@@ -35,6 +35,8 @@ export interface ChatSettings {
   groupPurgeDays: number;
   /** SEND_QUEUE_LIMIT_BYTES: replies that may be large (a sync page) are kept to about half of it, bytes. */
   sendQueueLimitBytes: number;
+  /** MAX_GROUPS_PER_USER: most groups one user may be in (./groupCap.ts). */
+  maxGroupsPerUser: number;
 }
 
 /** Dependencies of the chat services, built by the composition root. */

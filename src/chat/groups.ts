@@ -9,6 +9,7 @@ import { ChatError, badRequest, notFound } from '../protocol/errors.ts';
 import { nowIso } from '../protocol/outbound.ts';
 import type { GroupRow, Guard, LockedGroup, MemberRow, Role } from '../store/groups.ts';
 import { afterReply, publish, rateLimit, type Actor, type ChatDeps, type Reply } from './context.ts';
+import { creatorAtCap, userAtCap } from './groupCap.ts';
 
 const RANK: Record<Role, number> = { member: 0, admin: 1, owner: 2 };
 
@@ -89,6 +90,9 @@ export class Groups {
    * member must exist (NOT_FOUND), have no block with the creator (USER_BLOCKED) and be
    * followed by the creator per FOLLOW_POLICY (NOT_FOLLOWING); refused ones are listed,
    * not silently dropped. More accepted members than maxMembers allows → TOO_MANY_MEMBERS.
+   * Each user's memberships are checked against MAX_GROUPS_PER_USER as the group is stored
+   * (./groupCap.ts): an initial member at the cap is listed with code GROUP_FULL; the
+   * creator at the cap → GROUP_FULL (no field), nothing created.
    */
   async create(actor: Actor, cmd: { groupName: string; groupDescription?: string; initialMembers?: string[]; maxMembers?: number }): Promise<Reply> {
     const { deps } = this;
@@ -112,10 +116,14 @@ export class Groups {
     }
     if (accepted.length + 1 > maxMembers) throw new ChatError('TOO_MANY_MEMBERS', `A group of at most ${maxMembers} members cannot start with ${accepted.length + 1}`, { field: 'initialMembers' });
     const groupId = `group_${randomUUID()}`;
-    await deps.stores.groups.create({ groupId, name: cmd.groupName, description: cmd.groupDescription ?? '', createdBy: actor.userId, maxMembers, memberIds: accepted });
+    const made = await deps.stores.groups.create({ groupId, name: cmd.groupName, description: cmd.groupDescription ?? '', createdBy: actor.userId, maxMembers, memberIds: accepted }, deps.settings.maxGroupsPerUser);
+    if (made.status === 'creator_full') throw creatorAtCap(deps.settings.maxGroupsPerUser);
+    for (const id of made.full) rejectedMembers.push({ userId: id, code: 'GROUP_FULL' });
+    const full = new Set(made.full);
+    const added = accepted.filter((id) => !full.has(id));
     const [group, members] = await Promise.all([deps.stores.groups.get(groupId), deps.stores.groups.members(groupId)]);
     const event = this.createdEvent(group!, members);
-    publish(deps, accepted, event);
+    publish(deps, added, event);
     publish(deps, [actor.userId], event, actor.connId);
     return { ...event, rejectedMembers };
   }
@@ -139,8 +147,10 @@ export class Groups {
    * `add_group_member` (owner/admin) → `member_added` to every member, the new one
    * included, then `group_created` to the new member (PROTOCOL §7). USER_BLOCKED when the
    * adder or any current member has a block with the target; the adder must follow the
-   * target; GROUP_FULL; ALREADY_MEMBER. The adder's role, capacity, presence and blocks
-   * with the members are checked again under the group row lock as the member is added.
+   * target; GROUP_FULL (no field: the group is at maxMembers; field `userId`: the target
+   * is in MAX_GROUPS_PER_USER groups, ./groupCap.ts); ALREADY_MEMBER. The adder's role,
+   * capacity, presence and blocks with the members are checked again under the group row
+   * lock as the member is added, and the target's memberships under their own lock.
    */
   async addMember(actor: Actor, groupId: string, userId: string): Promise<Reply> {
     const { deps } = this;
@@ -158,11 +168,12 @@ export class Groups {
     }
     if (rel.blocked || blocked.size > 0) throw new ChatError('USER_BLOCKED', 'This user cannot be added to this group');
     if (!deps.relations.followOk(rel)) throw new ChatError('NOT_FOLLOWING', 'You must follow this user to add them');
-    const res = await deps.stores.groups.addMember(groupId, userId, actor.userId, guard(actor, 'admin'));
+    const res = await deps.stores.groups.addMember(groupId, userId, actor.userId, guard(actor, 'admin'), deps.settings.maxGroupsPerUser);
     if (res.status !== 'added') {
       if (res.status === 'exists') throw new ChatError('ALREADY_MEMBER', 'Already a member', { field: 'userId' });
       if (res.status === 'full') throw new ChatError('GROUP_FULL', 'The group is full');
       if (res.status === 'blocked') throw new ChatError('USER_BLOCKED', 'This user cannot be added to this group');
+      if (res.status === 'user_full') throw userAtCap(deps.settings.maxGroupsPerUser);
       throw notFound('Group', 'groupId');
     }
     const { group, members } = res;

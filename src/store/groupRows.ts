@@ -56,9 +56,18 @@ export type Guard = (g: LockedGroup | null) => void;
 /**
  * Outcome of {@link GroupStore.addMember}: 'added' (with the group and its members after
  * the add), 'full' at capacity, 'exists' if already in, 'blocked' when a member has a
- * block (either way) with the new one, 'gone' if the group is missing or not active.
+ * block (either way) with the new one, 'user_full' when the new one is already in
+ * MAX_GROUPS_PER_USER groups (store/userGroups.ts `lockMembershipsAtCap`), 'gone' if the
+ * group is missing or not active.
  */
-export type AddResult = { status: 'added'; group: GroupRow; members: MemberRow[] } | { status: 'exists' | 'full' | 'blocked' | 'gone' };
+export type AddResult = { status: 'added'; group: GroupRow; members: MemberRow[] } | { status: 'exists' | 'full' | 'blocked' | 'user_full' | 'gone' };
+
+/**
+ * Outcome of {@link GroupStore.create}: 'created', with `full` the initial members left out
+ * because they were already in MAX_GROUPS_PER_USER groups (ids, in the order given); or
+ * 'creator_full' when the creator was (nothing written).
+ */
+export type CreateResult = { status: 'created'; full: string[] } | { status: 'creator_full' };
 
 /** Outcome of a membership change other than a leave: the members just before it (ids, oldest first). */
 export interface Changed {

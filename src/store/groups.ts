@@ -4,22 +4,39 @@
  * row lock and decides on rows read under it (the caller's checks run there as a
  * {@link Guard}), so changes to one group are serialised: concurrent adds never pass
  * `max_members`, a live group always has exactly one owner who is a member, and a group
- * with no members is being purged (store/groupPurge.ts).
+ * with no members is being purged (store/groupPurge.ts). A user's memberships are capped
+ * (MAX_GROUPS_PER_USER) under a per-user lock taken by every path that adds one
+ * (store/userGroups.ts `lockMembershipsAtCap`).
  */
 import type { Db, Queryable } from './db.ts';
 import { purgeDeletedGroups, purgeGroupRows, startPurge } from './groupPurge.ts';
-import { MEMBER_SQL, membersOn, toGroup, toMember, type AddResult, type AudienceMember, type Changed, type GroupRow, type Guard, type LeaveResult, type LockedGroup, type MemberRow, type Role } from './groupRows.ts';
-import { userGroupRows } from './userGroups.ts';
+import { MEMBER_SQL, membersOn, toGroup, toMember, type AddResult, type AudienceMember, type Changed, type CreateResult, type GroupRow, type Guard, type LeaveResult, type LockedGroup, type MemberRow, type Role } from './groupRows.ts';
+import { lockMembershipsAtCap, userGroupRows } from './userGroups.ts';
 
-export type { AddResult, AudienceMember, Changed, GroupRow, Guard, LeaveResult, LockedGroup, MemberRow, Role } from './groupRows.ts';
+export type { AddResult, AudienceMember, Changed, CreateResult, GroupRow, Guard, LeaveResult, LockedGroup, MemberRow, Role } from './groupRows.ts';
 
 /** Group repository. */
 export class GroupStore {
   constructor(private readonly db: Db) {}
 
-  /** Create a group, its conversation row (seq counter) and members (owner first), in one transaction. */
-  async create(g: { groupId: string; name: string; description: string; createdBy: string; maxMembers: number; memberIds: readonly string[] }): Promise<void> {
-    await this.db.transaction(async (tx) => {
+  /**
+   * Create a group, its conversation row (seq counter) and members (owner first), in one
+   * transaction. There each user's memberships are counted against `maxGroupsPerUser` under
+   * their membership locks (store/userGroups.ts `lockMembershipsAtCap`), so concurrent
+   * creates and adds never seat a user in more groups than that: a creator at the cap
+   * gets 'creator_full' and nothing is written; initial members at the cap are left out
+   * and listed in `full`.
+   * @param maxGroupsPerUser MAX_GROUPS_PER_USER (≥ 1)
+   * @returns see {@link CreateResult}
+   * @throws driver errors (nothing written)
+   */
+  async create(
+    g: { groupId: string; name: string; description: string; createdBy: string; maxMembers: number; memberIds: readonly string[] },
+    maxGroupsPerUser: number,
+  ): Promise<CreateResult> {
+    return this.db.transaction(async (tx): Promise<CreateResult> => {
+      const atCap = await lockMembershipsAtCap(tx, [g.createdBy, ...g.memberIds], maxGroupsPerUser);
+      if (atCap.has(g.createdBy)) return { status: 'creator_full' };
       await tx.query(
         `INSERT INTO group_chats (group_id, group_name, group_description, created_by_user_id, owner_id, max_members) VALUES ($1, $2, $3, $4, $4, $5)`,
         [g.groupId, g.name, g.description, g.createdBy, g.maxMembers],
@@ -27,9 +44,11 @@ export class GroupStore {
       await tx.query(`INSERT INTO conversations (conversation_id, kind) VALUES ($1, 'group')`, [g.groupId]);
       await tx.query(`INSERT INTO group_members (group_id, user_id, role, added_by_user_id) VALUES ($1, $2, 'owner', $2)`, [g.groupId, g.createdBy]);
       for (const id of g.memberIds) {
+        if (atCap.has(id)) continue;
         await tx.query(`INSERT INTO group_members (group_id, user_id, role, added_by_user_id) VALUES ($1, $2, 'member', $3)`, [g.groupId, id, g.createdBy]);
       }
       await change(tx, g.groupId, null, 'group_created', g.createdBy);
+      return { status: 'created', full: g.memberIds.filter((id) => atCap.has(id)) };
     });
   }
 
@@ -97,11 +116,15 @@ export class GroupStore {
   /**
    * Add `userId` as a member, under the group row lock, after `guard` (the adder's role).
    * Capacity, presence and blocks with the current members are checked there too, so
-   * concurrent adds never pass `max_members` nor seat two users with a block between them.
+   * concurrent adds never pass `max_members` nor seat two users with a block between them;
+   * last, under the new member's membership lock (taken after the group row lock, the one
+   * order used), their memberships are counted against `maxGroupsPerUser`, so concurrent
+   * adds to several groups never seat them in more than that.
+   * @param maxGroupsPerUser MAX_GROUPS_PER_USER (≥ 1)
    * @returns see {@link AddResult}
-   * @throws whatever `guard` throws (nothing written)
+   * @throws whatever `guard` throws (nothing written); driver errors
    */
-  async addMember(groupId: string, userId: string, addedBy: string, guard: Guard): Promise<AddResult> {
+  async addMember(groupId: string, userId: string, addedBy: string, guard: Guard, maxGroupsPerUser: number): Promise<AddResult> {
     const r = await this.locked(groupId, guard, async (tx, g): Promise<AddResult> => {
       if (!g.group.isActive) return { status: 'gone' };
       if (g.members.some((m) => m.userId === userId)) return { status: 'exists' };
@@ -112,6 +135,7 @@ export class GroupStore {
         [userId, g.members.map((m) => m.userId)],
       );
       if (rows[0]?.blocked) return { status: 'blocked' };
+      if ((await lockMembershipsAtCap(tx, [userId], maxGroupsPerUser)).size > 0) return { status: 'user_full' };
       await tx.query(`INSERT INTO group_members (group_id, user_id, role, added_by_user_id) VALUES ($1, $2, 'member', $3)`, [groupId, userId, addedBy]);
       await change(tx, groupId, userId, 'member_added', addedBy, 'member');
       return { status: 'added', group: g.group, members: await membersOn(tx, groupId) };
