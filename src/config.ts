@@ -23,6 +23,16 @@ export class ConfigError extends Error {
 
 type Parser<T> = { parse(raw: string, name: string): T; form: string };
 
+/**
+ * Largest delay a Node.js timer takes, ms (2^31 - 1, about 24.8 days; a larger one fires
+ * after 1 ms with a TimeoutOverflowWarning) and PostgreSQL's largest statement_timeout.
+ * Every `*_MS` setting is bounded by it or less (audit 8, F6: SESSION_RECHECK_MS=3e9 made
+ * 900 queries a second per connection, DRAIN_TIMEOUT_MS=2^31-1 drained for 1 ms).
+ */
+export const TIMER_MAX_MS = 2_147_483_647;
+const HOUR_MS = 3_600_000;
+const DAY_MS = 86_400_000;
+
 const int = (min: number, max = Number.MAX_SAFE_INTEGER): Parser<number> => ({
   form: `an integer in ${min}..${max}`,
   parse(raw, name) {
@@ -87,9 +97,9 @@ export const SETTINGS = {
   dbPass: s<string>('DB_PASS', undefined, str, 'PostgreSQL password', true),
   dbSsl: s('DB_SSL', false, bool, 'Use TLS to PostgreSQL (rejectUnauthorized stays on)'),
   dbPoolSize: s('DB_POOL_SIZE', 10, int(1, 1000), 'Connections in the pg pool, per process'),
-  dbStatementTimeoutMs: s('DB_STATEMENT_TIMEOUT_MS', 5000, int(0), 'statement_timeout for every query, ms (0 = none)'),
-  dbConnectTimeoutMs: s('DB_CONNECT_TIMEOUT_MS', 2000, int(1), 'Bound on connecting and on waiting for a free pool connection, ms'),
-  dbIdleTimeoutMs: s('DB_IDLE_TIMEOUT_MS', 30000, int(0), 'Idle pool connection lifetime, ms'),
+  dbStatementTimeoutMs: s('DB_STATEMENT_TIMEOUT_MS', 5000, int(0, TIMER_MAX_MS), 'statement_timeout for every query, ms (0 = none)'),
+  dbConnectTimeoutMs: s('DB_CONNECT_TIMEOUT_MS', 2000, int(1, 600_000), 'Bound on connecting and on waiting for a free pool connection, ms'),
+  dbIdleTimeoutMs: s('DB_IDLE_TIMEOUT_MS', 30000, int(0, DAY_MS), 'Idle pool connection lifetime, ms'),
   dbInsertConcurrency: s('DB_INSERT_CONCURRENCY', 0, int(0, 64), 'Message-insert statements in flight at once per process (group commit); 0 = 4 in one process, and under cluster-server.ts 4 / CLUSTER_WORKERS rounded (at least 1), so a host keeps about 4'),
   dbPreparedStatements: s('DB_PREPARED_STATEMENTS', true, bool, 'Run the hot connect-path lookups and the single-message insert as named prepared statements (parsed once per connection); false behind a pooler without prepared-statement support'),
   dataDir: s('DATA_DIR', './data', str, 'Embedded database and development secrets directory'),
@@ -109,29 +119,29 @@ export const SETTINGS = {
   trustProxy: s('TRUST_PROXY', 0, int(0, 10), 'Proxy hops of X-Forwarded-For to trust (0 = ignore the header) (§1)'),
   maxMessageLength: s('MAX_MESSAGE_LENGTH', 5000, int(1, 100000), 'Longest message content, Unicode code points (§2)'),
   protocolErrorLimit: s('PROTOCOL_ERROR_LIMIT', 20, int(1), 'BAD_REQUEST/UNKNOWN_TYPE errors per 60 s before close 4400 (§2.2)'),
-  editWindowMs: s('EDIT_WINDOW_MS', 300000, int(0), 'How long a message may be edited, ms; 0 = unlimited (§2.2)'),
-  authTimeoutMs: s('AUTH_TIMEOUT_MS', 30000, int(1), 'Unauthenticated connections close 4408 after this, ms (§3)'),
+  editWindowMs: s('EDIT_WINDOW_MS', 300000, int(0, TIMER_MAX_MS), 'How long a message may be edited, ms; 0 = unlimited (§2.2)'),
+  authTimeoutMs: s('AUTH_TIMEOUT_MS', 30000, int(1, HOUR_MS), 'Unauthenticated connections close 4408 after this, ms (§3)'),
   singleSession: s('SINGLE_SESSION', false, bool, 'A new login closes the older connections with 4409 (§3)'),
-  sessionRecheckMs: s('SESSION_RECHECK_MS', 60000, int(100), 'Revoked jti / deleted user re-check interval, ms (§3)'),
-  heartbeatIntervalMs: s('HEARTBEAT_INTERVAL_MS', 25000, int(100), 'WebSocket ping interval, ms (§3)'),
-  heartbeatTimeoutMs: s('HEARTBEAT_TIMEOUT_MS', 10000, int(50), 'Pong deadline after a ping, ms; must be below HEARTBEAT_INTERVAL_MS (§3)'),
+  sessionRecheckMs: s('SESSION_RECHECK_MS', 60000, int(100, DAY_MS), 'Revoked jti / deleted user re-check interval, ms (§3)'),
+  heartbeatIntervalMs: s('HEARTBEAT_INTERVAL_MS', 25000, int(100, HOUR_MS), 'WebSocket ping interval, ms (§3)'),
+  heartbeatTimeoutMs: s('HEARTBEAT_TIMEOUT_MS', 10000, int(50, HOUR_MS), 'Pong deadline after a ping, ms; must be below HEARTBEAT_INTERVAL_MS (§3)'),
   maxConnectionsPerUser: s('MAX_CONNECTIONS_PER_USER', 10, int(1), 'Devices per user; more → close 4429 (§3)'),
   sendQueueLimitBytes: s('SEND_QUEUE_LIMIT_BYTES', 1048576, int(1024), 'Per-connection queued outbound bytes before close 4503 (§2.3)'),
   messageRateLimit: s('MESSAGE_RATE_LIMIT', 30, int(1), 'Sends per user per window (§4)'),
-  messageRateWindowMs: s('MESSAGE_RATE_WINDOW_MS', 60000, int(1000), 'Rate-limit window for sends, actions, reads and receipts, ms (§4)'),
+  messageRateWindowMs: s('MESSAGE_RATE_WINDOW_MS', 60000, int(1000, DAY_MS), 'Rate-limit window for sends, actions, reads and receipts, ms (§4)'),
   actionRateLimit: s('ACTION_RATE_LIMIT', 60, int(1), 'Edits, deletes and reactions per user per window (§4)'),
   readRateLimit: s('READ_RATE_LIMIT', 1200, int(1), 'Reads (history, conversation and group lists, sync, presence, start_conversation, token refreshes) per user per window; bounds the database work one account can ask for (docs/PROTOCOL-NOTES.md)'),
   receiptRateLimit: s('RECEIPT_RATE_LIMIT', 3000, int(1), 'mark_message_read and message_delivered frames per user per window (docs/PROTOCOL-NOTES.md)'),
   typingRateLimit: s('TYPING_RATE_LIMIT', 20, int(1), 'Typing frames per user per TYPING_RATE_WINDOW_MS; excess dropped (§4)'),
-  typingRateWindowMs: s('TYPING_RATE_WINDOW_MS', 10000, int(1000), 'Typing rate-limit window, ms (§4)'),
-  typingTimeoutMs: s('TYPING_TIMEOUT_MS', 6000, int(100), 'A typist silent this long produces isTyping:false, ms (§6)'),
-  relationCacheMs: s('RELATION_CACHE_MS', 5000, int(0), 'Follow/block/user cache lifetime, ms; 0 = no cache (§5)'),
+  typingRateWindowMs: s('TYPING_RATE_WINDOW_MS', 10000, int(1000, DAY_MS), 'Typing rate-limit window, ms (§4)'),
+  typingTimeoutMs: s('TYPING_TIMEOUT_MS', 6000, int(100, HOUR_MS), 'A typist silent this long produces isTyping:false, ms (§6)'),
+  relationCacheMs: s('RELATION_CACHE_MS', 5000, int(0, DAY_MS), 'Follow/block/user cache lifetime, ms; 0 = no cache (§5)'),
   followPolicy: s('FOLLOW_POLICY', 'sender_follows' as 'sender_follows' | 'either' | 'none', oneOf('sender_follows', 'either', 'none'), 'Who may DM whom (§5)'),
   maxGroupSize: s('MAX_GROUP_SIZE', 1000, int(2, 100000), 'Upper bound of a group\'s maxMembers (§7)'),
   defaultGroupMaxMembers: s('GROUP_DEFAULT_MAX_MEMBERS', 50, int(2, 100000), 'maxMembers when create_group omits it (§7)'),
   maxGroupsPerUser: s('MAX_GROUPS_PER_USER', 500, int(1, 100000), 'Most groups one user may be in (soft-deleted ones count until purged); create_group and add_group_member past it → GROUP_FULL, memberships already past it are kept (§7, docs/PROTOCOL-NOTES.md)'),
   groupPurgeDays: s('GROUP_PURGE_DAYS', 30, int(0), 'Soft-deleted groups are purged after this many days (§7)'),
-  offlineGraceMs: s('OFFLINE_GRACE_MS', 10000, int(0), 'Delay before user_offline after the last connection closes, ms (§8)'),
+  offlineGraceMs: s('OFFLINE_GRACE_MS', 10000, int(0, DAY_MS), 'Delay before user_offline after the last connection closes, ms (§8)'),
   syncRetentionDays: s('SYNC_RETENTION_DAYS', 30, int(1), 'Oldest sync cursor accepted, days (§9)'),
   readyRequiresRedis: s('READY_REQUIRES_REDIS', false, bool, '/ready is 503 while Redis is down (§10)'),
   metricsToken: s<string>('METRICS_TOKEN', undefined, str, 'Bearer token required by /metrics when set (§10)', true),
@@ -144,7 +154,7 @@ export const SETTINGS = {
   clusterWorkers: s('CLUSTER_WORKERS', Math.max(1, cpus().length), int(1, 256), 'Workers forked by cluster-server.ts (default: CPU count)'),
   presenceHeartbeatMs: s('PRESENCE_HEARTBEAT_MS', 5000, int(100, 600000), 'Redis presence: each instance refreshes its liveness this often, ms (§8)'),
   presenceTtlMs: s('PRESENCE_TTL_MS', 15000, int(300, 3600000), 'Redis presence: an instance silent this long is reaped and its users go offline, ms (§8)'),
-  drainTimeoutMs: s('DRAIN_TIMEOUT_MS', 10000, int(0), 'SIGTERM: every connection closed 1001 within this bound (exit at most 2 s later), ms'),
+  drainTimeoutMs: s('DRAIN_TIMEOUT_MS', 10000, int(0, HOUR_MS), 'SIGTERM: every connection closed 1001 within this bound (exit at most 2 s later), ms'),
 };
 
 type Settings = typeof SETTINGS;

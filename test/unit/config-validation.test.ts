@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { createApp, StartupError } from '../../src/app.ts';
 import { decodeJwtSecret } from '../../src/auth/keys.ts';
-import { ConfigError, loadConfig } from '../../src/config.ts';
+import { ConfigError, loadConfig, SETTINGS, TIMER_MAX_MS } from '../../src/config.ts';
 import { createLogger } from '../../src/observability/logger.ts';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
@@ -133,6 +133,19 @@ describe('a bad value stops with a message naming the variable', () => {
       rmSync(cwd, { recursive: true, force: true });
     }
   }, 90_000); // a cold tsx start of the whole service; slow on a busy machine
+});
+
+describe('every *_MS setting is bounded by the largest Node.js timer (audit 8, F6)', () => {
+  const timers = Object.values(SETTINGS)
+    .map((x) => x.env)
+    .filter((e) => e.endsWith('_MS'));
+  it(`${timers.length} settings: ${TIMER_MAX_MS + 1} ms (a 1 ms timer in Node.js) → ConfigError naming the variable; ${TIMER_MAX_MS} at most is the bound`, () => {
+    expect(timers.length).toBeGreaterThan(10);
+    for (const env of timers) {
+      expect(() => loadConfig({ [env]: String(TIMER_MAX_MS + 1) }), env).toThrow(ConfigError);
+      expect(() => loadConfig({ [env]: String(TIMER_MAX_MS + 1) }), env).toThrow(new RegExp(`^${env}:`));
+    }
+  });
 });
 
 describe('JWT_SECRET (PROTOCOL §3: at least 32 key bytes, else no start)', () => {
