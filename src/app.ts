@@ -77,15 +77,37 @@ export class StartupError extends Error {
   }
 }
 
+/**
+ * With no database configured, whether the embedded one may be used (EMBEDDED_DATABASE;
+ * audit 8, F2: a deployment whose DATABASE_URL was missing or misspelt ran on PGlite on the
+ * container's disk, its users 1-3 logging in as the demo users, with /ready 200).
+ * @throws StartupError naming the variables when it may not
+ */
+function checkEmbedded(cfg: Config): void {
+  if (!cfg.embedded || cfg.embeddedDatabase === 'true') return;
+  const secrets = [cfg.jwtSecret && 'JWT_SECRET', cfg.encryptionKey && 'CHAT_ENCRYPTION_KEY', cfg.encryptionKeys?.length && 'CHAT_ENCRYPTION_KEYS'].filter((x): x is string => typeof x === 'string');
+  if (cfg.embeddedDatabase === 'false') {
+    throw new StartupError('no database configured (DATABASE_URL or DB_HOST) and EMBEDDED_DATABASE=false: set DATABASE_URL');
+  }
+  if (secrets.length > 0) {
+    throw new StartupError(
+      `no database configured (DATABASE_URL or DB_HOST) but ${secrets.join(' and ')} ${secrets.length > 1 ? 'are' : 'is'} set: refusing to run on the embedded database; set DATABASE_URL, or EMBEDDED_DATABASE=true to use the embedded one with these secrets`,
+    );
+  }
+}
+
 async function openDb(cfg: Config, logger: Logger, observer: DbObserver): Promise<Db & { poolStats?(): PoolStats }> {
   if (cfg.embedded) {
+    logger.warn('embedded database (PGlite): for development only; set DATABASE_URL for PostgreSQL', { dataDir: cfg.dataDir.startsWith('memory://') ? 'memory' : cfg.dataDir });
     const dir = cfg.dataDir.startsWith('memory://') ? undefined : join(cfg.dataDir, 'pgdata');
     // Loaded only for the embedded database (PGlite is large and unused with PostgreSQL).
     const { createPgliteDb } = await import('./store/pgliteDb.ts');
     const db = await createPgliteDb(dir);
     await applyDevSchema(db);
     const { rows } = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM users_auth');
-    if (Number(rows[0]?.n) === 0) {
+    // Demo users only with the development secrets: with a real JWT_SECRET, user 1 of the
+    // real backend would log in as alice.
+    if (Number(rows[0]?.n) === 0 && !cfg.jwtSecret) {
       await seedDemo(db);
       logger.info('embedded database seeded with demo users alice (1), bob (2), carol (3)');
     }
@@ -140,6 +162,7 @@ function resolveSecrets(cfg: Config, logger: Logger): { jwtSecret: string; jwtEn
  */
 export async function createApp(cfg: Config, opts: AppOptions = {}): Promise<App> {
   const logger = opts.logger ?? createLogger(cfg.logLevel);
+  checkEmbedded(cfg);
   const secrets = resolveSecrets(cfg, logger);
   let gateway: Gateway | undefined;
   let db: (Db & { poolStats?(): PoolStats }) | undefined;

@@ -90,6 +90,7 @@ export const SETTINGS = {
   port: s('PORT', 3001, int(0, 65535), 'HTTP and WebSocket port (PROTOCOL §1); 0 picks a free port'),
   host: s('HOST', '0.0.0.0', str, 'Listen address'),
   databaseUrl: s<string>('DATABASE_URL', undefined, str, 'PostgreSQL URL; unset (and no DB_HOST) = embedded PGlite in DATA_DIR'),
+  embeddedDatabase: s('EMBEDDED_DATABASE', 'auto' as 'auto' | 'true' | 'false', oneOf('auto', 'true', 'false'), 'With no DATABASE_URL or DB_HOST: auto = the embedded PGlite only when JWT_SECRET and CHAT_ENCRYPTION_KEY(S) are unset too (development; else refuse to start: a deployment whose database variable is missing or misspelt), true = the embedded one anyway, false = refuse to start'),
   dbHost: s<string>('DB_HOST', undefined, str, 'PostgreSQL host (old server name; used when DATABASE_URL is unset)'),
   dbPort: s('DB_PORT', 5432, int(1, 65535), 'PostgreSQL port'),
   dbName: s('DB_NAME', 'postgres', str, 'PostgreSQL database'),

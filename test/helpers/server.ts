@@ -48,6 +48,7 @@ export async function startServer(env: EnvOverrides = {}, opts: { database?: Tes
     HOST: '127.0.0.1',
     DATABASE_URL: database.url,
     DATA_DIR: 'memory://',
+    EMBEDDED_DATABASE: 'true', // on PGlite (no TEST_DATABASE_URL) with the test secrets
     JWT_SECRET: TEST_JWT_SECRET,
     JWT_SECRET_ENCODING: 'base64',
     CHAT_ENCRYPTION_KEY: TEST_ENC_KEY,

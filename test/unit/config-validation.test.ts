@@ -170,3 +170,40 @@ describe('JWT_SECRET (PROTOCOL §3: at least 32 key bytes, else no start)', () =
     }
   });
 });
+
+describe('EMBEDDED_DATABASE (audit 8, F2: a missing or misspelt DATABASE_URL must not run production on PGlite)', () => {
+  const logger = createLogger('error', { silent: true });
+  const secrets = { JWT_SECRET: randomBytes(32).toString('base64'), CHAT_ENCRYPTION_KEY: randomBytes(32).toString('hex'), DATA_DIR: 'memory://' };
+
+  it('auto (default): no database configured but production secrets set → StartupError naming them and the way out', async () => {
+    for (const env of [secrets, { JWT_SECRET: secrets.JWT_SECRET, DATA_DIR: 'memory://' }, { DATABSE_URL: 'postgres://typo', ...secrets }]) {
+      const p = createApp(loadConfig(env), { logger });
+      await expect(p).rejects.toBeInstanceOf(StartupError);
+      await expect(p).rejects.toThrow(/no database configured \(DATABASE_URL or DB_HOST\) but JWT_SECRET.*EMBEDDED_DATABASE=true/);
+    }
+  });
+
+  it('false: no database configured → StartupError, even without secrets', async () => {
+    await expect(createApp(loadConfig({ EMBEDDED_DATABASE: 'false', DATA_DIR: 'memory://' }), { logger })).rejects.toThrow(/EMBEDDED_DATABASE=false/);
+  });
+
+  it('true: the embedded database with those secrets, and no demo users (user 1 of the real backend must not log in as alice)', async () => {
+    const app = await createApp(loadConfig({ ...secrets, EMBEDDED_DATABASE: 'true' }), { logger });
+    try {
+      const { rows } = await app.db.query<{ n: number }>('SELECT count(*)::int AS n FROM users_auth');
+      expect(Number(rows[0]!.n)).toBe(0);
+    } finally {
+      await app.shutdown(100);
+    }
+  });
+
+  it('auto without secrets (npm start on a bare machine): the embedded database with the demo users', async () => {
+    const app = await createApp(loadConfig({ DATA_DIR: 'memory://' }), { logger });
+    try {
+      const { rows } = await app.db.query<{ n: number }>('SELECT count(*)::int AS n FROM users_auth');
+      expect(Number(rows[0]!.n)).toBe(3);
+    } finally {
+      await app.shutdown(100);
+    }
+  });
+});
