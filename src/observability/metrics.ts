@@ -11,6 +11,9 @@ import type { LimitKind } from '../policy/rateLimits.ts';
 import { GAP_CLOSE_REASON } from '../fanout/busGaps.ts';
 import { BUS_REFUSALS, type BusRefusal } from '../fanout/refusals.ts';
 
+
+/** Error codes exported from the start at 0 because docs/alerts.yml alerts on them (PROTOCOL §2.2, §3). */
+export const ALERTED_ERROR_CODES = ['SERVICE_UNAVAILABLE', 'AUTH_UNAVAILABLE', 'INTERNAL_ERROR'] as const;
 /** The children of a one-label metric, created once per label value (no label hashing per call). */
 class Children<L extends string | number, C> {
   private readonly cache = new Map<L, C>();
@@ -93,6 +96,8 @@ export class Metrics implements GatewayMetrics {
     );
     // Every reason exported from the start at 0, so the first refusal is an increase an alert sees.
     for (const reason of BUS_REFUSALS) this.busRefusals.of(reason).inc(0);
+    // Likewise the error codes docs/alerts.yml watches (audit 8, F11: rate() ignores a series' first sample).
+    for (const code of ALERTED_ERROR_CODES) this.errors.of(code).inc(0);
     this.stored = new client.Counter({ name: 'chat_messages_stored_total', help: 'Messages committed (DM, group, announcement; duplicates excluded)', registers: [this.registry] });
     const dbBuckets = [0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5];
     this.dbQuery = new client.Histogram({ name: 'chat_db_query_duration_seconds', help: 'Database statement time on its connection', buckets: dbBuckets, registers: [this.registry] });

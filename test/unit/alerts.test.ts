@@ -31,4 +31,12 @@ describe('docs/alerts.yml', () => {
     }
     expect(used.size).toBeGreaterThanOrEqual(8);
   });
+
+  it('exports every chat_errors_total code it alerts on from the start, at 0 (rate() ignores a series\' first sample)', async () => {
+    const metrics = new Metrics({ connections: () => 0, users: () => 0, pool: () => ({ total: 1, idle: 1, waiting: 0 }) });
+    const codes = [...RULES.matchAll(/chat_errors_total\{code=~?"([^"]+)"\}/g)].flatMap((m) => m[1]!.split('|'));
+    expect(codes).toEqual(expect.arrayContaining(['SERVICE_UNAVAILABLE', 'AUTH_UNAVAILABLE', 'INTERNAL_ERROR']));
+    const text = await metrics.registry.metrics();
+    for (const code of codes) expect(text, code).toMatch(new RegExp(`^chat_errors_total\\{code="${code}"\\} 0$`, 'm'));
+  });
 });
