@@ -145,7 +145,7 @@ function resolveSecrets(cfg: Config, logger: Logger): { jwtSecret: string; jwtEn
       jwtEncoding = 'base64';
     }
     encKey ??= secrets.encryptionKey;
-    logger.warn(`using development secrets ${created ? 'generated now' : 'from'} in ${cfg.dataDir} (embedded database only)`);
+    logger.warn(`using development secrets ${created ? 'generated now in' : 'from'} ${cfg.dataDir} (embedded database only)`);
   }
   try {
     jwtKey(jwtSecret, jwtEncoding);

@@ -53,6 +53,26 @@ const bool: Parser<boolean> = {
   },
 };
 const str: Parser<string> = { form: 'a string', parse: (raw) => raw };
+/**
+ * A URL with one of `schemes` (e.g. `postgres:`). A bad value is reported with its scheme
+ * only: these URLs carry passwords, and a ConfigError is printed (audit 8, F12: a garbage
+ * REDIS_URL failed later, after migrations, as "Invalid URL" naming no variable).
+ */
+const url = (...schemes: string[]): Parser<string> => ({
+  form: `a URL (${schemes.map((x) => x + '//').join(', ')})`,
+  parse(raw, name) {
+    let u: URL | undefined;
+    try {
+      u = new URL(raw);
+    } catch {
+      u = undefined;
+    }
+    if (!u || !schemes.includes(u.protocol)) {
+      throw new ConfigError(name, `a URL (${schemes.map((x) => x + '//').join(', ')})`, u ? `${u.protocol}//…` : '(not a URL; value not shown)');
+    }
+    return raw;
+  },
+});
 const oneOf = <T extends string>(...values: T[]): Parser<T> => ({
   form: `one of ${values.join(', ')}`,
   parse(raw, name) {
@@ -89,7 +109,7 @@ const s = <T>(env: string, def: T | undefined, parser: Parser<T>, doc: string, s
 export const SETTINGS = {
   port: s('PORT', 3001, int(0, 65535), 'HTTP and WebSocket port (PROTOCOL §1); 0 picks a free port'),
   host: s('HOST', '0.0.0.0', str, 'Listen address'),
-  databaseUrl: s<string>('DATABASE_URL', undefined, str, 'PostgreSQL URL; unset (and no DB_HOST) = embedded PGlite in DATA_DIR'),
+  databaseUrl: s<string>('DATABASE_URL', undefined, url('postgres:', 'postgresql:', 'socket:'), 'PostgreSQL URL; unset (and no DB_HOST) = embedded PGlite in DATA_DIR'),
   embeddedDatabase: s('EMBEDDED_DATABASE', 'auto' as 'auto' | 'true' | 'false', oneOf('auto', 'true', 'false'), 'With no DATABASE_URL or DB_HOST: auto = the embedded PGlite only when JWT_SECRET and CHAT_ENCRYPTION_KEY(S) are unset too (development; else refuse to start: a deployment whose database variable is missing or misspelt), true = the embedded one anyway, false = refuse to start'),
   dbHost: s<string>('DB_HOST', undefined, str, 'PostgreSQL host (old server name; used when DATABASE_URL is unset)'),
   dbPort: s('DB_PORT', 5432, int(1, 65535), 'PostgreSQL port'),
@@ -146,8 +166,9 @@ export const SETTINGS = {
   syncRetentionDays: s('SYNC_RETENTION_DAYS', 30, int(1), 'Oldest sync cursor accepted, days (§9)'),
   readyRequiresRedis: s('READY_REQUIRES_REDIS', false, bool, '/ready is 503 while Redis is down (§10)'),
   metricsToken: s<string>('METRICS_TOKEN', undefined, str, 'Bearer token required by /metrics when set (§10)', true),
+  cpuProfileFile: s<string>('CPU_PROFILE_FILE', undefined, str, 'Write a V8 CPU profile of this process to this path at shutdown (cluster workers: PATH.w<worker id>); for benchmarks, README Performance'),
   metricsCacheMs: s('METRICS_CACHE_MS', 1000, int(0, 60000), 'How long one /metrics render answers every scrape, ms (0: only scrapes at the same moment share one); bounds what a flood of /metrics costs'),
-  redisUrl: s<string>('REDIS_URL', undefined, str, 'Redis for cross-host fan-out, presence and limits; unset = none'),
+  redisUrl: s<string>('REDIS_URL', undefined, url('redis:', 'rediss:'), 'Redis for cross-host fan-out, presence and limits; unset = none'),
   redisKeyPrefix: s('REDIS_KEY_PREFIX', 'chat:', str, 'Prefix of every Redis key and channel'),
   busEncryption: s('BUS_ENCRYPTION', true, bool, 'Seal frames published to Redis (AES-256-GCM, key derived from the primary CHAT_ENCRYPTION_KEY) and refuse unsealed ones; false publishes plaintext and accepts both (only for upgrading from a build without it: docs/scaling.md)'),
   busGapResyncMs: s('BUS_GAP_RESYNC_MS', 10000, int(0, 600000), 'When Redis lost live deliveries for connections here (this instance\'s subscriber reconnected, or another instance\'s publishes to their users failed), close them 4503 (reconnect and sync, §2.3) at random within this many ms (at least 1 ms per user told); 0 = never (clients catch up at their next reconnect): docs/scaling.md'),
@@ -210,6 +231,12 @@ export function configWarnings(cfg: Config): string[] {
         'a command stuck in the database at shutdown is closed 1001 unanswered instead of answered SERVICE_UNAVAILABLE; set it lower',
     );
   }
+  if (cfg.presenceTtlMs < 2 * cfg.presenceHeartbeatMs) {
+    out.push(`PRESENCE_TTL_MS (${cfg.presenceTtlMs}) is below 2 × PRESENCE_HEARTBEAT_MS (${cfg.presenceHeartbeatMs}): it is raised to ${2 * cfg.presenceHeartbeatMs}`);
+  }
+  if (!cfg.metricsToken && !['127.0.0.1', '::1', 'localhost'].includes(cfg.host)) {
+    out.push(`METRICS_TOKEN is unset and HOST is ${cfg.host}: /metrics answers anyone who reaches this port (restrict it at the proxy, as nginx.conf does, or set METRICS_TOKEN)`);
+  }
   return out;
 }
 
@@ -222,7 +249,8 @@ export function loadConfigOrExit(env: Record<string, string | undefined> = proce
     return loadConfig(env);
   } catch (err) {
     if (err instanceof ConfigError) {
-      process.stderr.write(`configuration error: ${err.message}\n`);
+      // One JSON line like every log line (the logger needs LOG_LEVEL, which may be what is wrong).
+      process.stderr.write(JSON.stringify({ level: 'error', message: `configuration error: ${err.message}`, variable: err.variable, timestamp: new Date().toISOString() }) + '\n');
       process.exit(1);
     }
     throw err;

@@ -3,6 +3,8 @@
  * (`/ready` 503 at once, new upgrades refused, open connections closed 1001 after their
  * in-flight commands, or at DRAIN_TIMEOUT_MS without waiting for them any longer), close
  * the app's resources, and exit 0; at the latest DRAIN_TIMEOUT_MS + {@link CLOSE_GRACE_MS}.
+ * A second SIGINT exits at once (130); a second SIGTERM is logged. A signal before the
+ * server listens exits 0 with a log line.
  */
 import cluster from 'node:cluster';
 import dotenv from 'dotenv';
@@ -16,6 +18,17 @@ dotenv.config({ quiet: true });
 const cfg = loadConfigOrExit();
 const logger = createLogger(cfg.logLevel);
 for (const w of configWarnings(cfg)) logger.warn(`configuration: ${w}`);
+// Node's own warnings (deprecations, timer overflows) as JSON log lines too (audit 8, F13).
+process.removeAllListeners('warning');
+process.on('warning', (w) => logger.warn(`node: ${w.message}`, { name: w.name }));
+
+// A signal before the server listens: nothing to drain (a migration in flight rolls back).
+const earlyStop = (signal: string) => {
+  logger.info('stopped during start-up', { signal });
+  process.exit(0);
+};
+process.on('SIGTERM', earlyStop);
+process.on('SIGINT', earlyStop);
 
 /**
  * Time after DRAIN_TIMEOUT_MS for closing the app's resources (bus, Redis, database pool),
@@ -26,7 +39,7 @@ for (const w of configWarnings(cfg)) logger.warn(`configuration: ${w}`);
 const CLOSE_GRACE_MS = 2000;
 
 // Under the cluster server each worker writes its own profile (`FILE.w<worker id>`).
-const profileFile = process.env.CPU_PROFILE_FILE;
+const profileFile = cfg.cpuProfileFile;
 const stopProfile = await startCpuProfile(profileFile && cluster.isWorker ? `${profileFile}.w${cluster.worker!.id}` : profileFile);
 
 try {
@@ -34,7 +47,15 @@ try {
   await app.listen();
   let stopping = false;
   const stop = (signal: string) => {
-    if (stopping) return;
+    if (stopping) {
+      // A second Ctrl-C means "now" (audit 8, F14); a repeated SIGTERM only gets a log line.
+      if (signal === 'SIGINT') {
+        logger.warn('second SIGINT: exiting without waiting for the drain', { open: app.gateway.connectionCount() });
+        process.exit(130);
+      }
+      logger.info('already draining', { signal, open: app.gateway.connectionCount(), exitsWithinMs: cfg.drainTimeoutMs + CLOSE_GRACE_MS });
+      return;
+    }
     stopping = true;
     logger.info('draining', { signal, timeoutMs: cfg.drainTimeoutMs });
     const force = setTimeout(() => {
@@ -57,6 +78,8 @@ try {
       },
     );
   };
+  process.off('SIGTERM', earlyStop);
+  process.off('SIGINT', earlyStop);
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
 } catch (err) {

@@ -94,7 +94,10 @@ export function httpHandler(p: HttpProbe): (req: IncomingMessage, res: ServerRes
         });
         return;
       case '/metrics': {
-        if (p.metricsToken && !tokenOk(req.headers.authorization, p.metricsToken)) return json(res, 401, { error: 'Unauthorized' });
+        if (p.metricsToken && !tokenOk(req.headers.authorization, p.metricsToken)) {
+          res.setHeader('WWW-Authenticate', 'Bearer realm="metrics"'); // RFC 6750 §3
+          return json(res, 401, { error: 'Unauthorized' });
+        }
         if (!metricsText) return json(res, 404, { error: 'Not found' });
         void metricsText().then(
           (text) => {

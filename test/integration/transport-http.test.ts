@@ -99,7 +99,9 @@ describe('server with TRUST_PROXY=0, MAX_CONNECTIONS_PER_IP=1 and METRICS_TOKEN'
     });
 
     it('GET /metrics needs the METRICS_TOKEN bearer: 401 without or with a wrong one, 200 Prometheus text with it', async () => {
-      expect((await httpGet(h.port, '/metrics')).status).toBe(401);
+      const denied = await httpGet(h.port, '/metrics');
+      expect(denied.status).toBe(401);
+      expect(denied.headers['www-authenticate']).toBe('Bearer realm="metrics"'); // RFC 6750 §3
       expect((await httpGet(h.port, '/metrics', { Authorization: 'Bearer wrong' })).status).toBe(401);
       expect((await httpGet(h.port, '/metrics', { Authorization: `Bearer ${METRICS_TOKEN}x` })).status).toBe(401);
       expect((await httpGet(h.port, '/metrics', { Authorization: METRICS_TOKEN.slice(0, -1) })).status).toBe(401);

@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { createApp, StartupError } from '../../src/app.ts';
 import { decodeJwtSecret } from '../../src/auth/keys.ts';
-import { ConfigError, loadConfig, SETTINGS, TIMER_MAX_MS } from '../../src/config.ts';
+import { ConfigError, configWarnings, loadConfig, SETTINGS, TIMER_MAX_MS } from '../../src/config.ts';
 import { createLogger } from '../../src/observability/logger.ts';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
@@ -128,11 +128,44 @@ describe('a bad value stops with a message naming the variable', () => {
         );
       });
       expect(r.code).toBe(1);
-      expect(r.out).toContain('MAX_PAYLOAD_BYTES');
+      // One JSON line, as every log line (audit 8, F13).
+      const line = JSON.parse(r.out.trim().split('\n').pop()!) as Record<string, unknown>;
+      expect(line).toMatchObject({ level: 'error', variable: 'MAX_PAYLOAD_BYTES' });
+      expect(line.message).toContain('MAX_PAYLOAD_BYTES');
     } finally {
       rmSync(cwd, { recursive: true, force: true });
     }
   }, 90_000); // a cold tsx start of the whole service; slow on a busy machine
+});
+
+describe('URLs and cross-checks (audit 8, F12)', () => {
+  it('DATABASE_URL and REDIS_URL must be URLs of their schemes; the error names the variable and never shows the password', () => {
+    for (const [env, bad] of [
+      ['DATABASE_URL', 'garbage'],
+      ['DATABASE_URL', 'http://u:s3cretpw@db:5432/chat'],
+      ['REDIS_URL', 'garbage'],
+      ['REDIS_URL', 'http://:s3cretpw@redis:6379'],
+    ] as const) {
+      let err: unknown;
+      try {
+        loadConfig({ [env]: bad });
+      } catch (e) {
+        err = e;
+      }
+      expect(err, `${env}=${bad}`).toBeInstanceOf(ConfigError);
+      expect((err as Error).message).toMatch(new RegExp(`^${env}: expected a URL`));
+      expect((err as Error).message).not.toContain('s3cretpw');
+    }
+    expect(loadConfig({ DATABASE_URL: 'postgres://u:pw@db:5432/chat', REDIS_URL: 'rediss://:pw@redis:6380' })).toMatchObject({ databaseUrl: 'postgres://u:pw@db:5432/chat', redisUrl: 'rediss://:pw@redis:6380' });
+    expect(loadConfig({ DATABASE_URL: 'postgresql://db/chat' }).databaseUrl).toBe('postgresql://db/chat');
+  });
+
+  it('warns when PRESENCE_TTL_MS is under twice PRESENCE_HEARTBEAT_MS, and when /metrics is open on a non-loopback HOST', () => {
+    expect(configWarnings(loadConfig({ HOST: '127.0.0.1', PRESENCE_TTL_MS: '300', PRESENCE_HEARTBEAT_MS: '5000' })).join('\n')).toMatch(/PRESENCE_TTL_MS \(300\) is below 2 × PRESENCE_HEARTBEAT_MS/);
+    expect(configWarnings(loadConfig({ HOST: '0.0.0.0' })).join('\n')).toMatch(/METRICS_TOKEN is unset and HOST is 0\.0\.0\.0/);
+    expect(configWarnings(loadConfig({ HOST: '127.0.0.1' }))).toEqual([]);
+    expect(configWarnings(loadConfig({ HOST: '0.0.0.0', METRICS_TOKEN: 't'.repeat(32) }))).toEqual([]);
+  });
 });
 
 describe('every *_MS setting is bounded by the largest Node.js timer (audit 8, F6)', () => {
