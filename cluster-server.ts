@@ -8,9 +8,11 @@
  * - A worker that exits unexpectedly is re-forked (logged). Crash-loop guard: re-forks are
  *   delayed exponentially (0.5 s doubling to 30 s) while exits repeat, and after more than
  *   max(5, 2 × CLUSTER_WORKERS) exits within 60 s the primary stops everything and exits 1.
- * - SIGTERM/SIGINT are forwarded to the workers, which drain (PROTOCOL §2.3 1001); the
- *   primary exits 0 once they are all gone, or kills the rest and exits 1 after
- *   DRAIN_TIMEOUT_MS + 5 s.
+ *   A pending re-fork keeps the primary alive: it never exits while it should be running,
+ *   and exits 0 only after a SIGTERM/SIGINT.
+ * - SIGTERM/SIGINT are forwarded to the workers, which drain (PROTOCOL §2.3 1001) and
+ *   persist their users offline with `lastSeen` (the hub's `p.release`); the primary exits
+ *   0 once they are all gone, or kills the rest and exits 1 after DRAIN_TIMEOUT_MS + 5 s.
  * - Refuses to start without a configured PostgreSQL (DATABASE_URL or DB_HOST): the
  *   embedded PGlite database belongs to a single process.
  */
@@ -82,18 +84,23 @@ function runPrimary(cfg: Config): void {
     }
     const delay = crashes.length <= 1 ? 0 : Math.min(MAX_RESTART_DELAY_MS, 500 * 2 ** (crashes.length - 2));
     logger.error('worker exited unexpectedly; re-forking', { workerId: worker.id, pid: worker.process.pid, code, signal, delayMs: delay, recentExits: crashes.length });
+    // Not unref'd: with no worker left, this timer is what keeps the primary running (audit 8 F1).
     setTimeout(() => {
       if (!stopping) fork();
-    }, delay).unref();
+    }, delay);
   });
 
   function shutdown(reason: string, exitCode = 0): void {
     if (stopping) return;
     stopping = true;
     finalCode = exitCode;
+    hub.beginShutdown();
     logger.info('stopping workers', { reason, timeoutMs: cfg.drainTimeoutMs });
     const list = Object.values(cluster.workers ?? {}).filter((w): w is Worker => !!w);
-    if (list.length === 0) process.exit(exitCode);
+    if (list.length === 0) {
+      logger.info('no worker running; exiting', { code: exitCode });
+      process.exit(exitCode);
+    }
     for (const w of list) w.process.kill('SIGTERM');
     setTimeout(() => {
       const left = Object.values(cluster.workers ?? {}).filter((w): w is Worker => !!w);

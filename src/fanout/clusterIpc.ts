@@ -12,6 +12,8 @@ export const CH = {
   rpc: 'chat:rpc',
   reply: 'chat:rpc-reply',
   presence: 'chat:presence',
+  metricsReq: 'chat:metrics-req',
+  metricsRes: 'chat:metrics-res',
 } as const;
 
 /** A delivery relayed through the primary. */
@@ -57,8 +59,39 @@ export interface PresenceMsg {
   off: string[];
 }
 
-/** Operations the primary serves (see clusterPrimary.ts). */
-export type RpcOp = 'p.admit' | 'p.disconnected' | 'p.claim' | 'p.count' | 'p.online' | 'ip.acquire' | 'ip.release' | 'metrics';
+/**
+ * One metric family as a worker's registry reports it (prom-client `getMetricsAsJSON()`):
+ * `type` is `counter`, `gauge`, `histogram` or `summary`; histogram values carry
+ * `metricName` (`…_bucket`, `…_sum`, `…_count`).
+ */
+export interface MetricFamily {
+  name: string;
+  help: string;
+  type: string;
+  aggregator?: string;
+  values: { value: number; labels: Record<string, string | number>; metricName?: string }[];
+}
+
+/** The primary asks a worker for its own metrics (reply: {@link MetricsRes} with the same `id`). */
+export interface MetricsReq {
+  ch: typeof CH.metricsReq;
+  id: number;
+}
+
+/** A worker's own metrics (`m`), or error text `e` when its registry failed. */
+export interface MetricsRes {
+  ch: typeof CH.metricsRes;
+  id: number;
+  m?: MetricFamily[];
+  e?: string;
+}
+
+/**
+ * Operations the primary serves (see clusterPrimary.ts). `p.release`: this worker is
+ * stopping; while the whole cluster stops, the primary hands it the users it must persist
+ * offline (ClusterPresence.release), else [].
+ */
+export type RpcOp = 'p.admit' | 'p.disconnected' | 'p.claim' | 'p.count' | 'p.online' | 'p.release' | 'ip.acquire' | 'ip.release' | 'metrics';
 
 /** True when `m` is an object with channel tag `ch`. */
 export function isMsg<T extends { ch: string }>(m: unknown, ch: T['ch']): m is T {

@@ -17,7 +17,7 @@ import { ClusterIpCounter, ClusterPresence } from '../presence/clusterPresence.t
 import { LocalPresence, type Presence } from '../presence/presence.ts';
 import { LocalBus, type Bus } from './bus.ts';
 import { ClusterBus } from './clusterBus.ts';
-import { WorkerRpc } from './clusterIpc.ts';
+import { CH, isMsg, sendToPrimary, WorkerRpc, type MetricFamily, type MetricsReq, type MetricsRes } from './clusterIpc.ts';
 import { clusterRateLimits } from './limits.ts';
 import type { BusRefusal } from './refusals.ts';
 
@@ -31,7 +31,7 @@ export interface Distribution {
   redisHealthy(): boolean | undefined;
   /**
    * Under the cluster server: given this worker's metrics registry, a function resolving the
-   * Prometheus text aggregated over all workers (prom-client AggregatorRegistry in the primary).
+   * Prometheus text aggregated over all workers by the primary (src/fanout/clusterPrimary.ts).
    */
   aggregateMetrics?(registry: client.Registry): () => Promise<string>;
   /** Release connections (after the bus stopped). */
@@ -158,13 +158,21 @@ function clusterDistribution(cfg: Config, logger: Logger): Distribution {
 }
 
 /**
- * In a cluster worker: answer the primary's metric requests from `registry`, and serve
- * /metrics as the primary's aggregate over all workers (prom-client AggregatorRegistry).
+ * In a cluster worker: answer the primary's metric requests (`chat:metrics-req`) from
+ * `registry`, and serve /metrics as the primary's aggregate over all workers (live ones,
+ * plus the counters and histograms of exited ones: src/fanout/clusterPrimary.ts). The
+ * returned function rejects with PrimaryUnavailableError when the primary does not answer
+ * within 7 s (it waits at most 3 s for each worker).
  */
 function aggregateViaPrimary(rpc: WorkerRpc): (registry: client.Registry) => () => Promise<string> {
   return (registry) => {
-    client.AggregatorRegistry.setRegistries([registry]);
-    new client.AggregatorRegistry();
+    process.on('message', (m: unknown) => {
+      if (!isMsg<MetricsReq>(m, CH.metricsReq)) return;
+      registry.getMetricsAsJSON().then(
+        (fs) => sendToPrimary({ ch: CH.metricsRes, id: m.id, m: fs as unknown as MetricFamily[] } satisfies MetricsRes),
+        (err: Error) => sendToPrimary({ ch: CH.metricsRes, id: m.id, e: err.message } satisfies MetricsRes),
+      );
+    });
     return () => rpc.call<string>('metrics', [], 7000);
   };
 }

@@ -7,6 +7,11 @@
  * If the primary does not answer (it is gone; the worker is about to exit), calls fall
  * back to this worker's own counts.
  *
+ * Shutdown ({@link ClusterPresence.release}, after the drain): while the whole cluster
+ * stops, the primary hands each worker the users it was the last to hold, whose `lastSeen`
+ * the worker persists (PresenceEvents.shutdown); a worker stopped alone gets none (the
+ * primary hands them to a live worker once it exits).
+ *
  * Device cap: the primary checks MAX_CONNECTIONS_PER_USER and registers the connection in
  * one step (`p.admit`), so simultaneous logins of one user on any workers never pass it.
  * Without the primary, this worker's own connections (in-flight admissions included) are
@@ -17,6 +22,9 @@ import type { IpConnectionCounter } from '../gateway/admission.ts';
 import { LocalIpCounter } from '../gateway/admission.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Admission, Presence, PresenceListener } from './presence.ts';
+
+/** Longest {@link ClusterPresence.release} waits for the primary, ms (PresenceEvents.shutdown allows 3 s in all). */
+const RELEASE_TIMEOUT_MS = 1500;
 
 /** Worker-side {@link Presence} backed by the cluster primary. */
 export class ClusterPresence implements Presence {
@@ -98,6 +106,19 @@ export class ClusterPresence implements Presence {
     } catch {
       return new Set(userIds.filter((id) => this.local.has(id)));
     }
+  }
+
+  /**
+   * This worker stops (after its drain): the users it must persist offline now. While the
+   * cluster stops, the primary hands over the users whose connections only this worker
+   * still held, the grace periods it owns, and (to the first caller) those of exited
+   * workers; a worker stopped alone gets []. Rejects with PrimaryUnavailableError when
+   * the primary does not answer within {@link RELEASE_TIMEOUT_MS}.
+   */
+  async release(): Promise<string[]> {
+    this.tokens.clear();
+    const users = await this.rpc.call<string[]>('p.release', [], RELEASE_TIMEOUT_MS);
+    return Array.isArray(users) ? users.map(String) : [];
   }
 
   /** Stop listening for transitions. */
