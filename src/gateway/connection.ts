@@ -155,6 +155,8 @@ export class Connection {
     if (this.closed) return;
     this.closed = true;
     this.host.metrics?.closedByServer(code, reason);
+    // Debug level: a drain or a bus gap closes thousands at once (audit 8, F15).
+    this.host.logger.debug('connection closed by the server', { connId: this.id, userId: this.identity?.user.id, ip: this.ip, code, reason });
     try {
       this.ws.close(code, reason);
     } catch {
@@ -307,6 +309,7 @@ export class Connection {
     if (!r.ok) {
       this.sendFrame(authErrorFrame(r.code, r.message), requestId);
       this.host.metrics?.errorSent(r.code);
+      this.host.logger.debug('authentication refused', { connId: this.id, userId: this.identity?.user.id, ip: this.ip, code: r.code });
       if (this.identity) return;
       this.refuseHeld();
       // A lookup that could not run says nothing about the token: it does not count (§3 item 4).
