@@ -102,7 +102,7 @@ async function openDb(cfg: Config, logger: Logger, observer: DbObserver): Promis
     const dir = cfg.dataDir.startsWith('memory://') ? undefined : join(cfg.dataDir, 'pgdata');
     // Loaded only for the embedded database (PGlite is large and unused with PostgreSQL).
     const { createPgliteDb } = await import('./store/pgliteDb.ts');
-    const db = await createPgliteDb(dir);
+    const db = await createPgliteDb(dir, { logger });
     await applyDevSchema(db);
     const { rows } = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM users_auth');
     // Demo users only with the development secrets: with a real JWT_SECRET, user 1 of the
@@ -172,7 +172,7 @@ export async function createApp(cfg: Config, opts: AppOptions = {}): Promise<App
     pool: () => db?.poolStats?.(),
   });
   db = await openDb(cfg, logger, metrics.db);
-  const applied = await migrate(db);
+  const applied = await migrate(db, { logger });
   if (applied.length) logger.info('migrations applied', { applied });
   const insertInFlight = insertConcurrency(cfg.dbInsertConcurrency, cluster.isWorker, cfg.clusterWorkers);
   const stores = createStores(db, insertInFlight);

@@ -1,7 +1,10 @@
 /**
  * PostgreSQL adapter over a `pg` Pool: statement timeout on every connection, bounded
  * connect and pool wait, and an `error` listener so an idle connection's failure is
- * logged instead of crashing the process.
+ * logged instead of crashing the process. A connection failure is thrown as
+ * {@link DbUnavailableError} whose message names the target (`host:port/database`, never
+ * the user or password) and the cause (errno or SQLSTATE and the driver's message), so
+ * the one log line that carries it says why.
  */
 import pg from 'pg';
 import type { Logger } from 'winston';
@@ -68,8 +71,52 @@ export function isConnectionError(err: unknown): boolean {
 /** An 'error' listener that only keeps the event from being unhandled (see createPgDb). */
 function ignoreError(): void {}
 
-function wrap(err: unknown): unknown {
-  return isConnectionError(err) && !(err instanceof DbUnavailableError) ? new DbUnavailableError('database unavailable', err) : err;
+/**
+ * Where the pool connects, for logs: `host:port/database` (from the URL or the DB_* parts),
+ * never the user name or password. A connection string that is not a URL gives
+ * `"(DATABASE_URL is not a URL)"`.
+ */
+export function describeTarget(opts: Pick<PgOptions, 'connectionString' | 'host' | 'port' | 'database'>): string {
+  let host = opts.host;
+  let port = opts.port ? String(opts.port) : undefined;
+  let database = opts.database;
+  if (opts.connectionString) {
+    try {
+      const u = new URL(opts.connectionString);
+      host = decodeURIComponent(u.hostname) || u.searchParams.get('host') || host;
+      port = u.port || port;
+      database = decodeURIComponent(u.pathname.replace(/^\//, '')) || database;
+    } catch {
+      return '(DATABASE_URL is not a URL)';
+    }
+  }
+  return `${host || 'localhost'}:${port || '5432'}/${database || '(default database)'}`;
+}
+
+/**
+ * One line for a database error: the driver's message (or, for a Node AggregateError with
+ * an empty message, its errors' messages) followed by `[CODE]` (errno such as
+ * ECONNREFUSED, or SQLSTATE) when the message does not already contain it. `secrets`
+ * (password, connection string) are replaced by `***`, as is the user:password part of
+ * any URL in the text.
+ */
+export function describeDbError(err: unknown, secrets: readonly (string | undefined)[] = []): string {
+  const e = err as { message?: unknown; code?: unknown; errors?: unknown } | null;
+  let msg = typeof e?.message === 'string' ? e.message : String(err);
+  if (!msg && Array.isArray(e?.errors)) msg = e.errors.map((x) => (x as Error)?.message).filter(Boolean).join('; ');
+  const code = typeof e?.code === 'string' ? e.code : undefined;
+  if (code && !msg.includes(code)) msg = `${msg} [${code}]`;
+  for (const s of secrets) if (s && s.length >= 3) msg = msg.split(s).join('***');
+  return msg.replace(/([a-z][a-z0-9+.-]*:\/\/)[^\s/@]*@/gi, '$1***@');
+}
+
+/** The password of a connection string, or undefined. */
+function urlPassword(cs: string | undefined): string | undefined {
+  try {
+    return cs ? decodeURIComponent(new URL(cs).password) || undefined : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /**
@@ -100,9 +147,33 @@ class StatementNames {
 /** Distinct statement texts prepared at most (our SQL is a fixed set of about 100). */
 const MAX_PREPARED = 500;
 
+/** The PostgreSQL {@link Db}: pool gauges, the logger it reports to, and transactions without timeouts. */
+export interface PgDb extends Db {
+  /** Pool occupancy now. */
+  poolStats(): PoolStats;
+  /** The logger given to {@link createPgDb} (migrate() logs its lock waits there). */
+  readonly logger: Logger;
+  /** `host:port/database` of the pool (no credentials), see {@link describeTarget}. */
+  readonly target: string;
+  /**
+   * Like {@link Db.transaction}, on a connection of its own (outside the pool, closed
+   * afterwards) with neither `statement_timeout` nor pg's client-side `query_timeout`:
+   * for migrations, whose lock wait and DDL may take longer than DB_STATEMENT_TIMEOUT_MS.
+   * Connects within DB_CONNECT_TIMEOUT_MS. Throws like {@link Db.transaction}.
+   */
+  transactionWithoutTimeout<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
+}
+
 /** Create a pool-backed {@link Db}. Does not connect until the first query. */
-export function createPgDb(opts: PgOptions, logger: Logger): Db & { poolStats(): PoolStats } {
-  const pool = new pg.Pool({
+export function createPgDb(opts: PgOptions, logger: Logger): PgDb {
+  const target = describeTarget(opts);
+  const secrets = [opts.password, urlPassword(opts.connectionString), opts.connectionString];
+  /** An error as one log-safe line (see {@link describeDbError}). */
+  const describe = (err: unknown): string => describeDbError(err, secrets);
+  /** A connection-class error as {@link DbUnavailableError} naming the target and the cause. */
+  const wrap = (err: unknown): unknown =>
+    isConnectionError(err) && !(err instanceof DbUnavailableError) ? new DbUnavailableError(`database unavailable at ${target}: ${describe(err)}`, err) : err;
+  const connection = {
     connectionString: opts.connectionString,
     host: opts.host,
     port: opts.port,
@@ -110,13 +181,16 @@ export function createPgDb(opts: PgOptions, logger: Logger): Db & { poolStats():
     user: opts.user,
     password: opts.password,
     ssl: opts.ssl ? { rejectUnauthorized: true } : undefined,
-    max: opts.poolSize,
     connectionTimeoutMillis: opts.connectTimeoutMs,
+    keepAlive: true,
+  };
+  const pool = new pg.Pool({
+    ...connection,
+    max: opts.poolSize,
     idleTimeoutMillis: opts.idleTimeoutMs,
     statement_timeout: opts.statementTimeoutMs || undefined,
     query_timeout: opts.statementTimeoutMs ? opts.statementTimeoutMs + 1000 : undefined,
     application_name: opts.applicationName ?? 'chat-server',
-    keepAlive: true,
     // No JIT compilation: our statements are short OLTP ones, and a plan whose estimate
     // passes jit_above_cost (get_user_groups of a member of 200 busy groups) spent ~30 ms
     // compiling to run in ~10 (45.5 -> 14.0 ms median). A SET, not a startup `options`, so
@@ -127,7 +201,7 @@ export function createPgDb(opts: PgOptions, logger: Logger): Db & { poolStats():
     // (a server without `jit`) is ignored; a dead connection fails its first query.
     onConnect: (client) => client.query('SET jit = off').then(ignoreError, ignoreError),
   });
-  pool.on('error', (err) => logger.warn('idle database connection failed', { err: err.message }));
+  pool.on('error', (err) => logger.warn('idle database connection failed', { target, err: describe(err) }));
   // Every connection keeps a listener for its whole life. pg parses a socket read message
   // by message: when one read holds both the ReadyForQuery that completes a checkout and an
   // ErrorResponse (57P01 from pg_terminate_backend, a restart), pg-pool has already removed
@@ -159,7 +233,7 @@ export function createPgDb(opts: PgOptions, logger: Logger): Db & { poolStats():
   // A checked-out client has no pool 'error' listener, and pg emits 'error' on it when its
   // socket dies (even mid-query, or right after a result in the same read): without a
   // listener of our own that event would crash the process when PostgreSQL stops.
-  const onCheckedOutError = (err: Error) => logger.warn('database connection failed while in use', { err: err.message });
+  const onCheckedOutError = (err: Error) => logger.warn('database connection failed while in use', { target, err: describe(err) });
   /** Return a checked-out connection (`broken`: discard it). */
   const giveBack = (client: pg.PoolClient, broken: boolean): void => {
     client.off('error', onCheckedOutError);
@@ -192,25 +266,49 @@ export function createPgDb(opts: PgOptions, logger: Logger): Db & { poolStats():
     }
   };
 
+  /** BEGIN, `fn`, COMMIT on `client` (ROLLBACK when `fn` fails); never throws: resolves `fn`'s result or error, and whether the connection broke. */
+  const inTransaction = async <T>(client: pg.ClientBase, fn: (tx: Queryable) => Promise<T>): Promise<{ out?: T; err?: unknown; broken: boolean }> => {
+    const tx: Queryable = { query: (sql, params, qo) => run(client as unknown as pg.Pool, sql, params, qo) };
+    try {
+      await tx.query('BEGIN');
+      const out = await fn(tx);
+      await tx.query('COMMIT');
+      return { out, broken: false };
+    } catch (err) {
+      let broken = isConnectionError(err);
+      if (!broken) await client.query('ROLLBACK').catch(() => (broken = true));
+      return { err, broken };
+    }
+  };
+
   return {
     kind: 'pg',
+    logger,
+    target,
     query: (sql, params, qo) => pooled(sql, params, qo),
     poolStats: () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount }),
     async transaction(fn) {
       const client = await acquire();
-      const tx: Queryable = { query: (sql, params, qo) => run(client as unknown as pg.Pool, sql, params, qo) };
-      let broken = false;
+      const r = await inTransaction(client, fn);
+      giveBack(client, r.broken);
+      if ('err' in r) throw r.err;
+      return r.out!;
+    },
+    async transactionWithoutTimeout(fn) {
+      const client = new pg.Client({ ...connection, application_name: `${opts.applicationName ?? 'chat-server'} (migrations)` });
+      client.on('error', onCheckedOutError);
       try {
-        await tx.query('BEGIN');
-        const out = await fn(tx);
-        await tx.query('COMMIT');
-        return out;
+        await client.connect();
       } catch (err) {
-        broken = isConnectionError(err);
-        if (!broken) await client.query('ROLLBACK').catch(() => (broken = true));
-        throw err;
+        await client.end().catch(ignoreError);
+        throw wrap(err);
+      }
+      try {
+        const r = await inTransaction(client, fn);
+        if ('err' in r) throw r.err;
+        return r.out!;
       } finally {
-        giveBack(client, broken);
+        await client.end().catch(ignoreError);
       }
     },
     async ping(timeoutMs) {

@@ -1,16 +1,161 @@
 /**
  * Embedded adapter: PGlite (PostgreSQL in WebAssembly), one connection, data in a
  * directory (or in memory for tests). Fine for one process; not for cluster mode.
+ * PGlite has no lock of its own: two processes opening one directory both start, and
+ * what one of them writes is lost. So the directory is locked by {@link lockDataDir}
+ * for as long as the database is open.
  */
 import { PGlite } from '@electric-sql/pglite';
+import { closeSync, mkdirSync, openSync, readFileSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { dirname } from 'node:path';
+import type { Logger } from 'winston';
+import { createLogger } from '../observability/logger.ts';
 import type { Db, QueryResult } from './db.ts';
 
+/** Options of {@link createPgliteDb}. */
+export interface PgliteOptions {
+  /** Where a stale lock's takeover is logged (default: a warn-level JSON logger). */
+  logger?: Logger;
+}
+
+/** Another process (or another database of this one) holds the data directory. */
+export class DataDirLockedError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'DataDirLockedError';
+  }
+}
+
+/** Lock files held by this process (a second open in the same process is refused too). */
+const held = new Set<string>();
+/** A lock file without a PID younger than this is being written by its owner, ms. */
+const FRESH_EMPTY_LOCK_MS = 5000;
+
+/** True when process `pid` exists on this host (EPERM: it exists, owned by someone else). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Age of a file by its mtime, ms (Infinity when gone). */
+function ageMs(path: string): number {
+  try {
+    return Date.now() - statSync(path).mtimeMs;
+  } catch {
+    return Infinity;
+  }
+}
+
+/** Remove a file; a missing one is fine. */
+function rmQuiet(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch {
+    // already gone
+  }
+}
+
+/** The lock file's owner, or undefined when empty or unreadable. */
+function readOwner(path: string): { pid: number; host: string } | undefined {
+  try {
+    const [pid, host] = readFileSync(path, 'utf8').trim().split(/\s+/);
+    return Number(pid) > 0 ? { pid: Number(pid), host: host ?? '' } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /**
- * Open (creating if needed) an embedded database. `dataDir` undefined = in memory.
- * Throws if the directory is held by another process or is not a PGlite data directory.
+ * Take the exclusive lock of an embedded data directory: the file `<dataDir>.lock`,
+ * created with O_EXCL, holding `<pid> <hostname>`. A lock whose PID is not running on
+ * this host (a process killed with SIGKILL, a crash) is taken over with a warning; one of
+ * a live process, of this process, or written on another host (which cannot be checked)
+ * is refused with {@link DataDirLockedError} naming the PID and the lock file. Also
+ * removed at process exit. Resolves the release function (idempotent).
  */
-export async function createPgliteDb(dataDir: string | undefined): Promise<Db> {
-  const pg = await PGlite.create(dataDir);
+export function lockDataDir(dataDir: string, logger?: Logger): () => void {
+  const path = `${dataDir}.lock`;
+  mkdirSync(dirname(path), { recursive: true });
+  const where = `embedded database ${dataDir} (DATA_DIR)`;
+  if (held.has(path)) throw new DataDirLockedError(`${where} is already open in this process (pid ${process.pid})`);
+  const me = `${process.pid} ${hostname()}\n`;
+  /** Create the lock file (O_EXCL); false when it exists. */
+  const create = (): boolean => {
+    let fd: number;
+    try {
+      fd = openSync(path, 'wx', 0o644);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+      throw err;
+    }
+    try {
+      writeSync(fd, me);
+    } finally {
+      closeSync(fd);
+    }
+    return true;
+  };
+  for (let attempt = 0; !create(); attempt++) {
+    if (attempt >= 3) throw new DataDirLockedError(`${where} is being opened by another process (lock file ${path})`);
+    const owner = readOwner(path);
+    if (!owner) {
+      if (ageMs(path) < FRESH_EMPTY_LOCK_MS) throw new DataDirLockedError(`${where} is being opened by another process (lock file ${path})`);
+    } else if (owner.host && owner.host !== hostname()) {
+      throw new DataDirLockedError(
+        `${where} is in use by pid ${owner.pid} on host ${owner.host} (lock file ${path}); if that process is gone, delete the lock file`,
+      );
+    } else if (owner.pid !== process.pid && alive(owner.pid)) {
+      throw new DataDirLockedError(`${where} is in use by pid ${owner.pid} (lock file ${path}); stop it first or use another DATA_DIR`);
+    }
+    // Stale. Take it over under a second O_EXCL file, so two starters cannot both remove it
+    // (one removing the lock the other has just created).
+    const mutex = `${path}.takeover`;
+    try {
+      closeSync(openSync(mutex, 'wx'));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      if (ageMs(mutex) < FRESH_EMPTY_LOCK_MS) throw new DataDirLockedError(`${where} is being opened by another process (lock file ${path})`);
+      rmQuiet(mutex); // left by a starter that died while taking over
+      continue;
+    }
+    try {
+      if (readOwner(path)?.pid !== owner?.pid) continue; // changed meanwhile: look again
+      (logger ?? createLogger('warn')).warn('taking over a stale lock of the embedded database (its process is gone)', { lockFile: path, stalePid: owner?.pid });
+      rmQuiet(path);
+    } finally {
+      rmQuiet(mutex);
+    }
+  }
+  held.add(path);
+  const release = (): void => {
+    if (!held.delete(path)) return;
+    process.off('exit', release);
+    if (readOwner(path)?.pid === process.pid) rmQuiet(path);
+  };
+  process.on('exit', release);
+  return release;
+}
+
+/**
+ * Open (creating if needed) an embedded database. `dataDir` undefined = in memory (no lock).
+ * Throws {@link DataDirLockedError} if the directory is held by another process (or
+ * already open in this one), or PGlite's error if it is not a PGlite data directory.
+ * close() releases the lock.
+ */
+export async function createPgliteDb(dataDir: string | undefined, opts: PgliteOptions = {}): Promise<Db> {
+  const release = dataDir ? lockDataDir(dataDir, opts.logger) : () => {};
+  let pg: PGlite;
+  try {
+    pg = await PGlite.create(dataDir);
+  } catch (err) {
+    release();
+    throw err;
+  }
   const toResult = <T>(r: { rows: unknown[]; affectedRows?: number }): QueryResult<T> => ({
     rows: r.rows as T[],
     rowCount: r.affectedRows || r.rows.length,
@@ -29,7 +174,11 @@ export async function createPgliteDb(dataDir: string | undefined): Promise<Db> {
       }
     },
     async close() {
-      await pg.close();
+      try {
+        await pg.close();
+      } finally {
+        release();
+      }
     },
   };
 }
