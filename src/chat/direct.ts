@@ -8,7 +8,9 @@ import { v7 as uuidv7 } from 'uuid';
 import { ChatError, badRequest, notFound } from '../protocol/errors.ts';
 import { messageM, nowIso, type DirectView } from '../protocol/outbound.ts';
 import type { MessageRecord } from '../store/types.ts';
-import { assertNoDmBlock, directConversationId, editBody, findVisible, freshView, openAll, openDuplicate, openRecord, publish, rateLimit, storedRetry, type Actor, type ChatDeps, type Reply } from './context.ts';
+import type { Page } from '../store/history.ts';
+import { assertNoDmBlock, directConversationId, editBody, findVisible, freshView, openDuplicate, openRecord, publish, rateLimit, storedRetry, type Actor, type ChatDeps, type Reply } from './context.ts';
+import { pageBudgetBytes, takeWithinBytes } from './pageBytes.ts';
 
 /** `send_private_message` fields after validation. */
 export interface SendDirect {
@@ -96,7 +98,11 @@ export class DirectMessages {
     return quoted;
   }
 
-  /** `start_conversation` → `conversation_started` with the newest 50 messages (PROTOCOL §6). */
+  /**
+   * `start_conversation` → `conversation_started` with the newest 50 messages (PROTOCOL §6),
+   * fewer when they pass the page byte budget ({@link fitPage}: then `hasMore`, and the client
+   * pages on with `get_private_messages`, `before` the oldest `seq` or `offset` the count).
+   */
   async start(actor: Actor, recipientId: string): Promise<Reply> {
     const { deps } = this;
     if (recipientId === actor.userId) throw badRequest('Cannot start a conversation with yourself', 'recipientId');
@@ -109,12 +115,13 @@ export class DirectMessages {
     ]);
     const u = users.get(recipientId);
     if (!u) throw notFound('User', 'recipientId');
+    const fit = fitPage(deps, page);
     return {
       type: 'conversation_started',
       conversationId: conv.id,
       recipient: { id: u.id, username: u.username, displayName: u.displayName, online: online.has(u.id) },
-      messages: openAll(deps, page.messages).map(messageM),
-      hasMore: page.hasMore,
+      messages: fit.messages,
+      hasMore: fit.hasMore,
       timestamp: nowIso(),
     };
   }
@@ -147,21 +154,27 @@ export class DirectMessages {
     };
   }
 
-  /** `get_private_messages` → `private_message_history` (PROTOCOL §6): offset 0 = newest page, oldest first. */
+  /**
+   * `get_private_messages` → `private_message_history` (PROTOCOL §6): offset 0 = newest page,
+   * oldest first. A page whose messages pass the byte budget keeps its newest ones
+   * ({@link fitPage}) with `hasMore:true` and `limit` = the messages it covers, so the next
+   * page (`offset + limit`, or `before` its oldest `seq`) starts at the first one left out.
+   */
   async history(actor: Actor, cmd: { recipientId?: string; conversationId?: string; limit?: number; offset?: number; before?: number }): Promise<Reply> {
     const { deps } = this;
     const conversationId = await this.resolveConversation(actor, cmd.conversationId, cmd.recipientId);
     const limit = cmd.limit ?? HISTORY_DEFAULT;
     const offset = cmd.before !== undefined ? 0 : (cmd.offset ?? 0);
     const page = await deps.stores.history.page(conversationId, actor.userId, { limit, offset, before: cmd.before });
+    const fit = fitPage(deps, page);
     return {
       type: 'private_message_history',
       conversationId,
-      messages: openAll(deps, page.messages).map(messageM),
-      hasMore: page.hasMore,
+      messages: fit.messages,
+      hasMore: fit.hasMore,
       total: page.total,
       offset,
-      limit,
+      limit: fit.cut ? fit.covered : limit,
       timestamp: nowIso(),
     };
   }
@@ -246,6 +259,23 @@ export class DirectMessages {
     }
     return directConversationId(actor.userId, recipientId!).id;
   }
+}
+
+/**
+ * A DM history page (oldest first) as M objects, cut to the page byte budget (half of
+ * SEND_QUEUE_LIMIT_BYTES, bytes; audit 7, F5): the newest messages are kept, at least one,
+ * and the older ones left for the next page. `covered`: the page's records the reply
+ * accounts for (undecryptable ones are not shown but count, as for `offset`); `cut`: some
+ * were left out, and then `hasMore` is true (older messages exist).
+ */
+function fitPage(deps: ChatDeps, page: Page): { messages: Record<string, unknown>[]; hasMore: boolean; cut: boolean; covered: number } {
+  const render = (r: MessageRecord): Record<string, unknown> | null => {
+    const v = openRecord(deps, r);
+    return v ? messageM(v) : null;
+  };
+  const fit = takeWithinBytes(page.messages, render, pageBudgetBytes(deps.settings), true);
+  const cut = fit.taken < page.messages.length;
+  return { messages: fit.views, hasMore: page.hasMore || cut, cut, covered: fit.taken };
 }
 
 /** The two participants of a DM. */

@@ -10,9 +10,10 @@ import { groupG, nowIso, type DirectView } from '../protocol/outbound.ts';
 import type { AudienceMember } from '../store/groups.ts';
 import { MAX_PINS_PER_GROUP } from '../store/pins.ts';
 import type { MessageRecord } from '../store/types.ts';
-import { applyReaction, editBody, findVisible, freshView, openAll, openDuplicate, openRecord, publish, rateLimit, storedRetry, type Actor, type ChatDeps, type Reply } from './context.ts';
+import { applyReaction, editBody, findVisible, freshView, openDuplicate, openRecord, publish, rateLimit, storedRetry, type Actor, type ChatDeps, type Reply } from './context.ts';
 import type { Groups } from './groups.ts';
 import { parseMentions } from './mentions.ts';
+import { pageBudgetBytes, takeWithinBytes, type Fitted } from './pageBytes.ts';
 
 /** A stored group message with plaintext, ready for {@link groupG}. */
 type GroupView = DirectView & { groupId: string | null; mentions: unknown[] | null; isAnnouncement: boolean; isPinned?: boolean };
@@ -132,7 +133,13 @@ export class GroupMessages {
     return announcement ? { type: 'announcement_sent', ...g, message: g, timestamp: g.timestamp } : { type: 'group_message_sent', message: g, timestamp: g.timestamp };
   }
 
-  /** `get_group_messages` → `group_messages` (offset 0 = newest page, oldest first), senders blocked with the viewer left out. */
+  /**
+   * `get_group_messages` → `group_messages` (offset 0 = newest page, oldest first), senders
+   * blocked with the viewer left out. A page whose messages pass the byte budget (half of
+   * SEND_QUEUE_LIMIT_BYTES, bytes; audit 7, F5, ./pageBytes.ts) keeps its newest ones, at
+   * least one, with `hasMore:true` and `limit` = the messages it covers, so the next page
+   * (`offset + limit`, or `before` its oldest `seq`) starts at the first one left out.
+   */
   async history(actor: Actor, cmd: { groupId: string; limit?: number; offset?: number; before?: number }): Promise<Reply> {
     const { deps } = this;
     await this.groups.access(actor, cmd.groupId);
@@ -140,13 +147,32 @@ export class GroupMessages {
     const offset = cmd.before !== undefined ? 0 : (cmd.offset ?? 0);
     const blocked = await deps.stores.relations.blockedWith(actor.userId);
     const page = await deps.stores.history.page(cmd.groupId, actor.userId, { limit, offset, before: cmd.before }, [...blocked]);
-    return { type: 'group_messages', groupId: cmd.groupId, messages: await this.render(cmd.groupId, page.messages), hasMore: page.hasMore, total: page.total, offset, limit, timestamp: nowIso() };
+    const fit = await this.render(cmd.groupId, page.messages);
+    const cut = fit.taken < page.messages.length;
+    return {
+      type: 'group_messages',
+      groupId: cmd.groupId,
+      messages: fit.views,
+      hasMore: page.hasMore || cut,
+      total: page.total,
+      offset,
+      limit: cut ? fit.taken : limit,
+      timestamp: nowIso(),
+    };
   }
 
-  /** Decrypt and render records as G, with their pin state. */
-  private async render(groupId: string, records: MessageRecord[]): Promise<Record<string, unknown>[]> {
+  /**
+   * Decrypt and render records (oldest first) as G, with their pin state, newest first until
+   * the page byte budget ({@link takeWithinBytes}); `taken`: the records covered, newest
+   * first (undecryptable ones are not shown but count).
+   */
+  private async render(groupId: string, records: MessageRecord[]): Promise<Fitted<Record<string, unknown>>> {
     const pinned = await this.deps.stores.pins.pinnedAmong(groupId, records.map((r) => r.id));
-    return openAll(this.deps, records).map((v, i) => groupG({ ...records[i]!, ...v, isPinned: pinned.has(v.id) }));
+    const one = (r: MessageRecord): Record<string, unknown> | null => {
+      const v = openRecord(this.deps, r);
+      return v ? groupG({ ...r, ...v, isPinned: pinned.has(v.id) }) : null;
+    };
+    return takeWithinBytes(records, one, pageBudgetBytes(this.deps.settings), true);
   }
 
   /** Members of the message's group who may see the actor's activity (no block either way). */

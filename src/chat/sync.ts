@@ -5,8 +5,9 @@
  * groups after the cursor, and the membership changes of the user's groups (soft-deleted
  * groups included, so a deletion and a restore reach their members). Messages and group
  * changes form one stream paged with one cursor (chat/cursor.ts, store/sync.ts): a page
- * holds at most `limit` entries of both kinds together, so a client that syncs from the
- * last cursor it saw misses nothing.
+ * holds at most `limit` entries of both kinds together, and ends early once its entries
+ * pass half of SEND_QUEUE_LIMIT_BYTES in JSON bytes (./pageBytes.ts; audit 7, F5), so a
+ * client that syncs from the last cursor it saw misses nothing.
  */
 import { ChatError } from '../protocol/errors.ts';
 import { messageM, nowIso } from '../protocol/outbound.ts';
@@ -14,6 +15,7 @@ import { GROUP_LEVEL_KINDS, type ChangedMessage, type GroupChange } from '../sto
 import type { MessageRecord } from '../store/types.ts';
 import { openRecord, type Actor, type ChatDeps, type Reply } from './context.ts';
 import { decodeCursor, encodeCursor, type Cursor } from './cursor.ts';
+import { pageBudgetBytes, takeWithinBytes } from './pageBytes.ts';
 
 /** What the groups service provides to sync. */
 export interface SyncGroups {
@@ -78,48 +80,37 @@ export class SyncService {
     const { rows, xmin } = await deps.stores.sync.changes(actor.userId, groupIds, c.x, c.g === undefined ? c.i : MAX_UUID, limit);
     const groupRows = await deps.stores.sync.groupChanges(actor.userId, c.x, c.g ?? '0', xmin, limit);
     const merged = merge(rows, groupRows, limit);
-    const page = withinBytes(merged.page, deps.settings.sendQueueLimitBytes / 2);
-    const hasMore = merged.hasMore || page.length < merged.page.length;
-    const msgs = page.flatMap((e) => (e.m ? [e.m] : []));
+    const all = merged.page.flatMap((e) => (e.m ? [e.m] : []));
     // Group reactions by users in a block with the caller are left out of the totals (§5).
-    await deps.stores.history.attachReactions(msgs.filter((r) => r.visible).map((r) => r.record), blocked);
-    // A message changed twice in the page (e.g. edited, then deleted for me) is shown once, as it is now.
-    const lastIndex = new Map(msgs.map((r, i) => [r.record.id, i]));
-    const messages: Record<string, unknown>[] = [];
-    msgs.forEach((r, i) => {
-      const rec = r.record;
-      if (lastIndex.get(rec.id) !== i) return;
-      if (rec.groupId && blocked.has(rec.senderId)) return; // never seen across a block (§5)
-      const view = r.visible ? openRecord(deps, rec) : null;
-      if (!view) messages.push({ messageId: rec.id, id: rec.id, conversationId: rec.conversationId, groupId: rec.groupId, seq: rec.seq, isDeleted: true });
-      else messages.push(rec.groupId && this.groups ? this.groups.render(rec, view.content) : messageM(view));
-    });
-    const changes = page.flatMap((e) => (e.g ? [changeEntry(e.g)] : []));
+    await deps.stores.history.attachReactions(all.filter((r) => r.visible).map((r) => r.record), blocked);
+    // A message changed twice in the page (e.g. edited, then deleted for me) is shown once, as it is now,
+    // at its last change: if the byte budget ends the page before that, it comes on the next page.
+    const latest = new Map(all.map((r) => [r.record.id, r]));
+    const changeViews = new Set<Record<string, unknown>>();
+    const render = (e: Entry): Record<string, unknown> | null => {
+      if (e.g) {
+        const c = changeEntry(e.g);
+        changeViews.add(c);
+        return c;
+      }
+      const rec = e.m.record;
+      if (latest.get(rec.id) !== e.m) return null;
+      if (rec.groupId && blocked.has(rec.senderId)) return null; // never seen across a block (§5)
+      const view = e.m.visible ? openRecord(deps, rec) : null;
+      if (!view) return { messageId: rec.id, id: rec.id, conversationId: rec.conversationId, groupId: rec.groupId, seq: rec.seq, isDeleted: true };
+      return rec.groupId && this.groups ? this.groups.render(rec, view.content) : messageM(view);
+    };
+    // The page ends once its entries pass half of SEND_QUEUE_LIMIT_BYTES (./pageBytes.ts, §2.3).
+    const fit = takeWithinBytes(merged.page, render, pageBudgetBytes(deps.settings));
+    const page = merged.page.slice(0, fit.taken);
+    const hasMore = merged.hasMore || page.length < merged.page.length;
+    const messages = fit.views.filter((v) => !changeViews.has(v));
+    const changes = fit.views.filter((v) => changeViews.has(v));
     const last = page[page.length - 1];
     let next: Cursor = { x: xmin, i: '', t: Date.now() };
     if (hasMore && last) next = last.m ? { x: last.m.changeXid, i: last.m.record.id, t: Date.now() } : { x: last.g.changeXid, i: '', t: Date.now(), g: last.g.id };
     return { type: 'sync_result', messages, changes, cursor: encodeCursor(next), hasMore, timestamp: nowIso() };
   }
-}
-
-/** Size of a sync entry in a `sync_result`, bytes, estimated from the stored body (JSON escaping of ordinary text: under 2× the UTF-8 body) plus the fields. */
-function entryBytes(e: Entry): number {
-  return 512 + (e.m?.record.sealed ? 2 * e.m.record.sealed.ciphertext.length : 0);
-}
-
-/**
- * The longest prefix of `page` whose estimated size stays within `budget` bytes (at least
- * one entry): a page of 500 long messages would be tens of MB, and a reply past
- * SEND_QUEUE_LIMIT_BYTES makes the connection hold that much (§2.3). The rest follows with
- * `hasMore`, from the cursor after the last entry kept.
- */
-function withinBytes(page: Entry[], budget: number): Entry[] {
-  let used = 0;
-  for (let k = 0; k < page.length; k++) {
-    used += entryBytes(page[k]!);
-    if (k > 0 && used > budget) return page.slice(0, k);
-  }
-  return page;
 }
 
 /**

@@ -45,16 +45,18 @@ describe('backpressure', () => {
 
   it('a reading client gets a reply larger than SEND_QUEUE_LIMIT_BYTES (not 4503)', async () => {
     // One reply into an empty queue is not a slow consumer: with 4503 ("reconnect and
-    // sync") for its own history page, such a client would loop forever. (Sync pages
-    // themselves end early near half the limit: sync.test.ts.)
-    const reader = await s.login('4');
+    // sync") for its own history page, such a client would loop forever. History and sync
+    // pages end early near half the limit (audit 7, F5: history-bytes.test.ts, sync.test.ts),
+    // but a single message larger than that still comes, alone, in one frame.
     const sender = await s.login('5');
-    const body = '😀'.repeat(15_000); // 30,000 UTF-16 units, 60,000 bytes of UTF-8
-    for (let i = 0; i < 10; i++) expect((await sender.request({ type: 'send_private_message', recipientId: '4', content: `${i} ${body}` })).type).toBe('private_message_sent');
+    const body = '\u0001'.repeat(80_000); // 80,000 code points, 480,000 bytes once JSON-escaped
+    for (let i = 0; i < 2; i++) expect((await sender.request({ type: 'send_private_message', recipientId: '4', content: `${i} ${body}` })).type).toBe('private_message_sent');
+    const reader = await s.login('4'); // after the sends: two live events of 480 kB would be a slow consumer's backlog
     const r = await Promise.race([reader.request({ type: 'get_private_messages', recipientId: '5', limit: 10 }, 10_000), reader.closed.then((x) => ({ type: `closed ${x.code}` }) as any)]);
     expect(r.type).toBe('private_message_history');
-    expect(r.messages).toHaveLength(10);
-    expect(Buffer.byteLength(JSON.stringify(r))).toBeGreaterThan(2 * 256 * 1024); // one frame of twice the limit (in bytes)
+    expect(r.messages).toHaveLength(1); // the newest, alone; hasMore for the other
+    expect(r.hasMore).toBe(true);
+    expect(Buffer.byteLength(JSON.stringify(r))).toBeGreaterThan(256 * 1024); // one frame past the limit (in bytes)
     expect((await reader.request({ type: 'ping' })).type).toBe('pong');
     expect(s.app.gateway.registry.of('4').length).toBe(1);
   });
@@ -64,14 +66,14 @@ describe('backpressure', () => {
     const slow = await s.login('6');
     const conn = s.app.gateway.registry.of('6')[0]!;
     const sender = await s.login('7');
-    const body = 'z'.repeat(60_000);
-    for (let i = 0; i < 8; i++) expect((await sender.request({ type: 'send_private_message', recipientId: '6', content: `${i} ${body}` })).type).toBe('private_message_sent');
+    const body = '\u0001'.repeat(50_000); // 300,000 bytes once JSON-escaped: each page is one message, past the limit
+    for (let i = 0; i < 2; i++) expect((await sender.request({ type: 'send_private_message', recipientId: '6', content: `${i} ${body}` })).type).toBe('private_message_sent');
     (slow.ws as any)._socket.pause();
     let maxBuffered = 0;
     let sent = 0;
     // The kernel's socket buffers take several MB first; then `ws` queues (bufferedAmount).
     for (const end = Date.now() + 20_000; Date.now() < end && s.app.gateway.registry.of('6').length > 0; ) {
-      slow.send({ type: 'get_private_messages', recipientId: '7', limit: 8 }); // ≈ 480 kB each
+      slow.send({ type: 'get_private_messages', recipientId: '7', limit: 8 }); // ≈ 300 kB each (one message: pages end near half the limit)
       sent++;
       await sleep(5);
       maxBuffered = Math.max(maxBuffered, conn.ws.bufferedAmount);
@@ -79,6 +81,6 @@ describe('backpressure', () => {
     expect(s.app.gateway.registry.of('6').length).toBe(0);
     // never more queued than the limit plus the one frame let past it (< 500 kB)
     expect(maxBuffered).toBeLessThan(256 * 1024 + 500_000);
-    console.log(`stopped reader closed after ${sent} history requests of ≈480 kB; most queued ${maxBuffered} bytes`);
+    console.log(`stopped reader closed after ${sent} history requests of ≈300 kB; most queued ${maxBuffered} bytes`);
   }, 40_000);
 });
