@@ -59,7 +59,8 @@ describe('queueVerdict', () => {
 });
 
 describe('configWarnings', () => {
-  const db = { DATABASE_URL: 'postgres://x@127.0.0.1/db' };
+  // HOST on loopback: the warning about an open /metrics is config-validation.test.ts's.
+  const db = { DATABASE_URL: 'postgres://x@127.0.0.1/db', HOST: '127.0.0.1' };
   it('is empty for the defaults (5 s statement timeout, 10 s drain)', () => {
     expect(configWarnings(loadConfig(db))).toEqual([]);
   });
@@ -68,6 +69,6 @@ describe('configWarnings', () => {
     expect(configWarnings(loadConfig({ ...db, DB_STATEMENT_TIMEOUT_MS: '0' }))).toHaveLength(1);
   });
   it('is empty on the embedded database (no statement timeout there)', () => {
-    expect(configWarnings(loadConfig({ DB_STATEMENT_TIMEOUT_MS: '0' }))).toEqual([]);
+    expect(configWarnings(loadConfig({ HOST: '127.0.0.1', DB_STATEMENT_TIMEOUT_MS: '0' }))).toEqual([]);
   });
 });
