@@ -174,6 +174,7 @@ export interface ServerFrames {
   new_private_message: Frame<'new_private_message', { message: DirectMessage; replyTo?: { messageId: string; content: string; username: string; timestamp: string } } & Stamp>;
   conversation_started: Frame<'conversation_started', { conversationId: string; recipient: { id: string; username: string; displayName: string; online: boolean }; messages: DirectMessage[]; hasMore: boolean } & Stamp>;
   conversations: Frame<'conversations', { conversations: { conversationId: string; otherUser: { id: string; username: string; displayName: string; online: boolean }; lastMessage: DirectMessage; unreadCount: number; updatedAt: string }[]; hasMore: boolean; nextBefore: string | null }>;
+  /** `limit`: the messages this page covers, below the one asked for when the page reached its byte budget (then `hasMore`): page on with `offset + limit` or `before` the oldest `seq` (docs/PROTOCOL-NOTES.md "History and start_conversation page size"). */
   private_message_history: Frame<'private_message_history', { conversationId: string; messages: DirectMessage[]; hasMore: boolean; total: number; offset: number; limit: number }>;
   message_edited: Frame<'message_edited', { messageId: string; conversationId: string; newContent: string; editedAt: string } & Stamp>;
   message_deleted: Frame<'message_deleted', { messageId: string; conversationId: string; deleteForEveryone: boolean } & Stamp>;
@@ -195,6 +196,7 @@ export interface ServerFrames {
   group_message_sent: Frame<'group_message_sent', { message: GroupMessage; duplicate?: boolean } & Stamp>;
   new_group_message: Frame<'new_group_message', { message: GroupMessage } & Stamp>;
   mentioned_in_group: Frame<'mentioned_in_group', { messageId: string; groupId: string; message: GroupMessage; mentionedBy: string; mentionedByUsername: string } & Stamp>;
+  /** `limit` as in `private_message_history`. */
   group_messages: Frame<'group_messages', { groupId: string; messages: GroupMessage[]; hasMore: boolean; total: number; offset: number; limit: number }>;
   user_groups: Frame<'user_groups', { groups: { groupId: string; groupName: string; groupDescription: string; createdBy: string; myRole: string; role: string; joinedAt: string; memberCount: number; lastMessageAt: string | null; unreadCount: number }[] }>;
   group_members: Frame<'group_members', { groupId: string; members: GroupMember[] }>;
