@@ -38,6 +38,9 @@ process.on('SIGINT', earlyStop);
  */
 const CLOSE_GRACE_MS = 2000;
 
+/** A SIGINT this long after the first forces the exit (a person pressing Ctrl-C again), ms; sooner it is a duplicate. */
+const SECOND_SIGINT_MS = 1000;
+
 // Under the cluster server each worker writes its own profile (`FILE.w<worker id>`).
 const profileFile = cfg.cpuProfileFile;
 const stopProfile = await startCpuProfile(profileFile && cluster.isWorker ? `${profileFile}.w${cluster.worker!.id}` : profileFile);
@@ -46,10 +49,13 @@ try {
   const app = await createApp(cfg, { logger });
   await app.listen();
   let stopping = false;
+  let stoppedAt = 0;
   const stop = (signal: string) => {
     if (stopping) {
       // A second Ctrl-C means "now" (audit 8, F14); a repeated SIGTERM only gets a log line.
-      if (signal === 'SIGINT') {
+      // One Ctrl-C under npm arrives twice at once (the terminal's and npm's copy): only a
+      // SIGINT more than SECOND_SIGINT_MS after the first counts.
+      if (signal === 'SIGINT' && Date.now() - stoppedAt > SECOND_SIGINT_MS) {
         logger.warn('second SIGINT: exiting without waiting for the drain', { open: app.gateway.connectionCount() });
         process.exit(130);
       }
@@ -57,6 +63,7 @@ try {
       return;
     }
     stopping = true;
+    stoppedAt = Date.now();
     logger.info('draining', { signal, timeoutMs: cfg.drainTimeoutMs });
     const force = setTimeout(() => {
       // Every client was closed 1001 by the drain: only resources are still closing (exit 0).

@@ -10,7 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { freePort, until } from '../helpers/scaleProcs.ts';
+import { createTestDatabase } from '../helpers/db.ts';
+import { Fixture, freePort, scaleEnabled, spawnServer, until } from '../helpers/scaleProcs.ts';
 import { httpGet } from '../helpers/wire.ts';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
@@ -45,6 +46,29 @@ describe('npm start and signals', () => {
     } finally {
       if (serverPid && alive(serverPid)) process.kill(serverPid, 'SIGKILL');
       if (npm.exitCode === null) npm.kill('SIGKILL');
+    }
+  }, 90_000);
+});
+
+describe.skipIf(!scaleEnabled)('Ctrl-C', () => {
+  it('one Ctrl-C delivered twice at once (under npm: the terminal\'s and npm\'s copy) drains: 1001 and exit 0, not an immediate exit', async () => {
+    const db = await createTestDatabase();
+    const fx = new Fixture(db.url!);
+    const p = await spawnServer({ PORT: String(await freePort()), DATABASE_URL: db.url!, DRAIN_TIMEOUT_MS: '3000', LOG_LEVEL: 'info' });
+    try {
+      await fx.seed(['1']);
+      const c = await fx.login(p.url, '1');
+      p.kill('SIGINT');
+      // The copy comes a moment later (two pending signals of one kind would merge into one).
+      await until('draining', () => p.logs.some((l) => l.includes('"draining"')) || undefined, 10_000, 5);
+      p.kill('SIGINT');
+      expect(await p.exited).toBe(0);
+      expect((await c.closed).code).toBe(1001);
+      expect(p.logs.some((l) => l.includes('second SIGINT'))).toBe(false);
+    } finally {
+      await fx.closeAll();
+      await p.stop(5000);
+      await db.drop();
     }
   }, 90_000);
 });
