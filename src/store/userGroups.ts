@@ -72,10 +72,20 @@ export async function userGroupRows(db: Queryable, userId: string): Promise<Reco
   return rows;
 }
 
+/** First key of the membership advisory locks ('grmb'): their own key space. */
+const MEMBERSHIP_LOCK_SPACE = 0x67726d62;
+/**
+ * Users are locked by bucket, not one by one: a create_group with 999 initial members took
+ * 999 advisory locks, and a dozen such transactions at once filled PostgreSQL's shared lock
+ * table (53200 out of shared memory; review 9), which the auth backend shares. With 128
+ * buckets a transaction holds at most 128; users in one bucket wait for each other's adds.
+ */
+const MEMBERSHIP_LOCK_BUCKETS = 128;
+
 /**
  * For a transaction that is about to add memberships: take the membership lock of each of
- * `userIds` (one transaction-scoped advisory lock per user, taken in ascending key order
- * in one statement, so transactions locking overlapping sets cannot deadlock), then
+ * `userIds` (transaction-scoped advisory locks, one per bucket of users, taken in ascending
+ * bucket order in one statement, so transactions locking overlapping sets cannot deadlock), then
  * resolve which of them already hold at least `cap` memberships. Every path that adds a
  * membership (store/groups.ts `create`, `addMember`) calls this first in its transaction,
  * so concurrent additions of one user are serialised and each counts what the previous
@@ -98,7 +108,7 @@ export async function userGroupRows(db: Queryable, userId: string): Promise<Reco
 export async function lockMembershipsAtCap(tx: Queryable, userIds: readonly string[], cap: number): Promise<Set<string>> {
   if (userIds.length === 0) return new Set();
   await tx.query(
-    `SELECT pg_advisory_xact_lock(k) FROM (SELECT DISTINCT hashtextextended('group_memberships:' || u, 0) AS k FROM unnest($1::text[]) AS u ORDER BY k) s`,
+    `SELECT pg_advisory_xact_lock(${MEMBERSHIP_LOCK_SPACE}, b) FROM (SELECT DISTINCT (hashtext(u) & ${MEMBERSHIP_LOCK_BUCKETS - 1}) AS b FROM unnest($1::text[]) AS u ORDER BY b) s`,
     [userIds],
   );
   const { rows } = await tx.query<{ user_id: string }>(

@@ -10,6 +10,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../../src/config.ts';
+import { lockMembershipsAtCap } from '../../src/store/userGroups.ts';
 import type { Frame } from '../helpers/client.ts';
 import { expectError, freshUsers, makeGroup, ok, say, type Who } from '../helpers/groupkit.ts';
 import { startServer, type TestServer } from '../helpers/server.ts';
@@ -220,5 +221,18 @@ describe('groups per user (F3)', () => {
     }
     expect(typical).toBeLessThan(DEFAULT_CAP * 400);
     expect(worst).toBeLessThan(DEFAULT_CAP * 7_000);
+  });
+});
+
+describe.skipIf(process.env.TEST_DATABASE_URL === undefined)('membership locks (PostgreSQL)', () => {
+  it('a create_group with 999 initial members holds at most 128 advisory locks (one per bucket), not one per user: a dozen at once had filled the shared lock table', async () => {
+    const ids = Array.from({ length: 999 }, (_, i) => String(8_000_000 + i));
+    const held = await s.app.db.transaction(async (tx) => {
+      await lockMembershipsAtCap(tx, ids, CAP);
+      const { rows } = await tx.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()`);
+      return Number(rows[0]!.n);
+    });
+    expect(held).toBeGreaterThan(100); // 999 users spread over the buckets
+    expect(held).toBeLessThanOrEqual(128);
   });
 });
