@@ -153,11 +153,14 @@ describe('URLs and cross-checks (audit 8, F12)', () => {
         err = e;
       }
       expect(err, `${env}=${bad}`).toBeInstanceOf(ConfigError);
-      expect((err as Error).message).toMatch(new RegExp(`^${env}: expected a URL`));
+      expect((err as Error).message).toMatch(new RegExp(`^${env}: expected a (URL|PostgreSQL connection string)`));
       expect((err as Error).message).not.toContain('s3cretpw');
     }
     expect(loadConfig({ DATABASE_URL: 'postgres://u:pw@db:5432/chat', REDIS_URL: 'rediss://:pw@redis:6380' })).toMatchObject({ databaseUrl: 'postgres://u:pw@db:5432/chat', redisUrl: 'rediss://:pw@redis:6380' });
-    expect(loadConfig({ DATABASE_URL: 'postgresql://db/chat' }).databaseUrl).toBe('postgresql://db/chat');
+    // Forms pg's own parser takes (WHATWG URL refuses the first two).
+    for (const ok of ['postgresql://db/chat', 'postgresql://u:pw@/chat?host=/var/run/postgresql', '/var/run/postgresql chat', 'socket:/var/run/postgresql?db=chat']) {
+      expect(loadConfig({ DATABASE_URL: ok }).databaseUrl).toBe(ok);
+    }
   });
 
   it('warns when PRESENCE_TTL_MS is under twice PRESENCE_HEARTBEAT_MS, and when /metrics is open on a non-loopback HOST', () => {
@@ -169,9 +172,13 @@ describe('URLs and cross-checks (audit 8, F12)', () => {
 });
 
 describe('every *_MS setting is bounded by the largest Node.js timer (audit 8, F6)', () => {
+  // EDIT_WINDOW_MS is only compared with a message's age: a 30-day window must stay possible (review 9).
   const timers = Object.values(SETTINGS)
     .map((x) => x.env)
-    .filter((e) => e.endsWith('_MS'));
+    .filter((e) => e.endsWith('_MS') && e !== 'EDIT_WINDOW_MS');
+  it('EDIT_WINDOW_MS, not a timer, takes 30 days', () => {
+    expect(loadConfig({ EDIT_WINDOW_MS: String(30 * 86_400_000) }).editWindowMs).toBe(30 * 86_400_000);
+  });
   it(`${timers.length} settings: ${TIMER_MAX_MS + 1} ms (a 1 ms timer in Node.js) → ConfigError naming the variable; ${TIMER_MAX_MS} at most is the bound`, () => {
     expect(timers.length).toBeGreaterThan(10);
     for (const env of timers) {
