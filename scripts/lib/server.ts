@@ -161,10 +161,14 @@ export async function startServer(env: Record<string, string>, opts: ServerOptio
 
 /**
  * The node options of `npm run start:prod` (the `--…` words between `node` and the entry
- * in package.json), so that benchmarks run the build exactly as production does.
+ * in package.json, after an `exec`), so that benchmarks run the build exactly as
+ * production does. Throws when the script does not run node: silently dropping the flags
+ * once made the bench measure another configuration (the memory ratio 1.0 → 1.5).
  */
 export function prodNodeFlags(repoRoot: string): string[] {
   const pkg = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { scripts?: Record<string, string> };
   const words = (pkg.scripts?.['start:prod'] ?? '').trim().split(/\s+/);
-  return words[0] === 'node' ? words.slice(1).filter((w) => w.startsWith('--')) : [];
+  if (words[0] === 'exec') words.shift();
+  if (words[0] !== 'node') throw new Error(`package.json start:prod does not run node: ${JSON.stringify(pkg.scripts?.['start:prod'])}`);
+  return words.slice(1).filter((w) => w.startsWith('--'));
 }
