@@ -247,6 +247,16 @@ export async function workerPids(port: number, min: number, exclude: number[] = 
   return seen;
 }
 
+/**
+ * Spawn `cluster-server.ts` with `workers` workers on a free port against `dbUrl` (plus
+ * `extra` settings) and wait until every worker is listening (its pid on /health).
+ */
+export async function spawnCluster(dbUrl: string, workers: number, extra: Record<string, string> = {}): Promise<Proc> {
+  const p = await spawnServer({ PORT: String(await freePort()), DATABASE_URL: dbUrl, CLUSTER_WORKERS: String(workers), ...extra }, 'cluster-server.ts', 90_000);
+  await workerPids(p.port, workers);
+  return p;
+}
+
 /** Delete every Redis key under `prefix` (bounded SCAN). */
 export async function clearRedisPrefix(url: string, prefix: string): Promise<void> {
   const c = createClient({ url, socket: { connectTimeout: 2000, reconnectStrategy: false } });

@@ -15,7 +15,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TestClient } from '../helpers/client.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
-import { Fixture, freePort, getJson, ROOT, scaleEnabled, serverEnv, sleep, spawnServer, until, warnIfSkipped, workerPids, type Proc } from '../helpers/scaleProcs.ts';
+import { Fixture, freePort, getJson, ROOT, scaleEnabled, serverEnv, sleep, spawnCluster, spawnServer, until, warnIfSkipped, workerPids, type Proc } from '../helpers/scaleProcs.ts';
 
 warnIfSkipped('scale-cluster-lifecycle.test.ts');
 
@@ -50,7 +50,7 @@ describe.skipIf(!scaleEnabled)('cluster server: one worker killed again and agai
 
   beforeAll(async () => {
     db = await createTestDatabase();
-    primary = await spawnServer({ PORT: String(await freePort()), DATABASE_URL: db.url!, CLUSTER_WORKERS: '1', LOG_LEVEL: 'info' }, 'cluster-server.ts', 90_000);
+    primary = await spawnCluster(db.url!, 1, { LOG_LEVEL: 'info' });
   }, 120_000);
 
   afterAll(async () => {
@@ -109,13 +109,8 @@ describe.skipIf(!scaleEnabled)('cluster server: 2 workers, metrics across restar
     db = await createTestDatabase();
     fx = new Fixture(db.url!);
     await fx.seed(USERS, Fixture.mutual(USERS));
-    primary = await spawnServer(
-      // A long grace period: a user who closed just before the shutdown is still within it.
-      { PORT: String(await freePort()), DATABASE_URL: db.url!, CLUSTER_WORKERS: '2', OFFLINE_GRACE_MS: '60000', LOG_LEVEL: 'info' },
-      'cluster-server.ts',
-      90_000,
-    );
-    await workerPids(primary.port, 2);
+    // A long grace period: a user who closed just before the shutdown is still within it.
+    primary = await spawnCluster(db.url!, 2, { OFFLINE_GRACE_MS: '60000', LOG_LEVEL: 'info' });
   }, 120_000);
 
   afterAll(async () => {

@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Frame, TestClient } from '../helpers/client.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
-import { Fixture, freePort, scaleEnabled, workerPids, spawnServer, until, warnIfSkipped, type Proc } from '../helpers/scaleProcs.ts';
+import { Fixture, scaleEnabled, workerPids, spawnCluster, until, warnIfSkipped, type Proc } from '../helpers/scaleProcs.ts';
 
 warnIfSkipped('scale-cluster.test.ts');
 
@@ -38,12 +38,7 @@ describe.skipIf(!scaleEnabled)('cluster server: 2 workers, no Redis', () => {
     db = await createTestDatabase();
     fx = new Fixture(db.url!);
     await fx.seed(USERS, Fixture.mutual(USERS));
-    primary = await spawnServer(
-      { PORT: String(await freePort()), DATABASE_URL: db.url!, CLUSTER_WORKERS: '2', MESSAGE_RATE_LIMIT: '1000', OFFLINE_GRACE_MS: '300', LOG_LEVEL: 'info' },
-      'cluster-server.ts',
-      90_000,
-    );
-    await workerPids(primary.port, 2);
+    primary = await spawnCluster(db.url!, 2, { MESSAGE_RATE_LIMIT: '1000', OFFLINE_GRACE_MS: '300', LOG_LEVEL: 'info' });
   }, 120_000);
 
   afterAll(async () => {

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TestClient } from '../helpers/client.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
-import { teardownRedisPair, Fixture, freePort, scaleEnabled, spawnRedisInstance, spawnServer, until, warnIfSkipped, workerPids, type Proc } from '../helpers/scaleProcs.ts';
+import { teardownRedisPair, Fixture, freePort, scaleEnabled, spawnCluster, spawnRedisInstance, spawnServer, until, warnIfSkipped, workerPids, type Proc } from '../helpers/scaleProcs.ts';
 
 warnIfSkipped('scale-devices.test.ts');
 
@@ -74,8 +74,7 @@ describe.skipIf(!scaleEnabled)('MAX_CONNECTIONS_PER_USER in the cluster server: 
     cdb = await createTestDatabase();
     cfx = new Fixture(cdb.url!);
     await cfx.seed(['1']);
-    primary = await spawnServer({ PORT: String(await freePort()), DATABASE_URL: cdb.url!, CLUSTER_WORKERS: '2', MAX_CONNECTIONS_PER_USER: '2' }, 'cluster-server.ts', 90_000);
-    await workerPids(primary.port, 2); // both workers listening
+    primary = await spawnCluster(cdb.url!, 2, { MAX_CONNECTIONS_PER_USER: '2' }); // both workers listening
   }, 120_000);
 
   afterAll(async () => {
