@@ -15,7 +15,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TestClient } from '../helpers/client.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
-import { Fixture, freePort, getJson, ROOT, scaleEnabled, serverEnv, sleep, spawnCluster, spawnServer, until, warnIfSkipped, workerPids, type Proc } from '../helpers/scaleProcs.ts';
+import { Fixture, freePort, getJson, ROOT, scaleEnabled, serverEnv, sleep, spawnCluster, until, warnIfSkipped, workerPids, type Proc } from '../helpers/scaleProcs.ts';
 
 warnIfSkipped('scale-cluster-lifecycle.test.ts');
 

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TestClient } from '../helpers/client.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
-import { teardownRedisPair, Fixture, freePort, scaleEnabled, spawnCluster, spawnRedisInstance, spawnServer, until, warnIfSkipped, workerPids, type Proc } from '../helpers/scaleProcs.ts';
+import { teardownRedisPair, Fixture, scaleEnabled, spawnCluster, spawnRedisInstance, until, warnIfSkipped, type Proc } from '../helpers/scaleProcs.ts';
 
 warnIfSkipped('scale-devices.test.ts');
 
