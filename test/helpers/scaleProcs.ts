@@ -123,6 +123,26 @@ export function serverEnv(env: Record<string, string>): Record<string, string> {
   };
 }
 
+/** Run src/server.ts (test server env, ./serverEnv) with `env` until it exits (or `ms`: then SIGKILL by PID); resolves its exit code (null: it kept running) and log lines. */
+export async function runToExit(env: Record<string, string>, ms = 30_000): Promise<{ code: number | null; logs: string[] }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], { cwd: ROOT, env: serverEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
+  const logs: string[] = [];
+  const take = (b: Buffer) => logs.push(...b.toString().split('\n').filter((l) => l.trim()));
+  child.stdout!.on('data', take);
+  child.stderr!.on('data', take);
+  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  const timer = setTimeout(() => {
+    try {
+      process.kill(child.pid!, 'SIGKILL');
+    } catch {
+      // gone
+    }
+  }, ms);
+  const code = await exited;
+  clearTimeout(timer);
+  return { code, logs };
+}
+
 /** Spawn `script` (relative to the repo) with `env` (PORT must be set) and wait for `GET /ready` 200. */
 export async function spawnServer(env: Record<string, string>, script = 'src/server.ts', readyTimeoutMs = 60_000): Promise<Proc> {
   const port = Number(env.PORT);

@@ -12,7 +12,7 @@ import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createPgliteDb, DataDirLockedError } from '../../src/store/pgliteDb.ts';
-import { freePort, ROOT, serverEnv, spawnServer, type Proc } from '../helpers/scaleProcs.ts';
+import { freePort, runToExit, spawnServer, type Proc } from '../helpers/scaleProcs.ts';
 
 const dataDir = mkdtempSync(join(tmpdir(), 'chat-emb-lock-'));
 const lockFile = join(dataDir, 'pgdata.lock');
@@ -30,22 +30,7 @@ async function start(): Promise<Proc> {
 
 /** Run a server that should refuse to start; resolves its exit code (null: still running after `ms`, then killed by PID) and logs. */
 async function refused(ms = 60_000): Promise<{ code: number | null; logs: string[] }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], { cwd: ROOT, env: serverEnv(await embedded()), stdio: ['ignore', 'pipe', 'pipe'] });
-  const logs: string[] = [];
-  const take = (b: Buffer) => logs.push(...b.toString().split('\n').filter((l) => l.trim()));
-  child.stdout!.on('data', take);
-  child.stderr!.on('data', take);
-  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-  const timer = setTimeout(() => {
-    try {
-      process.kill(child.pid!, 'SIGKILL');
-    } catch {
-      // gone
-    }
-  }, ms);
-  const code = await exited;
-  clearTimeout(timer);
-  return { code, logs };
+  return runToExit(await embedded(), ms);
 }
 
 /** The PID of a process that has exited. */

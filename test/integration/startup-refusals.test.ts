@@ -8,36 +8,16 @@
  *   one error naming the missing tables and the database (not its password), having
  *   created none of its own tables there.
  */
-import { spawn } from 'node:child_process';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/observability/logger.ts';
 import { DbUnavailableError } from '../../src/store/db.ts';
 import { createPgDb } from '../../src/store/pgDb.ts';
 import { onPostgres } from '../helpers/db.ts';
-import { freePort, ROOT, serverEnv } from '../helpers/scaleProcs.ts';
+import { freePort, runToExit } from '../helpers/scaleProcs.ts';
 
 const SECRET = 'Sup3rSecretPassw0rd';
 
-/** Run src/server.ts with `env` until it exits (or `ms`: then SIGKILL by PID); resolves its exit code (null: it kept running) and log lines. */
-async function runToExit(env: Record<string, string>, ms = 30_000): Promise<{ code: number | null; logs: string[] }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], { cwd: ROOT, env: serverEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
-  const logs: string[] = [];
-  const take = (b: Buffer) => logs.push(...b.toString().split('\n').filter((l) => l.trim()));
-  child.stdout!.on('data', take);
-  child.stderr!.on('data', take);
-  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-  const timer = setTimeout(() => {
-    try {
-      process.kill(child.pid!, 'SIGKILL');
-    } catch {
-      // gone
-    }
-  }, ms);
-  const code = await exited;
-  clearTimeout(timer);
-  return { code, logs };
-}
 
 /** The parsed `cannot start` line, or undefined. */
 function cannotStart(logs: string[]): { err?: string; message: string } | undefined {
