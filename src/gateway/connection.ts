@@ -23,6 +23,12 @@ const MAX_AUTH_FAILURES = 5;
 const PROTOCOL_ERROR_WINDOW_MS = 60_000;
 const PAUSE_AT = 32;
 const RESUME_AT = 8;
+/**
+ * Bytes read after the server's close frame was sent, while waiting for the peer's, before
+ * reading stops again until the terminate: what an honest peer had in flight, with room to
+ * spare; a peer flooding after its close is not read at full speed (audit 7, F4).
+ */
+const CLOSING_READ_BYTES = 256 * 1024;
 /** Replies that mean a new message was committed. */
 const STORED_REPLIES = new Set(['private_message_sent', 'group_message_sent', 'announcement_sent']);
 
@@ -56,6 +62,8 @@ export class Connection {
   private actorCache: Actor | undefined;
   /** Bytes of the one frame let past SEND_QUEUE_LIMIT_BYTES and not yet flushed (./sendQueue.ts; 0: none). */
   private allowance = 0;
+  /** Bytes read since {@link close} (at most {@link CLOSING_READ_BYTES}). */
+  private closingBytes = 0;
 
   /**
    * @param ws the accepted socket
@@ -149,11 +157,17 @@ export class Connection {
 
   /**
    * Close with an RFC 6455 / PROTOCOL §2.3 code. The socket is terminated after
-   * `terminateAfterMs` if the peer does not complete the closing handshake.
+   * `terminateAfterMs` if the peer does not complete the closing handshake. Reading
+   * resumes if it was paused (a backlog or the inbound budget), so that the peer's close
+   * frame (RFC 6455 §5.5.1) is read: frames still queued before it are dropped, up to
+   * {@link CLOSING_READ_BYTES}. Without that, a connection closed while paused kept its
+   * socket until the terminate (the fault suite's token-revoked: 4403 seen 5 s late, session 17).
    */
   close(code: number, reason: string, terminateAfterMs = 5000): void {
     if (this.closed) return;
     this.closed = true;
+    clearTimeout(this.budgetTimer);
+    this.gate.open();
     this.host.metrics?.closedByServer(code, reason);
     // Debug level: a drain or a bus gap closes thousands at once (audit 8, F15).
     this.host.logger.debug('connection closed by the server', { connId: this.id, userId: this.identity?.user.id, ip: this.ip, code, reason });
@@ -196,7 +210,13 @@ export class Connection {
 
   /** Socket events (see the shared listeners below). */
   onMessage(data: RawData, isBinary: boolean): void {
-    if (this.closed || this.draining) return;
+    if (this.closed) {
+      // Dropped; past the allowance reading stops (the terminate timer ends the socket).
+      this.closingBytes += frameSize(data);
+      if (this.closingBytes > CLOSING_READ_BYTES) this.gate.set(PAUSED_BUDGET, true);
+      return;
+    }
+    if (this.draining) return;
     // Bytes from the peer show it is there, even when its pong waits behind a backlog we
     // are still reading (the heartbeat must not take our own backpressure for a dead peer).
     this.alive = true;

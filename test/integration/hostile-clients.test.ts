@@ -66,6 +66,29 @@ describe('inbound budget', () => {
   });
 });
 
+describe('after the server closes', () => {
+  it('a peer flooding after its close is read only up to an allowance, not at wire speed, while its close frame is awaited', async () => {
+    const ws = new WebSocket(s.url);
+    let code: number | undefined;
+    ws.on('close', (c) => (code = c));
+    ws.on('error', () => {});
+    await new Promise<void>((resolve, reject) => (ws.once('open', () => resolve()), ws.once('error', reject)));
+    // 20 invalid frames (close 4400), then 300 frames of 64,000 bytes (19.2 MB) behind them:
+    // the peer's own close reply is queued behind the flood.
+    for (let i = 0; i < 20; i++) ws.send('x');
+    const pad = 'p'.repeat(64_000);
+    for (let i = 0; i < 300; i++) ws.send(pad);
+    const sock = (ws as unknown as { _socket: Socket })._socket;
+    await sleep(2500);
+    expect(code).toBeUndefined(); // not yet terminated (5 s)
+    // Read at wire speed, the 19.2 MB would be flushed from the client in well under a
+    // second; with the allowance (256 KiB) most of it waits in the client.
+    expect(sock.writableLength).toBeGreaterThan(8_000_000);
+    await waitFor(() => code !== undefined, 10_000, 'terminate');
+    expect(code).toBe(4400); // the close frame was received before the terminate
+  }, 20_000);
+});
+
 describe('heartbeat and our own backpressure', () => {
   it('a client with a long pipelined backlog gets every reply; its unread pong does not make it a dead peer', async () => {
     const c = await rawLogin('2');

@@ -23,7 +23,7 @@ beforeAll(async () => {
     MAX_CONNECTIONS_PER_USER: '2',
     MESSAGE_RATE_LIMIT: '3',
   });
-  await s.users('18', '19', '20', '21', '22', '23', '24', '25', '26', '27', '28');
+  await s.users('18', '19', '20', '21', '22', '23', '24', '25', '26', '27', '28', '29');
   await s.follow(['26', '25'], ['27', '28']);
 }, START_TIMEOUT_MS);
 afterAll(() => s?.close());
@@ -93,6 +93,31 @@ describe('§3.7 revocation while connected', () => {
     expect((await within(a.closed, 3000, 'close of a')).code).toBe(4403);
     expect((await within(b.closed, 3000, 'close of b')).code).toBe(4403);
     expect((await bystander.request({ type: 'ping' })).type).toBe('pong');
+  });
+
+  it('a connection paused by its inbound budget completes the closing handshake at once, not at the terminate 5 s later', async () => {
+    const id = jti();
+    const c = await s.login('29', { jti: id });
+    const pongs = () => c.frames.filter((f) => f.type === 'pong').length;
+    const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+    // 600 pings in one chunk are all read (the frame burst is 200, 100/s), leaving the
+    // budget 400 frames short; the next frame read stops reading for about 4 s.
+    for (let i = 0; i < 600; i++) c.send({ type: 'ping' });
+    await waitFor(() => pongs() === 600, 5000, '600 pongs');
+    await sleep(50);
+    c.send({ type: 'ping' });
+    await waitFor(() => pongs() === 601, 5000, 'pong 601');
+    await sleep(50);
+    for (let i = 0; i < 10; i++) c.send({ type: 'ping' });
+    await sleep(300);
+    expect(pongs()).toBe(601); // not read: paused
+    const t0 = Date.now();
+    await revokeJti(s.app.db, id);
+    const { code } = await within(c.closed, 8000, '4403 close');
+    expect(code).toBe(4403);
+    // SESSION_RECHECK_MS 200 + the query; the socket is terminated 5 s after close() if the
+    // peer's close frame is never read.
+    expect(Date.now() - t0).toBeLessThan(2000);
   });
 });
 
