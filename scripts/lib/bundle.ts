@@ -13,10 +13,33 @@
  */
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { build } from 'esbuild';
+import { build, type Plugin } from 'esbuild';
 
 /** Packages that stay outside the bundle (see above). */
 const BUNDLE_EXTERNAL = ['bufferutil', 'utf-8-validate', '@electric-sql/pglite', '@electric-sql/pglite/*', 'pg-native'];
+
+/** The start of pg's Cloudflare Workers check in `pg/lib/stream.js` (pg 8.x). */
+const PG_CLOUDFLARE_CHECK = 'function isCloudflareRuntime() {';
+
+/**
+ * pg decides at load time whether it runs in Cloudflare Workers. On Node 20, which has no
+ * `navigator`, that check constructs a `Response`, which loads Node's fetch (undici), with
+ * http2 and worker_threads: about 10 MB of RSS (5 anonymous, 5 file-backed) for a check
+ * that is always false here (measured, session 17: bare node 43.7 MB, after
+ * `new Response(null)` 53.7 MB). This plugin makes the check return false in the build.
+ * Node 21+ has `navigator` and never reaches it. Fails the build if pg's source no longer
+ * holds the check, so a pg upgrade cannot silently drop it.
+ */
+const pgNodeOnly: Plugin = {
+  name: 'pg-node-only',
+  setup(b) {
+    b.onLoad({ filter: /[\\/]node_modules[\\/]pg[\\/]lib[\\/]stream\.js$/ }, (args) => {
+      const src = readFileSync(args.path, 'utf8');
+      if (!src.includes(PG_CLOUDFLARE_CHECK)) throw new Error(`${args.path}: no "${PG_CLOUDFLARE_CHECK}" (pg changed; review scripts/lib/bundle.ts)`);
+      return { contents: src.replace(PG_CLOUDFLARE_CHECK, `${PG_CLOUDFLARE_CHECK}\n  return false; // chat-server build: Node only (scripts/lib/bundle.ts)`), loader: 'js' };
+    });
+  },
+};
 
 /** Bundle `entryPoints` (output name → entry path, relative to `repoRoot`) into `outdir` as `<name>.mjs`. */
 export async function bundleServer(repoRoot: string, entryPoints: Record<string, string>, outdir: string): Promise<void> {
@@ -39,6 +62,7 @@ export async function bundleServer(repoRoot: string, entryPoints: Record<string,
     // beside the build translate them: run with NODE_OPTIONS=--enable-source-maps.
     sourcemap: 'linked',
     banner: { js: "import { createRequire as __chatCreateRequire } from 'node:module'; const require = __chatCreateRequire(import.meta.url);" },
+    plugins: [pgNodeOnly],
     logLevel: 'warning',
   });
 }
