@@ -9,7 +9,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Frame, TestClient } from '../helpers/client.ts';
-import { freshUsers, sendOk } from '../helpers/dmkit.ts';
+import { freshUsers, history, sendOk } from '../helpers/dmkit.ts';
 import { makeGroup, ok, say } from '../helpers/groupkit.ts';
 import { startServer, type TestServer } from '../helpers/server.ts';
 
@@ -180,5 +180,35 @@ describe('sync uses the same measured budget', () => {
     expect(pages).toBeGreaterThan(2);
     expect(seen).toEqual(sent);
     expect(cb.closeCode).toBeUndefined();
+  });
+});
+
+describe('an undecryptable stored message (tampered, or its key retired)', () => {
+  /** Make the stored body of `messageId` fail authentication (AES-GCM). */
+  const tamper = (messageId: string) => s.app.db.query("UPDATE private_messages SET ciphertext = '\\x00'::bytea || ciphertext WHERE id = $1", [messageId]);
+
+  it('is left out of group history; the messages around it are unchanged (their own sender, seq, time)', async () => {
+    const g = await makeGroup(s, { members: 2 });
+    const [m1, m2] = g.members;
+    for (const [w, text] of [[g.owner, 'one'], [m1!, 'two'], [m2!, 'three'], [g.owner, 'four']] as const) await say(w, g.groupId, text);
+    const page = () => ok(g.owner.c, { type: 'get_group_messages', groupId: g.groupId, limit: 10 }, 'group_messages');
+    const before = (await page()).messages as Frame[];
+    expect(before.map((m) => m.content)).toEqual(['one', 'two', 'three', 'four']);
+    await tamper(before[1]!.messageId);
+    const after = (await page()).messages as Frame[];
+    expect(after).toEqual([before[0], before[2], before[3]]);
+    expect(g.owner.c.closeCode).toBeUndefined();
+  });
+
+  it('is left out of DM history; the messages around it are unchanged', async () => {
+    const [a, b] = await freshUsers(s, 2);
+    const ca = await s.login(a!);
+    const cb = await s.login(b!);
+    for (const [c, to, text] of [[ca, b!, 'one'], [cb, a!, 'two'], [cb, a!, 'three'], [ca, b!, 'four']] as const) await sendOk(c, to, text);
+    const before = (await history(ca, b!)).messages as Frame[];
+    expect(before.map((m) => m.content)).toEqual(['one', 'two', 'three', 'four']);
+    await tamper(before[1]!.messageId);
+    const after = (await history(ca, b!)).messages as Frame[];
+    expect(after).toEqual([before[0], before[2], before[3]]);
   });
 });
