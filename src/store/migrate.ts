@@ -144,8 +144,9 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
  * when up to date). Waits for another instance's migration as long as it takes (logged
  * every `lockLogEveryMs`). Throws {@link MissingTablesError} before migrating when a
  * required table is missing, {@link MigrationError} when a file fails (after
- * `ddlLockAttempts` on lock timeouts), and DbUnavailableError when the database cannot be
- * reached.
+ * `ddlLockAttempts` on lock timeouts), the driver's error (SQLSTATE 55P03) when the
+ * bookkeeping on `chat_migrations` is still locked out after as many attempts, and
+ * DbUnavailableError when the database cannot be reached.
  */
 export async function migrate(db: Db, opts: MigrateOptions = {}): Promise<string[]> {
   const migrations = listMigrations(opts.dir ?? SQL_DIR);
@@ -163,13 +164,16 @@ export async function migrate(db: Db, opts: MigrateOptions = {}): Promise<string
         name = await txn((tx) => applyNext(tx, migrations, lockTimeout, opts, logger));
         break;
       } catch (err) {
-        if (!(err instanceof MigrationError) || err.code !== '55P03' || attempt >= attempts) {
-          if (err instanceof MigrationError && err.code === '55P03') {
-            err.message += ` (after ${attempt} attempts with lock_timeout ${lockTimeout} ms: another session holds a lock on a table this file changes)`;
+        // 55P03 lock_not_available: a file's statement, or the bookkeeping on chat_migrations
+        // (another session holding a lock on it), waited past lock_timeout. Both are retried.
+        if (sqlState(err) !== '55P03' || attempt >= attempts) {
+          if (sqlState(err) === '55P03') {
+            (err as Error).message += ` (after ${attempt} attempts with lock_timeout ${lockTimeout} ms: another session holds a lock on a table ${err instanceof MigrationError ? 'this file changes' : 'chat_migrations'})`;
           }
           throw err;
         }
-        logger?.warn('migration waits for a table lock; retrying', { file: err.file, attempt, lockTimeoutMs: lockTimeout, err: err.message });
+        const file = err instanceof MigrationError ? err.file : 'chat_migrations (bookkeeping)';
+        logger?.warn('migration waits for a table lock; retrying', { file, attempt, lockTimeoutMs: lockTimeout, err: (err as Error).message });
         await sleep(opts.ddlRetryDelayMs ?? 1000);
       }
     }

@@ -114,6 +114,26 @@ describe.skipIf(!onPostgres)('migrations on PostgreSQL are not bounded by DB_STA
     expect(retries[0]![2]).toMatchObject({ file: '903_alter.sql' });
   });
 
+  it('bookkeeping on chat_migrations blocked by another session is retried too, then the file is applied', async () => {
+    const dir = migrationsDir({ '900_after_bookkeeping.sql': 'CREATE TABLE mig_after_bookkeeping (x INT);\n' });
+    await migrate(db, { dir: migrationsDir({}), ...fast }); // chat_migrations exists
+    const holder = new pg.Client({ connectionString: database.url });
+    await holder.connect();
+    await holder.query('BEGIN');
+    await holder.query('LOCK TABLE chat_migrations IN ACCESS EXCLUSIVE MODE');
+    const release = setTimeout(() => void holder.query('COMMIT'), 1200);
+    const log = memoryLogger();
+    try {
+      expect(await migrate(db, { dir, logger: log, ddlLockTimeoutMs: 200, ddlLockAttempts: 50, ...fast })).toEqual(['900_after_bookkeeping.sql']);
+    } finally {
+      clearTimeout(release);
+      await holder.end().catch(() => {});
+    }
+    const retries = log.lines.filter((l) => l[1] === 'migration waits for a table lock; retrying');
+    expect(retries.length).toBeGreaterThanOrEqual(1);
+    expect(retries[0]![2]).toMatchObject({ file: 'chat_migrations (bookkeeping)' });
+  });
+
   it('gives up after the attempts with an error naming the file, the statement and SQLSTATE 55P03', async () => {
     await admin.query('CREATE TABLE mig_held (x INT)');
     const dir = migrationsDir({ '904_held.sql': 'ALTER TABLE mig_held ADD COLUMN y INT;\n' });
