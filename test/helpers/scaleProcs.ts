@@ -143,10 +143,14 @@ export async function runToExit(env: Record<string, string>, ms = 30_000): Promi
   return { code, logs };
 }
 
-/** Spawn `script` (relative to the repo) with `env` (PORT must be set) and wait for `GET /ready` 200. */
-export async function spawnServer(env: Record<string, string>, script = 'src/server.ts', readyTimeoutMs = 60_000): Promise<Proc> {
+/**
+ * Spawn `script` (relative to the repo) with `env` (PORT must be set) and wait for `GET /ready` 200.
+ * `nodeArgs` go before the script (default: the tsx loader; a production build runs with
+ * `start:prod`'s flags instead).
+ */
+export async function spawnServer(env: Record<string, string>, script = 'src/server.ts', readyTimeoutMs = 60_000, nodeArgs: readonly string[] = ['--import', 'tsx']): Promise<Proc> {
   const port = Number(env.PORT);
-  const child = spawn(process.execPath, ['--import', 'tsx', script], { cwd: ROOT, env: serverEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...nodeArgs, script], { cwd: ROOT, env: serverEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: string[] = [];
   const take = (b: Buffer) => {
     for (const line of b.toString().split('\n')) if (line.trim()) logs.push(line);
