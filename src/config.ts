@@ -137,7 +137,7 @@ export const SETTINGS = {
   dbIdleTimeoutMs: s('DB_IDLE_TIMEOUT_MS', 30000, int(0, DAY_MS), 'Idle pool connection lifetime, ms'),
   dbInsertConcurrency: s('DB_INSERT_CONCURRENCY', 0, int(0, 64), 'Message-insert statements in flight at once per process (group commit); 0 = 4 in one process, and under cluster-server.ts 4 / CLUSTER_WORKERS rounded (at least 1), so a host keeps about 4'),
   dbPreparedStatements: s('DB_PREPARED_STATEMENTS', true, bool, 'Run the hot connect-path lookups and the single-message insert as named prepared statements (parsed once per connection); false behind a pooler without prepared-statement support'),
-  dataDir: s('DATA_DIR', './data', str, 'Embedded database and development secrets directory'),
+  dataDir: s('DATA_DIR', './data', str, 'Embedded database and development secrets directory; one process at a time (pgdata.lock: a dead local PID\'s lock is taken over, another host\'s once not refreshed for 120 s)'),
   jwtSecret: s<string>('JWT_SECRET', undefined, str, 'REQUIRED with a configured database: HS256 key shared with the auth backend (≥ 32 bytes once decoded; PROTOCOL §3); embedded: generated in DATA_DIR', true),
   jwtSecretEncoding: s('JWT_SECRET_ENCODING', 'base64' as 'base64' | 'utf8', oneOf('base64', 'utf8'), 'How JWT_SECRET is decoded: base64 (as the Java backend) or utf8'),
   jwtIssuer: s<string>('JWT_ISSUER', undefined, str, 'Required `iss` claim when set'),

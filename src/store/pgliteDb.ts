@@ -6,7 +6,7 @@
  * for as long as the database is open.
  */
 import { PGlite } from '@electric-sql/pglite';
-import { closeSync, mkdirSync, openSync, readFileSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, statSync, unlinkSync, utimesSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname } from 'node:path';
 import type { Logger } from 'winston';
@@ -31,6 +31,15 @@ export class DataDirLockedError extends Error {
 const held = new Set<string>();
 /** A lock file without a PID younger than this is being written by its owner, ms. */
 const FRESH_EMPTY_LOCK_MS = 5000;
+
+/** The holder of a lock refreshes its file's mtime this often, ms. */
+export const LOCK_REFRESH_MS = 10_000;
+/**
+ * A lock written on another host (whose PID cannot be checked: a container recreated with
+ * a new hostname on the same volume) is stale once not refreshed for this long, ms: 12
+ * refresh intervals, so clocks of the two hosts may differ by up to about 110 s.
+ */
+export const FOREIGN_LOCK_STALE_MS = 120_000;
 
 /** True when process `pid` exists on this host (EPERM: it exists, owned by someone else). */
 function alive(pid: number): boolean {
@@ -72,11 +81,13 @@ function readOwner(path: string): { pid: number; host: string } | undefined {
 
 /**
  * Take the exclusive lock of an embedded data directory: the file `<dataDir>.lock`,
- * created with O_EXCL, holding `<pid> <hostname>`. A lock whose PID is not running on
- * this host (a process killed with SIGKILL, a crash) is taken over with a warning; one of
- * a live process, of this process, or written on another host (which cannot be checked)
- * is refused with {@link DataDirLockedError} naming the PID and the lock file. Also
- * removed at process exit. Resolves the release function (idempotent).
+ * created with O_EXCL, holding `<pid> <hostname>`, its mtime refreshed every
+ * {@link LOCK_REFRESH_MS} while held. A lock whose PID is not running on this host (a
+ * process killed with SIGKILL, a crash), or one written on another host and not refreshed
+ * for {@link FOREIGN_LOCK_STALE_MS}, is taken over with a warning; one of a live process,
+ * of this process, or a fresh one of another host is refused with {@link DataDirLockedError}
+ * naming the PID (and host) and the lock file. Also removed at process exit. Resolves the
+ * release function (idempotent).
  */
 export function lockDataDir(dataDir: string, logger?: Logger): () => void {
   const path = `${dataDir}.lock`;
@@ -106,9 +117,13 @@ export function lockDataDir(dataDir: string, logger?: Logger): () => void {
     if (!owner) {
       if (ageMs(path) < FRESH_EMPTY_LOCK_MS) throw new DataDirLockedError(`${where} is being opened by another process (lock file ${path})`);
     } else if (owner.host && owner.host !== hostname()) {
-      throw new DataDirLockedError(
-        `${where} is in use by pid ${owner.pid} on host ${owner.host} (lock file ${path}); if that process is gone, delete the lock file`,
-      );
+      const age = ageMs(path);
+      if (age < FOREIGN_LOCK_STALE_MS) {
+        throw new DataDirLockedError(
+          `${where} is in use by pid ${owner.pid} on host ${owner.host} (lock file ${path}, refreshed ${Math.max(0, Math.round(age / 1000))} s ago); ` +
+            `it is taken over once not refreshed for ${FOREIGN_LOCK_STALE_MS / 1000} s, or delete the lock file if that process is gone`,
+        );
+      }
     } else if (owner.pid !== process.pid && alive(owner.pid)) {
       throw new DataDirLockedError(`${where} is in use by pid ${owner.pid} (lock file ${path}); stop it first or use another DATA_DIR`);
     }
@@ -125,15 +140,26 @@ export function lockDataDir(dataDir: string, logger?: Logger): () => void {
     }
     try {
       if (readOwner(path)?.pid !== owner?.pid) continue; // changed meanwhile: look again
-      (logger ?? createLogger('warn')).warn('taking over a stale lock of the embedded database (its process is gone)', { lockFile: path, stalePid: owner?.pid });
+      const foreign = owner?.host && owner.host !== hostname() ? { staleHost: owner.host, notRefreshedMs: Math.round(ageMs(path)) } : {};
+      (logger ?? createLogger('warn')).warn('taking over a stale lock of the embedded database (its process is gone)', { lockFile: path, stalePid: owner?.pid, ...foreign });
       rmQuiet(path);
     } finally {
       rmQuiet(mutex);
     }
   }
   held.add(path);
+  const refresh = setInterval(() => {
+    try {
+      const now = new Date();
+      utimesSync(path, now, now);
+    } catch {
+      // Removed by someone: the next start's check is what this would have informed.
+    }
+  }, LOCK_REFRESH_MS);
+  refresh.unref();
   const release = (): void => {
     if (!held.delete(path)) return;
+    clearInterval(refresh);
     process.off('exit', release);
     if (readOwner(path)?.pid === process.pid) rmQuiet(path);
   };

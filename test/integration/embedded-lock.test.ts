@@ -7,11 +7,12 @@
  * no lock. No PostgreSQL or Redis needed.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
-import { createPgliteDb, DataDirLockedError } from '../../src/store/pgliteDb.ts';
+import { afterAll, describe, expect, it, vi } from 'vitest';
+import type { Logger } from 'winston';
+import { createPgliteDb, DataDirLockedError, FOREIGN_LOCK_STALE_MS, LOCK_REFRESH_MS, lockDataDir } from '../../src/store/pgliteDb.ts';
 import { freePort, runToExit, spawnServer, type Proc } from '../helpers/scaleProcs.ts';
 
 const dataDir = mkdtempSync(join(tmpdir(), 'chat-emb-lock-'));
@@ -95,4 +96,37 @@ describe('embedded DATA_DIR lock in one process', () => {
     await Promise.all([m1.close(), m2.close()]);
     rmSync(join(dir, '..'), { recursive: true, force: true });
   }, 120_000);
+});
+
+describe('embedded DATA_DIR lock written on another host', () => {
+  it('is refused while refreshed, taken over once not refreshed for FOREIGN_LOCK_STALE_MS; the holder refreshes its lock', () => {
+    const root = mkdtempSync(join(tmpdir(), 'chat-emb-lock2-'));
+    const dir = join(root, 'pgdata');
+    const lock = `${dir}.lock`;
+    mkdirSync(root, { recursive: true });
+    writeFileSync(lock, '4242 some-other-host\n');
+    // Fresh (just written): refused, naming the host.
+    expect(() => lockDataDir(dir)).toThrow(DataDirLockedError);
+    expect(() => lockDataDir(dir)).toThrow(/in use by pid 4242 on host some-other-host .*refreshed 0 s ago/);
+    // Not refreshed for longer than the staleness bound: taken over with a warning.
+    const old = new Date(Date.now() - FOREIGN_LOCK_STALE_MS - 5000);
+    utimesSync(lock, old, old);
+    const warned: Record<string, unknown>[] = [];
+    const logger = { warn: (_m: string, meta: Record<string, unknown>) => warned.push(meta) } as unknown as Logger;
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
+    try {
+      const release = lockDataDir(dir, logger);
+      expect(readFileSync(lock, 'utf8').trim()).toBe(`${process.pid} ${hostname()}`);
+      expect(warned[0]).toMatchObject({ lockFile: lock, stalePid: 4242, staleHost: 'some-other-host' });
+      // The holder refreshes the mtime every LOCK_REFRESH_MS.
+      utimesSync(lock, old, old);
+      vi.advanceTimersByTime(LOCK_REFRESH_MS);
+      expect(Date.now() - statSync(lock).mtimeMs).toBeLessThan(5000);
+      release();
+      expect(existsSync(lock)).toBe(false);
+    } finally {
+      vi.useRealTimers();
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
 });
