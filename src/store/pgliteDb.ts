@@ -153,7 +153,7 @@ export function lockDataDir(dataDir: string, logger?: Logger): () => void {
       const now = new Date();
       utimesSync(path, now, now);
     } catch {
-      // Removed by someone: the next start's check is what this would have informed.
+      // The file is gone (deleted by hand): nothing to refresh.
     }
   }, LOCK_REFRESH_MS);
   refresh.unref();
