@@ -94,44 +94,38 @@ describe.skipIf(!onPostgres)('migrations on PostgreSQL are not bounded by DB_STA
     expect(Number(waits[0]![2]!.holderPid)).toBeGreaterThan(0);
   });
 
-  it('an ALTER blocked by a table lock retries after lock_timeout, then succeeds once the lock is gone', async () => {
-    await admin.query('CREATE TABLE mig_locked (x INT)');
-    const dir = migrationsDir({ '903_alter.sql': 'ALTER TABLE mig_locked ADD COLUMN y INT;\n' });
+  /**
+   * Hold `LOCK TABLE <table> IN <mode> MODE` on another session for 1.2 s while migrating
+   * `dir` (lock_timeout 200 ms, 50 attempts); expect `applied`, and the first retry logged for `file`.
+   */
+  async function migrateWhileLocked(table: string, mode: string, dir: string, applied: string, file: string): Promise<void> {
     const holder = new pg.Client({ connectionString: database.url });
     await holder.connect();
     await holder.query('BEGIN');
-    await holder.query('LOCK TABLE mig_locked IN ACCESS SHARE MODE');
+    await holder.query(`LOCK TABLE ${table} IN ${mode} MODE`);
     const release = setTimeout(() => void holder.query('COMMIT'), 1200);
     const log = memoryLogger();
     try {
-      expect(await migrate(db, { dir, logger: log, ddlLockTimeoutMs: 200, ddlLockAttempts: 50, ...fast })).toEqual(['903_alter.sql']);
+      expect(await migrate(db, { dir, logger: log, ddlLockTimeoutMs: 200, ddlLockAttempts: 50, ...fast })).toEqual([applied]);
     } finally {
       clearTimeout(release);
       await holder.end().catch(() => {});
     }
     const retries = log.lines.filter((l) => l[1] === 'migration waits for a table lock; retrying');
     expect(retries.length).toBeGreaterThanOrEqual(1);
-    expect(retries[0]![2]).toMatchObject({ file: '903_alter.sql' });
+    expect(retries[0]![2]).toMatchObject({ file });
+  }
+
+  it('an ALTER blocked by a table lock retries after lock_timeout, then succeeds once the lock is gone', async () => {
+    await admin.query('CREATE TABLE mig_locked (x INT)');
+    const dir = migrationsDir({ '903_alter.sql': 'ALTER TABLE mig_locked ADD COLUMN y INT;\n' });
+    await migrateWhileLocked('mig_locked', 'ACCESS SHARE', dir, '903_alter.sql', '903_alter.sql');
   });
 
   it('bookkeeping on chat_migrations blocked by another session is retried too, then the file is applied', async () => {
     const dir = migrationsDir({ '900_after_bookkeeping.sql': 'CREATE TABLE mig_after_bookkeeping (x INT);\n' });
     await migrate(db, { dir: migrationsDir({}), ...fast }); // chat_migrations exists
-    const holder = new pg.Client({ connectionString: database.url });
-    await holder.connect();
-    await holder.query('BEGIN');
-    await holder.query('LOCK TABLE chat_migrations IN ACCESS EXCLUSIVE MODE');
-    const release = setTimeout(() => void holder.query('COMMIT'), 1200);
-    const log = memoryLogger();
-    try {
-      expect(await migrate(db, { dir, logger: log, ddlLockTimeoutMs: 200, ddlLockAttempts: 50, ...fast })).toEqual(['900_after_bookkeeping.sql']);
-    } finally {
-      clearTimeout(release);
-      await holder.end().catch(() => {});
-    }
-    const retries = log.lines.filter((l) => l[1] === 'migration waits for a table lock; retrying');
-    expect(retries.length).toBeGreaterThanOrEqual(1);
-    expect(retries[0]![2]).toMatchObject({ file: 'chat_migrations (bookkeeping)' });
+    await migrateWhileLocked('chat_migrations', 'ACCESS EXCLUSIVE', dir, '900_after_bookkeeping.sql', 'chat_migrations (bookkeeping)');
   });
 
   it('gives up after the attempts with an error naming the file, the statement and SQLSTATE 55P03', async () => {
