@@ -16,6 +16,7 @@ import { createLogger } from '../../src/observability/logger.ts';
 import { addFollows, upsertUsers } from '../../src/store/devData.ts';
 import { createPgDb } from '../../src/store/pgDb.ts';
 import { TestClient } from './client.ts';
+import { createTestDatabase, type TestDatabase } from './db.ts';
 
 /** Repository root (cwd of spawned servers). */
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -255,6 +256,32 @@ export async function teardownRedisPair(fx: Fixture | undefined, procs: (Proc | 
   await Promise.all(procs.map((p) => p?.stop()));
   await db?.drop();
   await clearRedisPrefix(process.env.TEST_REDIS_URL!, prefix);
+}
+
+/** A cluster server over its own test database, with a {@link Fixture} for seeding and logins. */
+export interface SeededCluster {
+  db: TestDatabase;
+  fx: Fixture;
+  primary: Proc;
+}
+
+/**
+ * Create a test database, seed `users` (`u<id>`) and `follows` [follower, followee], and
+ * spawn cluster-server.ts with `workers` workers and `extra` settings ({@link spawnCluster}:
+ * resolves once every worker listens).
+ */
+export async function seededCluster(workers: number, users: string[], follows: [string, string][] = [], extra: Record<string, string> = {}): Promise<SeededCluster> {
+  const db = await createTestDatabase();
+  const fx = new Fixture(db.url!);
+  await fx.seed(users, follows);
+  return { db, fx, primary: await spawnCluster(db.url!, workers, extra) };
+}
+
+/** Tear down what {@link seededCluster} (or part of it) set up: close the clients, stop the cluster by PID (SIGKILL after 15 s), drop the database. */
+export async function teardownCluster(c: Partial<SeededCluster>): Promise<void> {
+  await c.fx?.closeAll();
+  await c.primary?.stop(15_000);
+  await c.db?.drop();
 }
 
 /**

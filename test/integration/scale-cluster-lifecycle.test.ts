@@ -14,8 +14,8 @@ import { spawn } from 'node:child_process';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TestClient } from '../helpers/client.ts';
-import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
-import { Fixture, freePort, getJson, ROOT, scaleEnabled, serverEnv, sleep, spawnCluster, until, warnIfSkipped, workerPids, type Proc } from '../helpers/scaleProcs.ts';
+import type { TestDatabase } from '../helpers/db.ts';
+import { Fixture, freePort, getJson, ROOT, scaleEnabled, seededCluster, serverEnv, sleep, teardownCluster, until, warnIfSkipped, workerPids, type Proc } from '../helpers/scaleProcs.ts';
 
 warnIfSkipped('scale-cluster-lifecycle.test.ts');
 
@@ -49,14 +49,10 @@ describe.skipIf(!scaleEnabled)('cluster server: one worker killed again and agai
   let primary: Proc | undefined;
 
   beforeAll(async () => {
-    db = await createTestDatabase();
-    primary = await spawnCluster(db.url!, 1, { LOG_LEVEL: 'info' });
+    ({ db, primary } = await seededCluster(1, [], [], { LOG_LEVEL: 'info' }));
   }, 120_000);
 
-  afterAll(async () => {
-    await primary?.stop(15_000);
-    await db?.drop();
-  }, 60_000);
+  afterAll(() => teardownCluster({ db, primary }), 60_000);
 
   it('re-forks the only worker after each kill -9; the primary stays up and /ready comes back', async () => {
     const p = primary!;
@@ -106,18 +102,11 @@ describe.skipIf(!scaleEnabled)('cluster server: 2 workers, metrics across restar
   let primary: Proc | undefined;
 
   beforeAll(async () => {
-    db = await createTestDatabase();
-    fx = new Fixture(db.url!);
-    await fx.seed(USERS, Fixture.mutual(USERS));
     // A long grace period: a user who closed just before the shutdown is still within it.
-    primary = await spawnCluster(db.url!, 2, { OFFLINE_GRACE_MS: '60000', LOG_LEVEL: 'info' });
+    ({ db, fx, primary } = await seededCluster(2, USERS, Fixture.mutual(USERS), { OFFLINE_GRACE_MS: '60000', LOG_LEVEL: 'info' }));
   }, 120_000);
 
-  afterAll(async () => {
-    await fx?.closeAll();
-    await primary?.stop(15_000);
-    await db?.drop();
-  }, 60_000);
+  afterAll(() => teardownCluster({ db, fx, primary }), 60_000);
 
   it('/metrics: counters never go down when workers are re-forked; gauges are the live workers\'; the start time is the primary\'s', async () => {
     const p = primary!;

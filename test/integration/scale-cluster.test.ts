@@ -6,8 +6,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Frame, TestClient } from '../helpers/client.ts';
-import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
-import { Fixture, scaleEnabled, workerPids, spawnCluster, until, warnIfSkipped, type Proc } from '../helpers/scaleProcs.ts';
+import type { TestDatabase } from '../helpers/db.ts';
+import { Fixture, scaleEnabled, seededCluster, teardownCluster, until, warnIfSkipped, workerPids, type Proc } from '../helpers/scaleProcs.ts';
 
 warnIfSkipped('scale-cluster.test.ts');
 
@@ -35,17 +35,10 @@ async function allPairs(clients: Map<string, TestClient>, tag: string): Promise<
 
 describe.skipIf(!scaleEnabled)('cluster server: 2 workers, no Redis', () => {
   beforeAll(async () => {
-    db = await createTestDatabase();
-    fx = new Fixture(db.url!);
-    await fx.seed(USERS, Fixture.mutual(USERS));
-    primary = await spawnCluster(db.url!, 2, { MESSAGE_RATE_LIMIT: '1000', OFFLINE_GRACE_MS: '300', LOG_LEVEL: 'info' });
+    ({ db, fx, primary } = await seededCluster(2, USERS, Fixture.mutual(USERS), { MESSAGE_RATE_LIMIT: '1000', OFFLINE_GRACE_MS: '300', LOG_LEVEL: 'info' }));
   }, 120_000);
 
-  afterAll(async () => {
-    await fx?.closeAll();
-    await primary?.stop(15_000);
-    await db?.drop();
-  }, 60_000);
+  afterAll(() => teardownCluster({ db, fx, primary }), 60_000);
 
   it('shares the message-insert concurrency over the workers: each keeps 2 batches in flight (4 / 2)', () => {
     // One 'listening' line per worker (JSON logs; read by pattern, lines may arrive split).

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TestClient } from '../helpers/client.ts';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.ts';
-import { teardownRedisPair, Fixture, scaleEnabled, spawnCluster, spawnRedisInstance, until, warnIfSkipped, type Proc } from '../helpers/scaleProcs.ts';
+import { teardownRedisPair, Fixture, scaleEnabled, seededCluster, spawnRedisInstance, teardownCluster, until, warnIfSkipped, type Proc } from '../helpers/scaleProcs.ts';
 
 warnIfSkipped('scale-devices.test.ts');
 
@@ -71,17 +71,10 @@ describe.skipIf(!scaleEnabled)('MAX_CONNECTIONS_PER_USER in the cluster server: 
   let cfx: Fixture;
   let primary: Proc;
   beforeAll(async () => {
-    cdb = await createTestDatabase();
-    cfx = new Fixture(cdb.url!);
-    await cfx.seed(['1']);
-    primary = await spawnCluster(cdb.url!, 2, { MAX_CONNECTIONS_PER_USER: '2' }); // both workers listening
+    ({ db: cdb, fx: cfx, primary } = await seededCluster(2, ['1'], [], { MAX_CONNECTIONS_PER_USER: '2' })); // both workers listening
   }, 120_000);
 
-  afterAll(async () => {
-    await cfx?.closeAll();
-    await primary?.stop(15_000);
-    await cdb?.drop();
-  }, 60_000);
+  afterAll(() => teardownCluster({ db: cdb, fx: cfx, primary }), 60_000);
 
   it('cap 2: of 6 simultaneous logins over both workers exactly 2 stay open and 4 are closed 4429', async () => {
     for (let round = 0; round < 3; round++) {
