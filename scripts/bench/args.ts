@@ -59,6 +59,8 @@ export interface BenchOptions {
   keepLogs: boolean;
   /** Run the single-process server from an esbuild bundle on plain node (no tsx loader). */
   bundle: boolean;
+  /** Disk flush probe interval, ms (./flush-probe.ts; 0 = off). */
+  flushProbeMs: number;
 }
 
 const HELP = `usage: npm run bench -- [options]
@@ -82,6 +84,8 @@ const HELP = `usage: npm run bench -- [options]
   --keep-logs          keep server/PostgreSQL logs
   --bundle             run the single-process server as an esbuild bundle on plain node
                        (default: node --import tsx src/server.ts, whose loader adds ~30 MB RSS)
+  --flush-probe MS     time a 4 KiB write + fdatasync beside the database every MS ms and
+                       match slow ones (>= 10 ms) with slow-ack bursts (10; 0 = off)
 env: BENCH_DATABASE_URL, BENCH_REDIS_URL (use these instead of private ones), BENCH_STRICT=1`;
 
 /** Parse `argv` (without node and script). Prints help and exits on --help; throws on bad values. */
@@ -112,6 +116,7 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
       'server-env': { type: 'string', multiple: true },
       'keep-logs': { type: 'boolean' },
       bundle: { type: 'boolean' },
+      'flush-probe': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -160,5 +165,6 @@ export function parseBenchArgs(argv: string[]): BenchOptions {
     serverEnv,
     keepLogs: values['keep-logs'] ?? false,
     bundle: values.bundle ?? false,
+    flushProbeMs: num('flush-probe', values['flush-probe'], 10, 0, 10_000),
   };
 }

@@ -7,7 +7,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import winston from 'winston';
 import { createPgDb } from '../../src/store/pgDb.ts';
@@ -17,6 +17,7 @@ import { checkpoint, createDatabase, prodNodeFlags, startPostgres, startRedis, s
 import { track, untrack, waitExit } from '../lib/proc.ts';
 import type { BenchOptions, ClientHandshake } from './args.ts';
 import type { LgReply, LgRequest } from './ipc.ts';
+import { FlushProbe } from './flush-probe.ts';
 
 /** Repository root (cwd of the server and load generators). */
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -36,13 +37,16 @@ export interface Infra {
   encryptionKey: string;
   /** Directory for server logs. */
   logDir: string;
+  /** The disk flush probe beside the private PostgreSQL's data directory (or in the temp dir); undefined: off. */
+  flushProbe?: FlushProbe;
 }
 
 /**
- * Start (or adopt from the environment) PostgreSQL. Redis is started on demand by
+ * Start (or adopt from the environment) PostgreSQL, and the disk flush probe (every
+ * `flushProbeMs` ms; 0 = none) on its file system. Redis is started on demand by
  * {@link ensureRedis}. The log directory is removed at exit unless `keepLogs`.
  */
-export async function startInfra(keepLogs: boolean): Promise<Infra> {
+export async function startInfra(keepLogs: boolean, flushProbeMs = 0): Promise<Infra> {
   const logDir = mkdtempSync(join(tmpdir(), 'chat-bench-logs-'));
   if (!keepLogs) process.once('exit', () => rmSync(logDir, { recursive: true, force: true }));
   const given = process.env.BENCH_DATABASE_URL;
@@ -57,6 +61,8 @@ export async function startInfra(keepLogs: boolean): Promise<Infra> {
     jwtSecret: randomBytes(32).toString('base64'),
     encryptionKey: randomBytes(32).toString('hex'),
     logDir,
+    // With BENCH_DATABASE_URL the database's disk is unknown: the temp dir's is probed.
+    flushProbe: flushProbeMs > 0 ? FlushProbe.start(ownPg ? dirname(ownPg.dataDir) : logDir, flushProbeMs) : undefined,
   };
 }
 
@@ -71,6 +77,7 @@ export async function ensureRedis(infra: Infra): Promise<string> {
 
 /** Stop what {@link startInfra}/{@link ensureRedis} started; remove logs unless `keepLogs`. */
 export async function stopInfra(infra: Infra, keepLogs: boolean): Promise<void> {
+  await infra.flushProbe?.stop();
   await infra.ownRedis?.remove();
   await infra.ownPg?.remove();
   if (!keepLogs) rmSync(infra.logDir, { recursive: true, force: true });

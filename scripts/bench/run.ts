@@ -164,7 +164,7 @@ async function main(): Promise<void> {
     try {
       // With --bundle both the single process and the cluster run as built (plain node).
       const [serverEntry, clusterEntry] = opts.bundle ? await bundleEntries(REPO_ROOT, [SERVER_ENTRY, CLUSTER_ENTRY]) : [SERVER_ENTRY, CLUSTER_ENTRY];
-      const infra = await startInfra(opts.keepLogs);
+      const infra = await startInfra(opts.keepLogs, opts.flushProbeMs);
       ctx = { opts, infra, serverEntry: serverEntry!, clusterEntry: clusterEntry! };
       log(`database: ${infra.givenDb ? 'BENCH_DATABASE_URL' : `private PostgreSQL on port ${infra.ownPg!.port} (WAL warmed: ${WAL_WARMUP_MB} MB; CHECKPOINT before each run)`}; server logs in ${infra.logDir}`);
       try {

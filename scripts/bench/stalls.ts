@@ -39,6 +39,20 @@ export interface SlowAckSummary {
   inBurstsPct: number;
   /** The largest bursts (most slow acks first), at most 5. */
   largest: SlowBurst[];
+  /**
+   * Bursts during which one of the given marks (e.g. a slow disk flush) happened: the mark's
+   * interval meets the burst's, from its first slow send to its last possible ack
+   * (`startMs` .. `startMs + spanMs + maxMs`). Null when no marks were given.
+   */
+  withMark: number | null;
+}
+
+/** A stretch of time in the window that may explain a burst (e.g. a disk flush), ms from the window start. */
+export interface Mark {
+  /** Start, ms from the window start. */
+  atMs: number;
+  /** Length, ms. */
+  ms: number;
 }
 
 /**
@@ -47,11 +61,13 @@ export interface SlowAckSummary {
  *   (scheduled time in ms from the window start, latency in ms); an odd trailing value is ignored
  * @param quantile which acks are slow: at or above this quantile of the trace's latencies
  *   (0 < quantile < 1; default 0.99, the p99 of the report)
+ * @param marks stretches of the window to match the bursts with ({@link SlowAckSummary.withMark});
+ *   undefined: none measured
  * @returns the summary; never throws
  */
-export function slowAckBursts(trace: readonly number[], quantile = 0.99): SlowAckSummary {
+export function slowAckBursts(trace: readonly number[], quantile = 0.99, marks?: readonly Mark[]): SlowAckSummary {
   const n = Math.floor(trace.length / 2);
-  if (n === 0) return { thresholdMs: 0, slowAcks: 0, bursts: 0, inBurstsPct: 0, largest: [] };
+  if (n === 0) return { thresholdMs: 0, slowAcks: 0, bursts: 0, inBurstsPct: 0, largest: [], withMark: marks ? 0 : null };
   const lat = new Float64Array(n);
   for (let i = 0; i < n; i++) lat[i] = trace[2 * i + 1]!;
   lat.sort();
@@ -78,5 +94,6 @@ export function slowAckBursts(trace: readonly number[], quantile = 0.99): SlowAc
     bursts: bursts.length,
     inBurstsPct: slow.length ? (100 * inBursts) / slow.length : 0,
     largest: [...bursts].sort((a, b) => b.acks - a.acks || a.startMs - b.startMs).slice(0, 5),
+    withMark: marks ? bursts.filter((b) => marks.some((m) => m.atMs <= b.startMs + b.spanMs + b.maxMs && m.atMs + m.ms >= b.startMs)).length : null,
   };
 }

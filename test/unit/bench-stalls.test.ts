@@ -70,7 +70,27 @@ describe('slowAckBursts', () => {
     for (let i = 0; i < t.length; i += 2) pairs.push([t[i]!, t[i + 1]!]);
     pairs.reverse();
     expect(slowAckBursts(pairs.flat())).toEqual(slowAckBursts(t));
-    expect(slowAckBursts([])).toEqual({ thresholdMs: 0, slowAcks: 0, bursts: 0, inBurstsPct: 0, largest: [] });
+    expect(slowAckBursts([])).toEqual({ thresholdMs: 0, slowAcks: 0, bursts: 0, inBurstsPct: 0, largest: [], withMark: null });
+    expect(slowAckBursts([], 0.99, [])).toMatchObject({ bursts: 0, withMark: 0 });
+  });
+
+  it('counts the bursts that a mark (a slow disk flush) falls in, from first slow send to last possible ack', () => {
+    // Three 30 ms stalls, at 1,000, 2,000 and 3,000 ms: sends there wait for the stall's end.
+    const s0 = (i: number) => [1000, 2000, 3000].find((t) => i >= t && i < t + 30);
+    const t = trace(5000, (i) => {
+      const at = s0(i);
+      return at === undefined ? 1 : 1 + (at + 30 - i);
+    });
+    expect(slowAckBursts(t).withMark).toBeNull();
+    expect(slowAckBursts(t).bursts).toBe(3);
+    const marks = [
+      { atMs: 1005, ms: 40 }, // inside the first
+      { atMs: 1950, ms: 60 }, // starts before the second, ends inside it
+      { atMs: 3100, ms: 20 }, // after the third: its last ack came by ~3,000 + 29 + 31
+      { atMs: 4000, ms: 50 }, // no burst there
+    ];
+    expect(slowAckBursts(t, 0.99, marks).withMark).toBe(2);
+    expect(slowAckBursts(t, 0.99, [{ atMs: 3045, ms: 5 }]).withMark).toBe(1);
   });
 });
 

@@ -73,6 +73,7 @@ export async function measureDm(ctx: BenchContext, rate: number, target: DmTarge
       redisCpuSeconds: () => (target.cluster && infra.ownRedis?.pid ? cpuSecondsOf(infra.ownRedis.pid) : undefined),
       // A cluster's /metrics aggregates its workers' gauges: no one worker's lateness.
       loopLateness: target.cluster ? undefined : async () => loopLatenessFromMetrics(await (await fetch(`http://127.0.0.1:${server.port}/metrics`, { signal: AbortSignal.timeout(5000) })).text()),
+      flushes: (from, to) => infra.flushProbe?.window(from, to),
     });
     assertAlive(server, 'during the run');
     await sleep(1000);
@@ -143,14 +144,25 @@ export function latencyFigures(m: DmMeasure): RunResult {
 /**
  * Whether the ack p99 comes from a few stalls (../stalls.ts): the bursts of acks at or above
  * the p99 (at least BURST_MIN_ACKS within BURST_GAP_MS of each other) and their share of those
- * acks; and whether the server's own thread stalled (its event-loop lateness, ./traffic.ts).
+ * acks; whether the server's own thread stalled (its event-loop lateness, ./traffic.ts); and
+ * whether the disk under the database did (../flush-probe.ts), and in how many of the bursts.
  */
 function stallFigures(t: TrafficSummary): Figure[] {
   return [
     { name: `stalls: bursts of >= ${BURST_MIN_ACKS} acks >= p99 within ${BURST_GAP_MS} ms`, unit: 'count', value: t.slowAcks.bursts },
     { name: 'stalls: share of acks >= p99 inside such bursts', unit: '%', value: Math.round(t.slowAcks.inBurstsPct) },
+    { name: 'stalls: bursts during a slow disk flush', unit: 'count', value: t.slowAcks.withMark },
     { name: 'server event-loop lateness p99', unit: 'ms', value: t.serverLoop?.p99Ms ?? null },
     { name: 'server event-loop lateness max', unit: 'ms', value: t.serverLoop?.maxMs ?? null },
+    ...diskFigures(t, ''),
+  ];
+}
+
+/** The disk flush probe's figures for one traffic phase (`prefix` names the side in cluster runs). */
+function diskFigures(t: TrafficSummary, prefix: string): Figure[] {
+  return [
+    { name: `${prefix}disk flushes (4 KiB + fdatasync) >= ${t.disk?.thresholdMs ?? 10} ms`, unit: 'count', value: t.disk?.slowFlushes ?? null },
+    { name: `${prefix}disk flush max`, unit: 'ms', value: t.disk?.maxMs ?? null },
   ];
 }
 
@@ -191,6 +203,12 @@ export function clusterFigures(cluster: DmMeasure, single: DmMeasure): RunResult
       { name: '1-process PostgreSQL CPU', unit: '% core', value: s.dbCpuPct },
       { name: 'cluster stalls: share of acks >= p99 in bursts', unit: '%', value: Math.round(c.slowAcks.inBurstsPct) },
       { name: '1-process stalls: share of acks >= p99 in bursts', unit: '%', value: Math.round(s.slowAcks.inBurstsPct) },
+      { name: 'cluster stalls: bursts', unit: 'count', value: c.slowAcks.bursts },
+      { name: 'cluster stalls: bursts during a slow disk flush', unit: 'count', value: c.slowAcks.withMark },
+      { name: '1-process stalls: bursts', unit: 'count', value: s.slowAcks.bursts },
+      { name: '1-process stalls: bursts during a slow disk flush', unit: 'count', value: s.slowAcks.withMark },
+      ...diskFigures(c, 'cluster '),
+      ...diskFigures(s, '1-process '),
       { name: 'cluster lost', unit: 'msgs', value: c.lost, target: { op: '==', value: 0, judge: 'worst' } },
     ],
     info: { cluster: info(cluster), single: { rate: single.rate, traffic: single.traffic } },

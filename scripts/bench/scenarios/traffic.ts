@@ -10,6 +10,7 @@ import type { ClientSpec, ConnectResult, ProgressResult, TrafficPlan, TrafficRes
 import { nowMs, parseTag } from '../ipc.ts';
 import { mergeHists, newHist, recordMs, summarize, type LatencySummary } from '../histo.ts';
 import { slowAckBursts, type SlowAckSummary } from '../stalls.ts';
+import type { FlushWindow } from '../flush-probe.ts';
 
 /** Merged result of connecting clients on every load generator. */
 export interface ConnectSummary {
@@ -106,6 +107,22 @@ export interface TrafficSummary {
   redisCpuPct: number | null;
   /** The server's event-loop lateness over the window (single process only; null: not measured). */
   serverLoop: LoopLateness | null;
+  /** The disk under the database over the window (../flush-probe.ts; null: not probed). */
+  disk: DiskFlushes | null;
+}
+
+/** What the disk flush probe saw in the measured window. */
+export interface DiskFlushes {
+  /** Probe flushes (4 KiB write + fdatasync) started in the window. */
+  flushes: number;
+  /** Those that took `thresholdMs` or more. */
+  slowFlushes: number;
+  /** The slow-flush threshold, ms. */
+  thresholdMs: number;
+  /** The longest flush, ms. */
+  maxMs: number;
+  /** The slow flushes: start (ms from the window start) and length (ms). */
+  slow: { atMs: number; ms: number }[];
 }
 
 /** Optional probe of the server process during the measured window. */
@@ -120,6 +137,8 @@ export interface ServerProbe {
    * interval): called at the window's start and end. Undefined or null: not available.
    */
   loopLateness?(): Promise<LoopLateness | null>;
+  /** The disk flush probe's readings for [fromMs, toMs) (epoch ms); undefined: no probe. */
+  flushes?(fromMs: number, toMs: number): FlushWindow | undefined;
 }
 
 /**
@@ -190,10 +209,15 @@ export async function driveTraffic(lg: LoadGens, plans: TrafficPlan[], expected:
   }
   const drainMs = nowMs() - drainStart;
   const rs = await lg.all<TrafficResult>(() => ({ op: 'collect' }), 60_000);
-  return { ...merge(rs, p0, expected, drainMs), windowStartMs: Math.round(winStart), serverCpuPct, dbCpuPct, redisCpuPct, serverLoop, drainComplete };
+  // Flushes that started in the window, or up to 200 ms before it (a stall then delays its first sends).
+  const fw = probe?.flushes?.(winStart - 200, endAt);
+  const disk: DiskFlushes | null = fw
+    ? { flushes: fw.flushes, slowFlushes: fw.slow.length, thresholdMs: fw.thresholdMs, maxMs: fw.maxMs, slow: fw.slow.map((f) => ({ atMs: Math.round(f.atMs - winStart), ms: Math.round(f.ms * 10) / 10 })) }
+    : null;
+  return { ...merge(rs, p0, expected, drainMs, disk), windowStartMs: Math.round(winStart), serverCpuPct, dbCpuPct, redisCpuPct, serverLoop, drainComplete, disk };
 }
 
-function merge(rs: TrafficResult[], plan: TrafficPlan, expected: number, drainMs: number): Omit<TrafficSummary, 'windowStartMs' | 'serverCpuPct' | 'dbCpuPct' | 'redisCpuPct' | 'serverLoop' | 'drainComplete'> {
+function merge(rs: TrafficResult[], plan: TrafficPlan, expected: number, drainMs: number, disk: DiskFlushes | null): Omit<TrafficSummary, 'windowStartMs' | 'serverCpuPct' | 'dbCpuPct' | 'redisCpuPct' | 'serverLoop' | 'drainComplete' | 'disk'> {
   const deliveries = new Map<string, [number, number]>();
   for (const r of rs) {
     for (const [id, n, last] of r.deliveries) {
@@ -241,7 +265,7 @@ function merge(rs: TrafficResult[], plan: TrafficPlan, expected: number, drainMs
     perDevice: summarize(mergeHists(rs.map((r) => r.deviceHist))),
     allDevices: summarize(all),
     lag: summarize(mergeHists(rs.map((r) => r.lagHist))),
-    slowAcks: slowAckBursts(rs.flatMap((r) => r.ackTrace)),
+    slowAcks: slowAckBursts(rs.flatMap((r) => r.ackTrace), 0.99, disk?.slow),
     maxBufferedBytes: Math.max(0, ...rs.map((r) => r.maxBuffered)),
     drainMs: Math.round(drainMs),
     generatorCpuPct: Math.round((sum((r) => r.cpuMsInWindow) / plan.durationMs) * 100),
