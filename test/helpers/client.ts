@@ -94,13 +94,18 @@ export class TestClient {
     return this.next((f) => f.requestId === requestId, timeoutMs);
   }
 
-  /** Assert no frame matching arrives within `ms` (resolves true when none came). */
+  /**
+   * Assert no frame matching arrives within `ms` (resolves true when none came). Throws when
+   * the connection is closed, or closes during the wait: nothing could have arrived then, so
+   * the check would pass without testing anything.
+   */
   async none(match: string | ((f: Frame) => boolean), ms = 300): Promise<boolean> {
     try {
       const f = await this.next(match, ms);
       throw new Error(`unexpected frame ${JSON.stringify(f).slice(0, 500)}`);
     } catch (err) {
       if ((err as Error).message.startsWith('unexpected frame')) throw err;
+      if (this.ws.readyState !== WebSocket.OPEN) throw new Error(`none(): the connection is not open (close=${this.closeCode}): no frame could have arrived`);
       return true;
     }
   }

@@ -52,20 +52,36 @@ describe.skipIf(!onPostgres)('drain on SIGTERM (needs PostgreSQL: a server proce
       const f = JSON.parse(d.toString());
       if (f.type === 'private_message_sent') acked.add(f.clientMessageId);
     });
-    for (let i = 0; i < 50; i++) c.send({ type: 'send_private_message', recipientId: '2', content: `m${i}`, clientMessageId: `d${i}` });
-    const t0 = Date.now();
-    process.kill(server.pid, 'SIGTERM');
-    let ready503 = -1;
-    for (let i = 0; i < 100 && ready503 < 0; i++) {
-      const r = await fetch(`${server.httpUrl}/ready`).catch(() => null);
-      if (r && r.status === 503) ready503 = Date.now() - t0;
-      else await new Promise((res) => setTimeout(res, 10));
+    // Hold the sends in the database, so that all of them are received and in flight when
+    // SIGTERM comes: 10 frames, under the 32 at which a connection stops reading. A drain
+    // that dropped received commands would answer none of them.
+    const N = 10;
+    const lock = await blockSends(database.url!);
+    let t0 = 0;
+    try {
+      for (let i = 0; i < N; i++) c.send({ type: 'send_private_message', recipientId: '2', content: `m${i}`, clientMessageId: `d${i}` });
+      expect(await insertWaiting(database.url!, 5000)).toBe(true);
+      await sleep(200);
+      expect(acked.size).toBe(0);
+      t0 = Date.now();
+      process.kill(server.pid, 'SIGTERM');
+      let ready503 = -1;
+      for (let i = 0; i < 100 && ready503 < 0; i++) {
+        const r = await fetch(`${server.httpUrl}/ready`).catch(() => null);
+        if (r && r.status === 503) ready503 = Date.now() - t0;
+        else await sleep(10);
+      }
+      expect(ready503).toBeGreaterThanOrEqual(0);
+      expect(ready503).toBeLessThan(1000);
+      await expect(TestClient.connect(server.wsUrl)).rejects.toThrow();
+      console.log(`drain: /ready 503 after ${ready503} ms`);
+    } finally {
+      await lock.release();
     }
-    expect(ready503).toBeGreaterThanOrEqual(0);
-    expect(ready503).toBeLessThan(1000);
-    await expect(TestClient.connect(server.wsUrl)).rejects.toThrow();
     const closed = await c.closed;
     expect(closed.code).toBe(1001);
+    // Every command received before SIGTERM answered before the 1001.
+    expect(acked.size).toBe(N);
     const exited = await server.stop('SIGTERM', 5000);
     const exitMs = Date.now() - t0;
     expect(exited).toBe(true);
@@ -77,9 +93,26 @@ describe.skipIf(!onPostgres)('drain on SIGTERM (needs PostgreSQL: a server proce
     const stored = rows.map((r) => r.client_message_id);
     expect(new Set(stored).size).toBe(stored.length);
     expect(new Set(stored)).toEqual(acked);
-    console.log(`drain: /ready 503 after ${ready503} ms; exit after ${exitMs} ms; ${acked.size}/50 in-flight commands answered before close`);
+    console.log(`drain: exit after ${exitMs} ms; ${acked.size}/${N} in-flight commands answered before close`);
   });
 });
+
+/** True once a session of database `url` waits for a lock (the held send), within `timeoutMs`. */
+async function insertWaiting(url: string, timeoutMs: number): Promise<boolean> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    const end = Date.now() + timeoutMs;
+    while (Date.now() < end) {
+      const { rows } = await c.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'");
+      if (rows[0].n > 0) return true;
+      await sleep(20);
+    }
+    return false;
+  } finally {
+    await c.end();
+  }
+}
 
 /**
  * Block every send into the test database (its own: created per server) until `release`:
