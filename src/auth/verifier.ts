@@ -16,6 +16,8 @@ import type { Identity } from './identity.ts';
 const MAX_DATE_MS = 8.64e15;
 /** Longest `jti` accepted, UTF-16 units (the backend's are UUIDs). */
 const MAX_JTI_LENGTH = 255;
+/** Longest token verified, UTF-16 units; a longer one is TOKEN_INVALID without a signature check (the backend's are ~300). */
+export const MAX_TOKEN_LENGTH = 16_384;
 
 /** Verification settings. `clockToleranceS` seconds. */
 export interface VerifierOptions {
@@ -43,16 +45,20 @@ export class TokenVerifier {
    */
   checkClaims(token: string | undefined): { ok: true; sub: string; jti: string | null; expMs: number } | { ok: false; code: AuthErrorCode; message: string } {
     if (!token) return { ok: false, code: 'TOKEN_MISSING', message: 'No token provided' };
+    if (token.length > MAX_TOKEN_LENGTH) return { ok: false, code: 'TOKEN_INVALID', message: 'Token too long' };
     let payload: jwt.JwtPayload;
     try {
       const p = jwt.verify(token, this.opts.key, {
         algorithms: ['HS256'],
         clockTolerance: this.opts.clockToleranceS,
+        complete: true,
         ...(this.opts.issuer ? { issuer: this.opts.issuer } : {}),
         ...(this.opts.audience ? { audience: this.opts.audience } : {}),
       });
-      if (typeof p === 'string') return { ok: false, code: 'TOKEN_INVALID', message: 'Invalid token' };
-      payload = p;
+      if (typeof p.payload === 'string') return { ok: false, code: 'TOKEN_INVALID', message: 'Invalid token' };
+      // RFC 7515 §4.1.11: extensions listed in `crit` must be understood; this server knows none.
+      if ((p.header as { crit?: unknown }).crit !== undefined) return { ok: false, code: 'TOKEN_INVALID', message: 'Token has critical header extensions' };
+      payload = p.payload;
     } catch (err) {
       if (err instanceof jwt.TokenExpiredError) return { ok: false, code: 'TOKEN_EXPIRED', message: 'Token expired' };
       return { ok: false, code: 'TOKEN_INVALID', message: 'Invalid token' };
@@ -68,12 +74,15 @@ export class TokenVerifier {
     }
     // RFC 7519 §4.1.7: jti is a string. Another type (e.g. a number) could not be matched
     // against jwt_revocation as the backend wrote it, so it is refused rather than skipped.
-    if (payload.jti !== undefined && (typeof payload.jti !== 'string' || payload.jti.length > MAX_JTI_LENGTH || !isCleanText(payload.jti))) {
+    // An empty jti could never be matched against jwt_revocation either: refused too.
+    if (payload.jti !== undefined && (typeof payload.jti !== 'string' || payload.jti.length === 0 || payload.jti.length > MAX_JTI_LENGTH || !isCleanText(payload.jti))) {
       return { ok: false, code: 'TOKEN_INVALID', message: 'Token id (jti) is not a valid string' };
     }
-    const sub = typeof payload.sub === 'number' ? String(payload.sub) : payload.sub;
+    // RFC 7519 §4.1.2: sub is a string. A number is taken only while it is exact: JSON.parse has
+    // already rounded one above 2^53 - 1 to another user's id.
+    const sub = typeof payload.sub === 'number' && Number.isSafeInteger(payload.sub) ? String(payload.sub) : payload.sub;
     if (typeof sub !== 'string' || !/^\d{1,18}$/.test(sub)) return { ok: false, code: 'TOKEN_INVALID', message: 'Token subject is not a user id' };
-    const jti = typeof payload.jti === 'string' && payload.jti.length > 0 ? payload.jti : null;
+    const jti = typeof payload.jti === 'string' ? payload.jti : null;
     return { ok: true, sub: String(BigInt(sub)), jti, expMs: payload.exp * 1000 };
   }
 

@@ -43,7 +43,8 @@ export function coreCommands(limits: ProtocolLimits): Record<string, CommandSpec
   const deleteSpec: CommandSpec = { schema: z.object({ messageId, deleteForEveryone: flag.optional() }) };
   return {
     // A null token is a missing one (TOKEN_MISSING, §3 item 4), as clients send when they have none.
-    authenticate: { schema: z.object({ token: z.string().max(16384).nullable().optional() }) },
+    // Its length is the verifier's check (TOKEN_INVALID, auth/verifier.ts MAX_TOKEN_LENGTH): an auth_error, not BAD_REQUEST.
+    authenticate: { schema: z.object({ token: z.string().nullable().optional() }) },
     ping: { schema: empty },
     test: { schema: empty },
     send_private_message: {

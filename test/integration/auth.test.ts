@@ -6,7 +6,7 @@
  * One server with JWT_ISSUER/JWT_AUDIENCE set (so `iss`/`aud` are checked); every good
  * token carries both.
  */
-import { randomBytes } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { jwtKey } from '../../src/auth/keys.ts';
 import { revokeJti } from '../../src/store/devData.ts';
@@ -24,6 +24,11 @@ let s: TestServer;
 const claims = (sub: string, over: Record<string, unknown> = {}) => ({ sub, jti: jti(), iss: ISS, aud: AUD, iat: nowS(), exp: nowS() + 3600, ...over });
 /** A good token for `sub` (override claims with `over`). */
 const tok = (sub: string, over: Record<string, unknown> = {}) => signClaims(claims(sub, over), key);
+/** HS256 over the given header and raw payload JSON (for payloads JSON.stringify cannot write). */
+const signRaw = (header: Record<string, unknown>, payloadJson: string) => {
+  const input = `${Buffer.from(JSON.stringify(header)).toString('base64url')}.${Buffer.from(payloadJson).toString('base64url')}`;
+  return `${input}.${createHmac('sha256', key).update(input).digest('base64url')}`;
+};
 /** Connect and authenticate as `sub` with a good token (plus `over`). */
 async function login(sub: string, over: Record<string, unknown> = {}): Promise<{ c: TestClient; ok: Frame; token: string }> {
   const c = await s.connect();
@@ -41,6 +46,7 @@ beforeAll(async () => {
     '3',
     '4',
     '5',
+    '9007199254740992',
   );
   await s.follow(['1', '2'], ['3', '4']);
 }, 120_000); // server start on the embedded database can be slow on a busy machine
@@ -170,6 +176,14 @@ describe('§3.3 token rules → auth_error codes', () => {
     ['numeric jti', () => tok('1', { jti: 123456789 }), 'TOKEN_INVALID'],
     ['jti with NUL', () => tok('1', { jti: 'a\u0000b' }), 'TOKEN_INVALID'],
     ['unknown user', () => tok('987654321'), 'USER_NOT_FOUND'],
+    // An empty jti could never be revoked (audit 10, F7).
+    ['empty jti', () => tok('1', { jti: '' }), 'TOKEN_INVALID'],
+    // RFC 7515 §4.1.11: a critical extension this server does not know (audit 10, F8).
+    ['crit header', () => signRaw({ alg: 'HS256', typ: 'JWT', crit: ['x-ext'], 'x-ext': 1 }, JSON.stringify(claims('1'))), 'TOKEN_INVALID'],
+    // User 9007199254740992 exists: JSON.parse rounds this number to it (audit 10, F2).
+    ['numeric sub above 2^53 - 1', () => signRaw({ alg: 'HS256', typ: 'JWT' }, JSON.stringify(claims('0')).replace('"sub":"0"', '"sub":9007199254740993')), 'TOKEN_INVALID'],
+    // An auth_error, not BAD_REQUEST: it counts toward the 5 failures (§3 item 4; audit 10, F9).
+    ['token over 16,384 characters', () => tok('1', { pad: 'x'.repeat(16_400) }), 'TOKEN_INVALID'],
   ];
   for (const [name, token, code] of cases) {
     it(`${name} → ${code}`, async () => {
@@ -187,6 +201,13 @@ describe('§3.3 token rules → auth_error codes', () => {
       }
     });
   }
+
+  it('accepts a numeric sub while it is an exact integer', async () => {
+    const c = await s.connect();
+    const r = await c.request({ type: 'authenticate', token: signRaw({ alg: 'HS256', typ: 'JWT' }, JSON.stringify({ ...claims('0'), sub: 2 })) });
+    expect(r).toMatchObject({ type: 'auth_success', userId: '2' });
+    await c.close();
+  });
 
   it('accepts exp, nbf and iat within the 30 s leeway', async () => {
     for (const over of [{ exp: nowS() - 10, iat: nowS() - 600 }, { nbf: nowS() + 10 }, { iat: nowS() + 10 }]) {
