@@ -96,8 +96,12 @@ export class SyncService {
       const rec = e.m.record;
       if (latest.get(rec.id) !== e.m) return null;
       if (rec.groupId && blocked.has(rec.senderId)) return null; // never seen across a block (§5)
-      const view = e.m.visible ? openRecord(deps, rec) : null;
-      if (!view) return { messageId: rec.id, id: rec.id, conversationId: rec.conversationId, groupId: rec.groupId, seq: rec.seq, isDeleted: true };
+      if (!e.m.visible) return { messageId: rec.id, id: rec.id, conversationId: rec.conversationId, groupId: rec.groupId, seq: rec.seq, isDeleted: true };
+      // A body that fails authentication (tampered, or its key not configured) is left out, as in
+      // history (docs/PROTOCOL-NOTES.md), and the page covers it. Never a tombstone: devices would
+      // drop their copy of a message nobody deleted, and a restored key would not bring it back.
+      const view = openRecord(deps, rec);
+      if (!view) return null;
       return rec.groupId && this.groups ? this.groups.render(rec, view.content) : messageM(view);
     };
     // The page ends once its entries pass half of SEND_QUEUE_LIMIT_BYTES (./pageBytes.ts, §2.3).

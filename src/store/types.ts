@@ -5,6 +5,9 @@
 import type { Sealed } from '../crypto/cipher.ts';
 import { toBuffer } from './db.ts';
 
+/** A missing bytea. */
+const EMPTY = Buffer.alloc(0);
+
 /** A reaction summary of one message: `userIds` in reaction order. */
 export interface ReactionSummary {
   reaction: string;
@@ -67,7 +70,10 @@ export function toMessageRecord(r: Record<string, unknown>): MessageRecord {
     senderUsername: (r.sender_username as string | null) ?? null,
     recipientId: (r.recipient_id as string | null) ?? null,
     groupId: (r.group_id as string | null) ?? null,
-    sealed: deleted || !ciphertext || ciphertext.length === 0 ? null : { keyId: r.key_id as string, nonce: toBuffer(r.nonce), ciphertext },
+    // Only a deleted row has no body. One that is not deleted and has none is left sealed with
+    // what it holds, so opening it fails authentication like any other broken body (logged, not
+    // shown) instead of showing as an empty message (audit 10, F4).
+    sealed: deleted ? null : { keyId: (r.key_id as string | null) ?? '', nonce: r.nonce == null ? EMPTY : toBuffer(r.nonce), ciphertext: ciphertext ?? EMPTY },
     replyTo: (r.reply_to as string | null) ?? null,
     clientMessageId: (r.client_message_id as string | null) ?? null,
     mentions: (r.mentions as unknown[] | null) ?? null,

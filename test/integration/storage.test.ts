@@ -14,7 +14,7 @@ import { dumpTable, listTables } from '../../src/store/devData.ts';
 import type { Queryable } from '../../src/store/db.ts';
 import type { Frame } from '../helpers/client.ts';
 import { createTestDatabase, onPostgres } from '../helpers/db.ts';
-import { count, expectError, history, mutualPair, sendOk } from '../helpers/dmkit.ts';
+import { count, expectError, history, mutualPair, sendOk, syncable } from '../helpers/dmkit.ts';
 import { startServer, type TestServer } from '../helpers/server.ts';
 
 /** Every readable rendering of a stored value: text as is, bytes as UTF-8/Latin-1, JSON, and text decoded as base64/hex. */
@@ -169,6 +169,43 @@ describe('tampered bodies', () => {
     expect((await ca.request({ type: 'ping' })).type).toBe('pong');
     const after = await sendOk(ca, b, 'after');
     expect((await history(cb, a)).messages.map((m: Frame) => m.id)).toEqual([id(0), after.messageId]);
+  });
+});
+
+describe('undecryptable bodies in sync (audit 10, F1 and F4)', () => {
+  it('sync leaves them out (no deletion tombstone) and pages past them; a row not deleted with an empty body is one of them', async () => {
+    const errorLog = vi.spyOn(s.app.logger, 'error');
+    const { a, b, ca, cb } = await mutualPair(s);
+    const ms: Frame[] = [];
+    for (const t of ['m0', 'm1', 'm2']) ms.push(await sendOk(ca, b, t));
+    const id = (i: number): string => ms[i]!.messageId;
+    await syncable(s, ms.map((m) => m.messageId));
+    const synced = await cb.request({ type: 'sync' });
+    expect(synced.messages.map((m: Frame) => m.content)).toEqual(['m0', 'm1', 'm2']);
+    // m1: its key is not configured (a rotation mistake); m2: its body emptied without deleting it.
+    await s.app.db.query("UPDATE private_messages SET key_id = 'gone' WHERE id = $1", [id(1)]);
+    await s.app.db.query("UPDATE private_messages SET nonce = '\\x', ciphertext = '\\x' WHERE id = $1", [id(2)]);
+    // Both change again (a reaction each) after Bob's cursor, and a new message follows.
+    for (const i of [1, 2]) expect((await ca.request({ type: 'add_reaction', messageId: id(i), reaction: '👍' })).type).not.toBe('error');
+    const m3 = await sendOk(ca, b, 'm3');
+    await syncable(s, [id(1), id(2), m3.messageId]);
+    const next = await cb.request({ type: 'sync', cursor: synced.cursor });
+    expect(next.messages.map((m: Frame) => [m.id ?? m.messageId, m.content ?? null, m.isDeleted ?? false])).toEqual([[m3.messageId, 'm3', false]]);
+    // A new device from the start: m0 and m3 only, in pages of one that go past the two.
+    const seen: Frame[] = [];
+    let cursor: string | undefined;
+    for (let page = 0; page < 10; page++) {
+      const r = await cb.request({ type: 'sync', limit: 1, ...(cursor ? { cursor } : {}) });
+      seen.push(...r.messages);
+      cursor = r.cursor;
+      if (!r.hasMore) break;
+    }
+    expect(seen.map((m) => [m.content ?? null, m.isDeleted ?? false])).toEqual([['m0', false], ['m3', false]]);
+    // History leaves the empty body out too, instead of showing an empty message.
+    expect((await history(cb, a)).messages.map((m: Frame) => m.content)).toEqual(['m0', 'm3']);
+    const logged = new Set(errorLog.mock.calls.map((c) => ((c as unknown[])[1] as { messageId?: string } | undefined)?.messageId).filter(Boolean));
+    expect(logged.has(id(1)) && logged.has(id(2))).toBe(true);
+    errorLog.mockRestore();
   });
 });
 
