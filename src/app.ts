@@ -144,7 +144,7 @@ function resolveSecrets(cfg: Config, logger: Logger): { jwtSecret: string; jwtEn
       jwtSecret = secrets.jwtSecret;
       jwtEncoding = 'base64';
     }
-    encKey ??= secrets.encryptionKey;
+    if (!encKey && !cfg.encryptionKeys?.length) encKey = secrets.encryptionKey;
     logger.warn(`using development secrets ${created ? 'generated now in' : 'from'} ${cfg.dataDir} (embedded database only)`);
   }
   try {

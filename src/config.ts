@@ -144,7 +144,7 @@ export const SETTINGS = {
   jwtAudience: s<string>('JWT_AUDIENCE', undefined, str, 'Required `aud` claim when set'),
   jwtClockToleranceS: s('JWT_CLOCK_TOLERANCE_S', 30, int(0, 3600), 'Leeway for exp/nbf/iat, seconds'),
   encryptionKey: s<string>('CHAT_ENCRYPTION_KEY', undefined, str, 'REQUIRED with a configured database (or CHAT_ENCRYPTION_KEYS): AES-256 key, 32 bytes as base64 or hex (key id "k1"); embedded: generated in DATA_DIR', true),
-  encryptionKeys: s<string[]>('CHAT_ENCRYPTION_KEYS', undefined, list, 'Several keys "id1:key1,id2:key2": the first encrypts, all decrypt', true),
+  encryptionKeys: s<string[]>('CHAT_ENCRYPTION_KEYS', undefined, list, 'Several keys "id1:key1,id2:key2": the first encrypts, all decrypt. Replaces CHAT_ENCRYPTION_KEY, whose bodies carry key id k1: list it here as k1:<key> when rotating (with it still set and not listed so, the start is refused)', true),
   logLevel: s('LOG_LEVEL', 'info' as 'error' | 'warn' | 'info' | 'debug', oneOf('error', 'warn', 'info', 'debug'), 'Log level'),
   maxPayloadBytes: s('MAX_PAYLOAD_BYTES', 65536, int(1024, 16 * 1024 * 1024), 'Largest inbound frame, bytes; larger → close 1009 (§1)'),
   wsCompression: s('WS_COMPRESSION', false, bool, 'permessage-deflate (§1)'),

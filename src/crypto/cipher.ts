@@ -81,18 +81,26 @@ export class BodyCipher {
 
   /**
    * Build from configuration: `CHAT_ENCRYPTION_KEYS` ("id1:key1,id2:key2", first
-   * primary) or else `CHAT_ENCRYPTION_KEY` (key id "k1"). Throws {@link KeyConfigError}.
+   * primary) or else `CHAT_ENCRYPTION_KEY` (key id "k1"). Both set is refused unless
+   * `CHAT_ENCRYPTION_KEYS` lists that key as `k1`: it replaces the single key, and adding it
+   * beside one (the natural first rotation step) would leave every body sealed under k1
+   * unreadable (audit 10, F5). Throws {@link KeyConfigError} (never with key material).
    */
   static fromConfig(single: string | undefined, many: readonly string[] | undefined): BodyCipher {
     if (many && many.length > 0) {
-      return new BodyCipher(
-        many.map((entry) => {
-          const i = entry.indexOf(':');
-          if (i <= 0) throw new KeyConfigError('CHAT_ENCRYPTION_KEYS: expected id1:key1,id2:key2');
-          const id = entry.slice(0, i);
-          return [id, decodeKey(entry.slice(i + 1), `CHAT_ENCRYPTION_KEYS (${id})`)] as const;
-        }),
-      );
+      const keys = many.map((entry) => {
+        const i = entry.indexOf(':');
+        if (i <= 0) throw new KeyConfigError('CHAT_ENCRYPTION_KEYS: expected id1:key1,id2:key2');
+        const id = entry.slice(0, i);
+        return [id, decodeKey(entry.slice(i + 1), `CHAT_ENCRYPTION_KEYS (${id})`)] as const;
+      });
+      if (single) {
+        const k1 = keys.find(([id]) => id === 'k1')?.[1];
+        if (!k1 || !k1.equals(decodeKey(single, 'CHAT_ENCRYPTION_KEY'))) {
+          throw new KeyConfigError('CHAT_ENCRYPTION_KEY is set beside CHAT_ENCRYPTION_KEYS, which replaces it: list that key in CHAT_ENCRYPTION_KEYS as k1:<key> (bodies sealed with it carry key id k1), or unset CHAT_ENCRYPTION_KEY');
+        }
+      }
+      return new BodyCipher(keys);
     }
     if (!single) throw new KeyConfigError('CHAT_ENCRYPTION_KEY or CHAT_ENCRYPTION_KEYS is required');
     return new BodyCipher([['k1', decodeKey(single, 'CHAT_ENCRYPTION_KEY')]]);

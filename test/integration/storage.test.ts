@@ -242,7 +242,7 @@ describe('key rotation (CHAT_ENCRYPTION_KEYS)', () => {
 
   it('old messages stay readable after adding a new primary key; new ones use it; a dropped key hides its rows', async () => {
     // 1. Only k1.
-    current = await startServer({ ...env, CHAT_ENCRYPTION_KEYS: `k1:${k1}` }, { database });
+    current = await startServer({ ...env, CHAT_ENCRYPTION_KEY: undefined, CHAT_ENCRYPTION_KEYS: `k1:${k1}` }, { database });
     await current.users('500', '501');
     await current.follow(['500', '501'], ['501', '500']);
     let ca = await current.login('500');
@@ -253,7 +253,7 @@ describe('key rotation (CHAT_ENCRYPTION_KEYS)', () => {
     current = undefined;
 
     // 2. k2 primary, k1 still known.
-    current = await startServer({ ...env, CHAT_ENCRYPTION_KEYS: `k2:${k2},k1:${k1}` }, { database });
+    current = await startServer({ ...env, CHAT_ENCRYPTION_KEY: undefined, CHAT_ENCRYPTION_KEYS: `k2:${k2},k1:${k1}` }, { database });
     ca = await current.login('500');
     let cb = await current.login('501');
     expect((await history(cb, '500')).messages.map((m: Frame) => m.content)).toEqual(['old one', 'old two']);
@@ -267,7 +267,7 @@ describe('key rotation (CHAT_ENCRYPTION_KEYS)', () => {
     current = undefined;
 
     // 3. k1 retired: its rows can no longer be opened and are left out, the rest reads fine.
-    current = await startServer({ ...env, CHAT_ENCRYPTION_KEYS: `k2:${k2}` }, { database });
+    current = await startServer({ ...env, CHAT_ENCRYPTION_KEY: undefined, CHAT_ENCRYPTION_KEYS: `k2:${k2}` }, { database });
     cb = await current.login('501');
     expect((await history(cb, '500')).messages.map((m: Frame) => m.content)).toEqual(['old two, re-sealed', 'new one']);
   }, 180_000); // three server starts (slow on embedded PGlite)

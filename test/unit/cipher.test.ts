@@ -185,6 +185,23 @@ describe('key configuration', () => {
     expect(() => BodyCipher.fromConfig('', [])).toThrow(KeyConfigError);
   });
 
+  it('fromConfig refuses CHAT_ENCRYPTION_KEY beside CHAT_ENCRYPTION_KEYS unless listed there as k1 (its rows would be unreadable)', () => {
+    const other = randomBytes(32).toString('hex');
+    for (const many of [[`new:${b64}`], [`new:${b64}`, `k1:${other}`], [`new:${b64}`, `old:${hex}`]]) {
+      let err: unknown;
+      try {
+        BodyCipher.fromConfig(hex, many);
+      } catch (e) {
+        err = e;
+      }
+      expect(err, JSON.stringify(many)).toBeInstanceOf(KeyConfigError);
+      expect((err as Error).message).toMatch(/CHAT_ENCRYPTION_KEY .*k1/);
+      expect((err as Error).message).not.toContain(hex);
+    }
+    // The same key, written another way (base64 of the hex key's bytes), is the same key.
+    expect(BodyCipher.fromConfig(hex, [`new:${b64}`, `k1:${Buffer.from(hex, 'hex').toString('base64')}`]).primaryKeyId).toBe('new');
+  });
+
   it('fromConfig refuses malformed CHAT_ENCRYPTION_KEYS entries', () => {
     for (const entries of [[hex], [`:${hex}`], ['k1:'], ['k1:tooshort'], [`k1:${hex}`, `k1:${b64}`], [`bad id:${hex}`]]) {
       let err: unknown;
