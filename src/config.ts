@@ -158,6 +158,7 @@ export const SETTINGS = {
   authTimeoutMs: s('AUTH_TIMEOUT_MS', 30000, int(1, HOUR_MS), 'Unauthenticated connections close 4408 after this, ms (§3)'),
   singleSession: s('SINGLE_SESSION', false, bool, 'A new login closes the older connections with 4409 (§3)'),
   sessionRecheckMs: s('SESSION_RECHECK_MS', 60000, int(100, DAY_MS), 'Revoked jti / deleted user re-check interval, ms (§3)'),
+  sessionRecheckGraceMs: s('SESSION_RECHECK_GRACE_MS', 0, int(0, DAY_MS), 'While the re-check query fails, a session whose last successful check is older than this is closed 1011 (fail closed: a revoked token cannot be told apart), ms; 0 = 3 × SESSION_RECHECK_MS'),
   heartbeatIntervalMs: s('HEARTBEAT_INTERVAL_MS', 25000, int(100, HOUR_MS), 'WebSocket ping interval, ms (§3)'),
   heartbeatTimeoutMs: s('HEARTBEAT_TIMEOUT_MS', 10000, int(50, HOUR_MS), 'Pong deadline after a ping, ms; must be below HEARTBEAT_INTERVAL_MS (§3)'),
   maxConnectionsPerUser: s('MAX_CONNECTIONS_PER_USER', 10, int(1), 'Devices per user; more → close 4429 (§3)'),

@@ -164,6 +164,10 @@ export function serverEnv(infra: Infra, extra: Record<string, string> = {}): Rec
     MAX_CONNECTIONS_PER_IP: '100000',
     CONNECTION_RATE_PER_IP: '100000000',
     SESSION_RECHECK_MS: String(infra.sessionRecheckMs),
+    // The re-check interval is shortened here (token-revoked is timed by it) but sessions keep
+    // production's grace while the re-check fails (3 × the 60 s default): a PostgreSQL outage
+    // of a few seconds closes no session 1011, as in production.
+    SESSION_RECHECK_GRACE_MS: '180000',
     ...extra,
   };
 }

@@ -10,4 +10,9 @@ export interface Identity {
   expiresAtMs: number;
   /** Snapshot xmin at authentication (xid8 text): the sync cursor position of `auth_success`. */
   xmin: string;
+  /**
+   * When the revocation and user lookup last succeeded for this session (epoch ms, taken
+   * when the query was sent): at authentication, then at each successful re-check (§3 item 7).
+   */
+  checkedAtMs: number;
 }

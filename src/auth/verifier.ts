@@ -91,6 +91,7 @@ export class TokenVerifier {
     const claims = this.checkClaims(token);
     if (!claims.ok) return claims;
     let found;
+    const checkedAtMs = Date.now();
     try {
       found = await this.users.forAuth(claims.sub, claims.jti);
     } catch (err) {
@@ -99,7 +100,7 @@ export class TokenVerifier {
     }
     if (found.revoked) return { ok: false, code: 'TOKEN_REVOKED', message: 'Token has been revoked' };
     if (!found.user) return { ok: false, code: 'USER_NOT_FOUND', message: 'User not found' };
-    return { ok: true, identity: { user: found.user, jti: claims.jti, expiresAtMs: claims.expMs, xmin: found.xmin } };
+    return { ok: true, identity: { user: found.user, jti: claims.jti, expiresAtMs: claims.expMs, xmin: found.xmin, checkedAtMs } };
   }
 
   /**

@@ -289,20 +289,35 @@ export class Gateway implements GatewayHost {
   /**
    * Close with 4403 every connection whose jti was revoked or whose user was deleted, in
    * one batched query per interval; and with 4401 any whose token expired (PROTOCOL §3 items 6–7).
-   * A failing query changes nothing now and is retried next interval.
+   * A failing query is retried next interval; meanwhile a session whose last successful check
+   * ({@link Identity.checkedAtMs}) is older than the grace (SESSION_RECHECK_GRACE_MS, default 3
+   * intervals) is closed 1011 "reconnect": a revoked token cannot be told apart from a good
+   * one then, and security checks fail closed (DESIGN; audit 10, F6). Its reconnect is refused
+   * AUTH_UNAVAILABLE until the lookup works again.
+   * @returns connections closed 4403 (0 when the query failed)
    */
   async recheckSessions(): Promise<number> {
     const conns = [...this.registry.all()].filter((c) => c.identity && !c.closed);
     const now = Date.now();
     for (const c of conns) if (c.identity!.expiresAtMs + this.settings.jwtClockToleranceS * 1000 < now) c.close(CloseCode.AUTH_FAILED, 'Token expired');
     if (conns.length === 0) return 0;
+    const identities = conns.map((c) => c.identity!);
     let bad: number[];
     try {
-      bad = await this.verifier.invalidSessions(conns.map((c) => ({ userId: c.identity!.user.id, jti: c.identity!.jti })));
+      bad = await this.verifier.invalidSessions(identities.map((id) => ({ userId: id.user.id, jti: id.jti })));
     } catch (err) {
-      this.logger.warn('session re-check failed; will retry', { err: (err as Error).message });
+      const grace = this.settings.sessionRecheckGraceMs || 3 * this.settings.sessionRecheckMs;
+      const stale = conns.filter((c) => c.identity && !c.closed && Date.now() - c.identity.checkedAtMs > grace);
+      for (const c of stale) c.close(CloseCode.INTERNAL, 'Session could not be re-checked; reconnect');
+      this.logger.warn('session re-check failed; will retry', { err: (err as Error).message, closedUnchecked: stale.length, graceMs: grace });
       return 0;
     }
+    const revoked = new Set(bad);
+    // Checked as of `now` (the query started after it). A connection that refreshed its token
+    // meanwhile holds a newer identity, checked at its own authentication.
+    identities.forEach((id, i) => {
+      if (!revoked.has(i) && id.checkedAtMs < now) id.checkedAtMs = now;
+    });
     for (const i of bad) conns[i]?.close(CloseCode.ACCESS_REVOKED, 'Access revoked');
     return bad.length;
   }

@@ -34,6 +34,8 @@ export interface GatewaySettings {
   heartbeatIntervalMs: number;
   heartbeatTimeoutMs: number;
   sessionRecheckMs: number;
+  /** 0 = 3 × sessionRecheckMs (see Gateway.recheckSessions). */
+  sessionRecheckGraceMs: number;
 }
 
 /** Counters the gateway reports (implemented by observability/metrics). */

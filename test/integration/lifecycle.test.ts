@@ -257,3 +257,41 @@ describe('server with SINGLE_SESSION=true and a fast heartbeat', () => {
     });
   });
 });
+
+describe('§3 item 7 while the re-check query fails (fail closed; audit 10, F6)', () => {
+  it('a session whose last successful check is older than SESSION_RECHECK_GRACE_MS is closed 1011; logins are refused until the lookup works', async () => {
+    const f = await startServer({ SESSION_RECHECK_MS: '200', SESSION_RECHECK_GRACE_MS: '2000' });
+    try {
+      await f.users('1', '2');
+      const id = jti();
+      const victim = await f.login('1', { jti: id });
+      // The revocation is committed, then the table cannot be read (a rename here; a backend
+      // migration or VACUUM FULL holding its lock does the same).
+      await revokeJti(f.app.db, id);
+      await f.app.db.query('ALTER TABLE jwt_revocation RENAME TO jwt_revocation_away');
+      const t0 = Date.now();
+      try {
+        await new Promise((r) => setTimeout(r, 300));
+        // Within the grace: one failed query does not close anyone.
+        expect(victim.closeCode).toBeUndefined();
+        const { code, reason } = await within(victim.closed, 6000, '1011 close');
+        const ms = Date.now() - t0;
+        console.log(`re-check failing: closed ${code} after ${ms} ms (grace 2000, interval 200)`);
+        expect(code).toBe(1011);
+        expect(reason).toMatch(/re-check/);
+        expect(ms).toBeGreaterThanOrEqual(1500);
+        // Its reconnect is refused: the lookup fails closed.
+        const again = await f.connect();
+        expect((await again.request({ type: 'authenticate', token: f.token('2') })).code).toBe('AUTH_UNAVAILABLE');
+      } finally {
+        await f.app.db.query('ALTER TABLE jwt_revocation_away RENAME TO jwt_revocation');
+      }
+      // Readable again: the revoked token is refused, another user logs in.
+      const back = await f.connect();
+      expect((await back.request({ type: 'authenticate', token: f.token('1', { jti: id }) })).code).toBe('TOKEN_REVOKED');
+      expect((await back.request({ type: 'authenticate', token: f.token('2') })).type).toBe('auth_success');
+    } finally {
+      await f.close();
+    }
+  });
+});
