@@ -338,7 +338,7 @@ describe('SINGLE_SESSION=true', () => {
 
 describe('the outbox retries sends refused for a passing reason', () => {
   it('RATE_LIMITED: the send goes again after retryAfter and is stored once', async () => {
-    const limited = await startServer({ ...ENV, MESSAGE_RATE_LIMIT: '2', MESSAGE_RATE_WINDOW_MS: '1000' });
+    const limited = await startServer({ ...ENV, MESSAGE_RATE_LIMIT: '2', ACTION_RATE_LIMIT: '1', MESSAGE_RATE_WINDOW_MS: '1000' });
     try {
       await limited.users('40', '41');
       await limited.follow(['40', '41']);
@@ -351,7 +351,16 @@ describe('the outbox retries sends refused for a passing reason', () => {
       expect(await messagesFrom(limited, '40')).toBe(3);
       // Other commands get their error: no retry behind the caller's back.
       const err = await a.request('send_private_message', { recipientId: '99', content: 'x' }).catch((e: unknown) => e);
-      expect((err as ClientError).code).not.toBe('RATE_LIMITED');
+      expect(err).toBeInstanceOf(ClientError);
+      expect((err as ClientError).code).toBe('NOT_FOUND');
+      // A command that is not a send, refused RATE_LIMITED, rejects at once with retryAfter.
+      await a.request('create_group', { groupName: 'one' });
+      const t1 = Date.now();
+      const limitedErr = await a.request('create_group', { groupName: 'two' }).catch((e: unknown) => e);
+      expect(limitedErr).toBeInstanceOf(ClientError);
+      expect((limitedErr as ClientError).code).toBe('RATE_LIMITED');
+      expect((limitedErr as ClientError).retryAfter).toBeGreaterThan(0);
+      expect(Date.now() - t1).toBeLessThan(500);
     } finally {
       await limited.close();
     }
