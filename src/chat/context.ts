@@ -15,6 +15,7 @@ import { nowIso, type DirectView } from '../protocol/outbound.ts';
 import type { Stores } from '../store/index.ts';
 import { MAX_DISTINCT_REACTIONS, MAX_REACTIONS_PER_USER } from '../store/reactions.ts';
 import type { MessageRecord } from '../store/types.ts';
+import { openBody, sealBody } from './bodySeal.ts';
 
 /** The authenticated user behind a command, and the connection it came on. */
 export interface Actor {
@@ -139,7 +140,7 @@ export function openRecord(deps: ChatDeps, r: MessageRecord): DirectView | null 
   let content = '';
   if (r.sealed) {
     try {
-      content = deps.cipher.open(r.sealed, r.id);
+      content = openBody(deps.cipher, r.sealed, r, r.editedAt);
     } catch (err) {
       if (err instanceof TamperedError) {
         deps.logger.error('stored message failed authentication (tampered or wrong key)', { messageId: r.id, keyId: err.keyId });
@@ -255,7 +256,9 @@ export async function editBody(deps: ChatDeps, actor: Actor, msg: MessageRecord,
   if (msg.senderId !== actor.userId) throw new ChatError('INSUFFICIENT_PERMISSIONS', 'Only the sender can edit a message');
   const window = deps.settings.editWindowMs;
   if (window > 0 && Date.now() - msg.createdAt.getTime() > window) throw new ChatError('EDIT_WINDOW_EXPIRED', 'The edit window has passed');
-  const editedAt = await deps.stores.messages.edit(msg.id, deps.cipher.seal(newContent, msg.id));
+  // The edit time is bound into the body (./bodySeal.ts), so it is chosen here and stored as is.
+  const at = new Date();
+  const editedAt = await deps.stores.messages.edit(msg.id, sealBody(deps.cipher, msg, newContent, at), at);
   if (!editedAt) throw notFound('Message', 'messageId');
   return editedAt;
 }

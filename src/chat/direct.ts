@@ -10,6 +10,7 @@ import { messageM, nowIso, type DirectView } from '../protocol/outbound.ts';
 import type { MessageRecord } from '../store/types.ts';
 import type { Page } from '../store/history.ts';
 import { assertNoDmBlock, directConversationId, editBody, findVisible, freshView, openDuplicate, openRecord, publish, rateLimit, storedRetry, type Actor, type ChatDeps, type Reply } from './context.ts';
+import { sealBody } from './bodySeal.ts';
 import { pageBudgetBytes, takeWithinBytes } from './pageBytes.ts';
 
 /** `send_private_message` fields after validation. */
@@ -52,7 +53,7 @@ export class DirectMessages {
       return duplicateAck(deps, await storedRetry(deps, actor, cmd.clientMessageId, refusal), conv.id);
     }
     const id = uuidv7();
-    const sealed = deps.cipher.seal(cmd.content, id);
+    const sealed = sealBody(deps.cipher, { id, conversationId: conv.id, senderId: actor.userId, recipientId: cmd.recipientId, groupId: null }, cmd.content, null);
     const res = await deps.stores.messages.insert({
       id,
       conversationId: conv.id,

@@ -11,6 +11,7 @@ import type { AudienceMember } from '../store/groups.ts';
 import { MAX_PINS_PER_GROUP } from '../store/pins.ts';
 import type { MessageRecord } from '../store/types.ts';
 import { applyReaction, editBody, findVisible, freshView, openDuplicate, openRecord, publish, rateLimit, storedRetry, type Actor, type ChatDeps, type Reply } from './context.ts';
+import { sealBody } from './bodySeal.ts';
 import type { Groups } from './groups.ts';
 import { parseMentions } from './mentions.ts';
 import { pageBudgetBytes, takeWithinBytes, type Fitted } from './pageBytes.ts';
@@ -52,7 +53,7 @@ export class GroupMessages {
       senderId: actor.userId,
       recipientId: null,
       groupId: cmd.groupId,
-      sealed: deps.cipher.seal(cmd.content, id),
+      sealed: sealBody(deps.cipher, { id, conversationId: cmd.groupId, senderId: actor.userId, recipientId: null, groupId: cmd.groupId }, cmd.content, null),
       replyTo: cmd.replyTo ?? null,
       clientMessageId: cmd.clientMessageId ?? null,
       mentions: mentions.length ? mentions : null,

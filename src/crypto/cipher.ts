@@ -2,8 +2,9 @@
  * Message-body encryption at rest: AES-256-GCM, a random 96-bit nonce per seal, a
  * 128-bit tag, and a key id stored beside each row (NIST SP 800-38D). Several keys may
  * be configured: the first (primary) seals, every key opens, so keys rotate without
- * rewriting history. The message id is bound in as additional authenticated data, so
- * a body copied onto another row is detected as tampering.
+ * rewriting history. The caller's additional authenticated data binds a body to its row
+ * (chat/bodySeal.ts: id, conversation, sender, recipient or group, edit time), so a body
+ * copied onto another row, or a row moved or re-attributed, is detected as tampering.
  */
 import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
 
@@ -107,7 +108,7 @@ export class BodyCipher {
   }
 
   /**
-   * Encrypt `plaintext` (UTF-8) for the row whose id is `aad` with the primary key and a
+   * Encrypt `plaintext` (UTF-8) bound to `aad` (chat/bodySeal.ts) with the primary key and a
    * fresh random nonce, or `nonce` (12 bytes) when the caller guarantees it is never used
    * twice with this key (a counter). Throws only if the platform's crypto fails.
    */
@@ -120,7 +121,7 @@ export class BodyCipher {
   }
 
   /**
-   * Decrypt a stored body of the row `aad`. Throws {@link TamperedError} when the key id
+   * Decrypt a stored body sealed with additional data `aad`. Throws {@link TamperedError} when the key id
    * is unknown or authentication fails (altered bytes, wrong row, wrong key).
    */
   open(sealed: Sealed, aad: string): string {

@@ -129,12 +129,15 @@ export class MessageStore {
     return rows.length > 0;
   }
 
-  /** Replace the body (edit). Resolves to `edited_at`, or null when the message is gone or deleted. */
-  async edit(id: string, sealed: Sealed): Promise<Date | null> {
+  /**
+   * Replace the body (edit), with `edited_at` = `editedAt` (the body is sealed for that time:
+   * chat/bodySeal.ts). Resolves to `edited_at`, or null when the message is gone or deleted.
+   */
+  async edit(id: string, sealed: Sealed, editedAt: Date): Promise<Date | null> {
     const { rows } = await this.db.query<{ edited_at: Date }>(
-      `UPDATE private_messages SET key_id = $2, nonce = $3, ciphertext = $4, is_edited = true, edited_at = now(), change_xid = pg_current_xact_id()
+      `UPDATE private_messages SET key_id = $2, nonce = $3, ciphertext = $4, is_edited = true, edited_at = $5, change_xid = pg_current_xact_id()
        WHERE id = $1 AND NOT is_deleted RETURNING edited_at`,
-      [id, sealed.keyId, sealed.nonce, sealed.ciphertext],
+      [id, sealed.keyId, sealed.nonce, sealed.ciphertext, editedAt],
     );
     return rows[0]?.edited_at ?? null;
   }

@@ -14,8 +14,9 @@ import { dumpTable, listTables } from '../../src/store/devData.ts';
 import type { Queryable } from '../../src/store/db.ts';
 import type { Frame } from '../helpers/client.ts';
 import { createTestDatabase, onPostgres } from '../helpers/db.ts';
-import { count, expectError, history, mutualPair, sendOk, syncable } from '../helpers/dmkit.ts';
-import { startServer, type TestServer } from '../helpers/server.ts';
+import { count, expectError, freshUsers, history, mutualPair, sendOk, syncable } from '../helpers/dmkit.ts';
+import { startServer, TEST_ENC_KEY, type TestServer } from '../helpers/server.ts';
+import { BodyCipher } from '../../src/crypto/cipher.ts';
 
 /** Every readable rendering of a stored value: text as is, bytes as UTF-8/Latin-1, JSON, and text decoded as base64/hex. */
 function renderings(v: unknown): string[] {
@@ -169,6 +170,46 @@ describe('tampered bodies', () => {
     expect((await ca.request({ type: 'ping' })).type).toBe('pong');
     const after = await sendOk(ca, b, 'after');
     expect((await history(cb, a)).messages.map((m: Frame) => m.id)).toEqual([id(0), after.messageId]);
+  });
+});
+
+describe('bodies bound to their row: id, conversation, sender, recipient or group, edit time (audit 10, F3)', () => {
+  it('a body moved to another conversation, re-attributed, or rolled back to before its edit is not shown; a body sealed before the binding still opens', async () => {
+    const errorLog = vi.spyOn(s.app.logger, 'error');
+    const [a, b, c] = await freshUsers(s, 3, [[0, 1], [1, 0], [0, 2], [2, 0]]);
+    const [ca, cb, cc] = await Promise.all([s.login(a!), s.login(b!), s.login(c!)]);
+    const secret = await sendOk(ca, b!, 'for b only: the door code is 4711');
+    const fromA = await sendOk(ca, b!, 'A: signed by a');
+    const pay = await sendOk(ca, b!, 'pay 10 EUR');
+    const legacy = await sendOk(ca, b!, 'to be resealed the old way');
+    const toC = await sendOk(ca, c!, 'hello c');
+    const before = (await s.app.db.query<{ nonce: Buffer; ciphertext: Buffer }>('SELECT nonce, ciphertext FROM private_messages WHERE id = $1', [pay.messageId])).rows[0]!;
+    expect((await ca.request({ type: 'edit_message', messageId: pay.messageId, newContent: 'do NOT pay' })).type).not.toBe('error');
+    expect((await history(cb, a!)).messages.map((m: Frame) => m.content)).toEqual(['for b only: the door code is 4711', 'A: signed by a', 'do NOT pay', 'to be resealed the old way']);
+
+    // Disclosure to a third user: the DM moved into the a–c conversation.
+    await s.app.db.query('UPDATE conversations SET last_seq = last_seq + 1 WHERE conversation_id = $1', [toC.conversationId]);
+    await s.app.db.query(
+      'UPDATE private_messages SET conversation_id = $2, recipient_id = $3, seq = (SELECT last_seq FROM conversations WHERE conversation_id = $2) WHERE id = $1',
+      [secret.messageId, toC.conversationId, c],
+    );
+    // Re-attribution: b appears to have written a's words.
+    await s.app.db.query('UPDATE private_messages SET sender_id = recipient_id, recipient_id = sender_id WHERE id = $1', [fromA.messageId]);
+    // Edit rollback: the body from before the edit, the row still saying it was edited.
+    await s.app.db.query('UPDATE private_messages SET nonce = $2, ciphertext = $3 WHERE id = $1', [pay.messageId, before.nonce, before.ciphertext]);
+    // A body sealed the way rows were before the binding (AAD = the message id alone).
+    const old = BodyCipher.fromConfig(TEST_ENC_KEY, undefined).seal('sealed before the binding', legacy.messageId);
+    await s.app.db.query('UPDATE private_messages SET key_id = $2, nonce = $3, ciphertext = $4 WHERE id = $1', [legacy.messageId, old.keyId, old.nonce, old.ciphertext]);
+
+    expect((await history(cc, a!)).messages.map((m: Frame) => m.content)).toEqual(['hello c']);
+    expect((await history(cb, a!)).messages.map((m: Frame) => m.content)).toEqual(['sealed before the binding']);
+    expect((await history(ca, b!)).messages.map((m: Frame) => m.content)).toEqual(['sealed before the binding']);
+    const logged = new Set(errorLog.mock.calls.map((x) => ((x as unknown[])[1] as { messageId?: string } | undefined)?.messageId).filter(Boolean));
+    for (const m of [secret, fromA, pay]) expect(logged.has(m.messageId), m.messageId).toBe(true);
+    errorLog.mockRestore();
+    // An edit made now is bound to its new edit time and reads back.
+    expect((await ca.request({ type: 'edit_message', messageId: legacy.messageId, newContent: 'edited again' })).type).not.toBe('error');
+    expect((await history(cb, a!)).messages.map((m: Frame) => [m.content, m.isEdited])).toEqual([['edited again', true]]);
   });
 });
 
