@@ -8,6 +8,16 @@ import { describe, expect, it } from 'vitest';
 import { BodyCipher, decodeKey, KeyConfigError, TamperedError, type Sealed } from '../../src/crypto/cipher.ts';
 
 const key = (): Buffer => randomBytes(32);
+
+/** What BodyCipher.fromConfig(single, many) throws (undefined when it does not). */
+function configError(single: string | undefined, many: string[] | undefined): unknown {
+  try {
+    BodyCipher.fromConfig(single, many);
+  } catch (e) {
+    return e;
+  }
+  return undefined;
+}
 const ID = '01890000-0000-7000-8000-00000000abcd';
 
 /** `fn` throws a TamperedError naming `keyId`. */
@@ -188,12 +198,7 @@ describe('key configuration', () => {
   it('fromConfig refuses CHAT_ENCRYPTION_KEY beside CHAT_ENCRYPTION_KEYS unless listed there as k1 (its rows would be unreadable)', () => {
     const other = randomBytes(32).toString('hex');
     for (const many of [[`new:${b64}`], [`new:${b64}`, `k1:${other}`], [`new:${b64}`, `old:${hex}`]]) {
-      let err: unknown;
-      try {
-        BodyCipher.fromConfig(hex, many);
-      } catch (e) {
-        err = e;
-      }
+      const err = configError(hex, many);
       expect(err, JSON.stringify(many)).toBeInstanceOf(KeyConfigError);
       expect((err as Error).message).toMatch(/CHAT_ENCRYPTION_KEY .*k1/);
       expect((err as Error).message).not.toContain(hex);
@@ -204,12 +209,7 @@ describe('key configuration', () => {
 
   it('fromConfig refuses malformed CHAT_ENCRYPTION_KEYS entries', () => {
     for (const entries of [[hex], [`:${hex}`], ['k1:'], ['k1:tooshort'], [`k1:${hex}`, `k1:${b64}`], [`bad id:${hex}`]]) {
-      let err: unknown;
-      try {
-        BodyCipher.fromConfig(undefined, entries);
-      } catch (e) {
-        err = e;
-      }
+      const err = configError(undefined, entries);
       expect(err, JSON.stringify(entries)).toBeInstanceOf(KeyConfigError);
       expect((err as Error).message).not.toContain(hex);
       expect((err as Error).message).not.toContain(b64);
