@@ -190,6 +190,7 @@ export async function createApp(cfg: Config, opts: AppOptions = {}): Promise<App
     presence,
     settings: cfg,
     logger,
+    onUnreadable: (reason) => metrics.bodyUnreadable(reason),
   });
   const verifier = new TokenVerifier(
     { key: jwtKey(secrets.jwtSecret, secrets.jwtEncoding), clockToleranceS: cfg.jwtClockToleranceS, issuer: cfg.jwtIssuer, audience: cfg.jwtAudience },

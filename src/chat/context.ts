@@ -4,7 +4,7 @@
  * the {@link Bus}, replies are returned to the gateway.
  */
 import type { BodyCipher } from '../crypto/cipher.ts';
-import { TamperedError } from '../crypto/cipher.ts';
+import { TamperedError, type UnreadableReason } from '../crypto/cipher.ts';
 import type { Bus } from '../fanout/bus.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { RelationPolicy } from '../policy/relations.ts';
@@ -50,6 +50,8 @@ export interface ChatDeps {
   presence: Presence;
   settings: ChatSettings;
   logger: Logger;
+  /** A stored body could not be opened (metrics: chat_bodies_unreadable_total). */
+  onUnreadable?: (reason: UnreadableReason) => void;
 }
 
 /** A reply frame (without requestId) for the actor's connection. */
@@ -143,7 +145,8 @@ export function openRecord(deps: ChatDeps, r: MessageRecord): DirectView | null 
       content = openBody(deps.cipher, r.sealed, r, r.editedAt);
     } catch (err) {
       if (err instanceof TamperedError) {
-        deps.logger.error('stored message failed authentication (tampered or wrong key)', { messageId: r.id, keyId: err.keyId });
+        deps.logger.error('stored message failed authentication (tampered or wrong key)', { messageId: r.id, keyId: err.keyId, reason: err.reason });
+        deps.onUnreadable?.(err.reason);
         return null;
       }
       throw err;

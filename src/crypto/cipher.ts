@@ -15,9 +15,18 @@ export interface Sealed {
   ciphertext: Buffer;
 }
 
-/** A stored body failed authentication (wrong key, altered bytes, or moved to another row). */
+/** Why a stored body could not be opened: its key id is not configured, or it failed GCM authentication. */
+export type UnreadableReason = 'unknown_key' | 'failed_authentication';
+/** Every {@link UnreadableReason}. */
+export const UNREADABLE_REASONS: readonly UnreadableReason[] = ['unknown_key', 'failed_authentication'];
+
+/** A stored body failed authentication (key not configured, wrong key, altered bytes, or moved to another row). */
 export class TamperedError extends Error {
-  constructor(readonly keyId: string) {
+  constructor(
+    readonly keyId: string,
+    /** unknown_key: no configured key has the row's id (a rotation mistake); failed_authentication: the rest. */
+    readonly reason: UnreadableReason = 'failed_authentication',
+  ) {
     super('message body failed authentication');
     this.name = 'TamperedError';
   }
@@ -126,7 +135,8 @@ export class BodyCipher {
    */
   open(sealed: Sealed, aad: string): string {
     const key = this.keys.get(sealed.keyId);
-    if (!key || sealed.nonce.length !== NONCE_BYTES || sealed.ciphertext.length < TAG_BYTES) throw new TamperedError(sealed.keyId);
+    if (!key) throw new TamperedError(sealed.keyId, 'unknown_key');
+    if (sealed.nonce.length !== NONCE_BYTES || sealed.ciphertext.length < TAG_BYTES) throw new TamperedError(sealed.keyId);
     try {
       const decipher = createDecipheriv('aes-256-gcm', key, sealed.nonce, { authTagLength: TAG_BYTES });
       decipher.setAAD(Buffer.from(aad, 'utf8'));

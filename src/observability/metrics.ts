@@ -10,6 +10,7 @@ import type { GatewayMetrics, UpgradeRejection } from '../gateway/host.ts';
 import type { LimitKind } from '../policy/rateLimits.ts';
 import { GAP_CLOSE_REASON } from '../fanout/busGaps.ts';
 import { BUS_REFUSALS, type BusRefusal } from '../fanout/refusals.ts';
+import { UNREADABLE_REASONS, type UnreadableReason } from '../crypto/cipher.ts';
 
 
 /** Error codes exported from the start at 0 because docs/alerts.yml alerts on them (PROTOCOL §2.2, §3). */
@@ -42,6 +43,7 @@ export class Metrics implements GatewayMetrics {
   private readonly serverCloses: Children<number, client.Counter.Internal>;
   private readonly gapCloses: client.Counter;
   private readonly busRefusals: Children<BusRefusal, client.Counter.Internal>;
+  private readonly unreadable: Children<UnreadableReason, client.Counter.Internal>;
 
   private readonly stored: client.Counter;
   private readonly dbQuery: client.Histogram;
@@ -94,8 +96,17 @@ export class Metrics implements GatewayMetrics {
         registers: [this.registry],
       }),
     );
+    this.unreadable = counterChildren(
+      new client.Counter({
+        name: 'chat_bodies_unreadable_total',
+        help: 'Stored message bodies that could not be opened when read, by reason (unknown_key: key id not configured; failed_authentication: altered, moved or wrong key); the message is not shown',
+        labelNames: ['reason'],
+        registers: [this.registry],
+      }),
+    );
     // Every reason exported from the start at 0, so the first refusal is an increase an alert sees.
     for (const reason of BUS_REFUSALS) this.busRefusals.of(reason).inc(0);
+    for (const reason of UNREADABLE_REASONS) this.unreadable.of(reason).inc(0);
     // Likewise the error codes docs/alerts.yml watches (audit 8, F11: rate() ignores a series' first sample).
     for (const code of ALERTED_ERROR_CODES) this.errors.of(code).inc(0);
     this.stored = new client.Counter({ name: 'chat_messages_stored_total', help: 'Messages committed (DM, group, announcement; duplicates excluded)', registers: [this.registry] });
@@ -178,6 +189,11 @@ export class Metrics implements GatewayMetrics {
   /** A rate limit of `kind` refused a request (see policy/rateLimits.ts countingHits). */
   rateLimitHit(kind: LimitKind): void {
     this.limitHits.of(kind).inc();
+  }
+
+  /** A stored message body could not be opened for `reason` (src/chat/context.ts openRecord). */
+  bodyUnreadable(reason: UnreadableReason): void {
+    this.unreadable.of(reason).inc();
   }
 
   /** The Redis bus refused a received message for `reason` (RedisBusOptions.onRefused, src/fanout/refusals.ts). */

@@ -139,6 +139,12 @@ describe('no plaintext at rest', () => {
 describe('tampered bodies', () => {
   it('a body with a flipped byte, a bad nonce or moved to another row is not shown; the server logs it and keeps serving', async () => {
     const errorLog = vi.spyOn(s.app.logger, 'error');
+    const unreadable = async () => {
+      const text = await s.app.metrics.text();
+      const read = (reason: string) => Number(new RegExp(`^chat_bodies_unreadable_total\\{reason="${reason}"\\} (\\d+)$`, 'm').exec(text)?.[1]);
+      return { unknownKey: read('unknown_key'), failed: read('failed_authentication') };
+    };
+    const before = await unreadable();
     const { a, b, ca, cb } = await mutualPair(s);
     const ms: Frame[] = [];
     for (const t of ['m0', 'm1', 'm2', 'm3', 'm4', 'm5']) ms.push(await sendOk(ca, b, t));
@@ -152,6 +158,10 @@ describe('tampered bodies', () => {
 
     const h = await history(cb, a);
     expect(h.messages.map((m: Frame) => m.content)).toEqual(['m0']);
+    // One history read: m5's key id is not configured (unknown_key), m1–m4 fail authentication.
+    const counted = await unreadable();
+    expect(counted.unknownKey - before.unknownKey).toBe(1);
+    expect(counted.failed - before.failed).toBe(4);
     const started = await ca.request({ type: 'start_conversation', recipientId: b });
     expect(started.messages.map((m: Frame) => m.content)).toEqual(['m0']);
     const convs = await cb.request({ type: 'get_conversations' });
